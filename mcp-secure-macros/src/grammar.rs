@@ -1,0 +1,377 @@
+//! The grammars of attribute values (`"60/min"`, `"30s"`, `"16KiB"`, tool names) and the scan
+//! for invisible characters. Plain `fn(&str) -> Result<T, String>`: the error is the message the
+//! user sees, so each says what is wrong and what to write instead.
+//!
+//! A proc macro cannot depend on the runtime, so `rate` is this crate's own copy of the grammar
+//! of `mcp_secure::Rate::parse`; the two are kept in step by their unit tests.
+
+use crate::ast::{Approval, Kind, Rate};
+
+/// The most calls a rate may allow per period.
+pub(crate) const MAX_RATE: u32 = 1_000_000;
+/// The longest timeout, in milliseconds (24 hours).
+pub(crate) const MAX_TIMEOUT_MS: u64 = 24 * 3_600_000;
+/// The largest `max_input`, in bytes (64 MiB).
+pub(crate) const MAX_INPUT: u64 = 64 * 1024 * 1024;
+/// The longest tool name.
+pub(crate) const MAX_NAME: usize = 64;
+
+/// `"read" | "write" | "delete" | "admin"`.
+pub(crate) fn kind(text: &str) -> Result<Kind, String> {
+    match text {
+        "read" => Ok(Kind::Read),
+        "write" => Ok(Kind::Write),
+        "delete" => Ok(Kind::Delete),
+        "admin" => Ok(Kind::Admin),
+        other => Err(format!(
+            "unknown kind `{other}`; expected one of: `read`, `write`, `delete`, `admin`"
+        )),
+    }
+}
+
+/// `"none" | "explicit" | "human"`.
+pub(crate) fn approval(text: &str) -> Result<Approval, String> {
+    match text {
+        "none" => Ok(Approval::None),
+        "explicit" => Ok(Approval::Explicit),
+        "human" => Ok(Approval::Human),
+        other => Err(format!(
+            "unknown approval `{other}`; expected one of: `none`, `explicit`, `human`"
+        )),
+    }
+}
+
+/// `"N/unit"`: `N` calls (1 to 1,000,000) per `sec`, `min`, `hour` or `day` (also `s`,
+/// `second`, `m`, `minute`, `h`, `d`).
+pub(crate) fn rate(text: &str) -> Result<Rate, String> {
+    let Some((count, unit)) = text.split_once('/') else {
+        return Err(format!(
+            "rate `{text}` must look like `60/min`: a number of calls, `/`, then `sec`, `min`, `hour` or `day`"
+        ));
+    };
+    let count = count.trim();
+    if count.is_empty() || !count.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "rate `{text}` must start with a whole number of calls, like `60/min`"
+        ));
+    }
+    let per_secs = match unit.trim() {
+        "s" | "sec" | "second" => 1,
+        "m" | "min" | "minute" => 60,
+        "h" | "hour" => 3_600,
+        "d" | "day" => 86_400,
+        other => {
+            return Err(format!(
+                "rate unit `{other}` is not one of `sec`, `min`, `hour`, `day`; write e.g. `60/min`"
+            ));
+        }
+    };
+    let unit = unit.trim();
+    let count = match count.parse::<u64>() {
+        Ok(0) => {
+            return Err(format!(
+                "rate `{text}` allows no call at all; write at least `1/{unit}`, or remove `rate`"
+            ));
+        }
+        Ok(n) if n <= u64::from(MAX_RATE) => n as u32,
+        _ => {
+            return Err(format!(
+                "rate `{text}` is more than {MAX_RATE} calls; write at most `{MAX_RATE}/{unit}`, or remove `rate`"
+            ));
+        }
+    };
+    Ok(Rate { count, per_secs })
+}
+
+/// `"500ms" | "30s" | "2m" | "1h"`: a positive whole number and a unit, at most 24 hours.
+/// Returns milliseconds.
+pub(crate) fn timeout(text: &str) -> Result<u64, String> {
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, unit) = text.split_at(digits);
+    if number.is_empty() {
+        return Err(format!(
+            "timeout `{text}` must be a whole number followed by `ms`, `s`, `m` or `h`, like `30s`"
+        ));
+    }
+    let per_ms: u64 = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "" => {
+            return Err(format!(
+                "timeout `{text}` has no unit; write `{text}s` or `{text}ms`"
+            ));
+        }
+        u if u.starts_with('.') => {
+            return Err(format!(
+                "timeout `{text}` must be a whole number; write it in a smaller unit, like `1500ms`"
+            ));
+        }
+        other => {
+            return Err(format!(
+                "timeout unit `{other}` is not one of `ms`, `s`, `m`, `h`; write e.g. `30s`"
+            ));
+        }
+    };
+    let ms = number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(per_ms));
+    match ms {
+        Some(0) => Err(format!(
+            "a timeout of `{text}` would stop every call at once; write a positive duration such as `30s`"
+        )),
+        Some(ms) if ms <= MAX_TIMEOUT_MS => Ok(ms),
+        _ => Err(format!(
+            "timeout `{text}` is longer than the maximum; write at most `24h`"
+        )),
+    }
+}
+
+/// `"16KiB"`: a positive whole number and a unit (`B`, `KiB`, `MiB`, `KB`, `MB`), at most
+/// 64 MiB. Returns bytes.
+pub(crate) fn max_input(text: &str) -> Result<u64, String> {
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, unit) = text.split_at(digits);
+    if number.is_empty() {
+        return Err(format!(
+            "max_input `{text}` must be a whole number followed by `B`, `KiB`, `MiB`, `KB` or `MB`, like `16KiB`"
+        ));
+    }
+    let per: u64 = match unit {
+        "B" => 1,
+        "KiB" => 1024,
+        "MiB" => 1024 * 1024,
+        "KB" => 1000,
+        "MB" => 1_000_000,
+        "" => {
+            return Err(format!(
+                "max_input `{text}` has no unit; write `{text}B` or `{text}KiB`"
+            ));
+        }
+        other => {
+            return Err(format!(
+                "max_input unit `{other}` is not one of `B`, `KiB`, `MiB`, `KB`, `MB`; write e.g. `16KiB`"
+            ));
+        }
+    };
+    let bytes = number.parse::<u64>().ok().and_then(|n| n.checked_mul(per));
+    match bytes {
+        Some(0) => Err(format!(
+            "a max_input of `{text}` would refuse every call; write a positive size such as `16KiB`"
+        )),
+        Some(b) if b <= MAX_INPUT => Ok(b),
+        _ => Err(format!(
+            "max_input `{text}` is more than the maximum; write at most `64MiB`"
+        )),
+    }
+}
+
+/// A tool name: 1 to 64 of `A-Z a-z 0-9 _ . -`.
+pub(crate) fn name(text: &str) -> Result<(), String> {
+    if text.is_empty() {
+        return Err(
+            "the tool name is empty; write a name such as `name = \"get_customer\"`".into(),
+        );
+    }
+    if let Some(c) = text
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+    {
+        let shown = if c.is_whitespace() || c.is_control() || invisible(&c.to_string()).is_some() {
+            format!("U+{:04X}", c as u32)
+        } else {
+            format!("`{c}`")
+        };
+        return Err(format!(
+            "tool name `{}` contains {shown}; names may use only ASCII letters, digits, `_`, `-` and `.`",
+            text.escape_debug()
+        ));
+    }
+    let len = text.chars().count();
+    if len > MAX_NAME {
+        return Err(format!(
+            "tool name `{text}` is {len} characters long; write a name of at most {MAX_NAME}"
+        ));
+    }
+    Ok(())
+}
+
+/// The first invisible or bidirectional-control character in `text`, if any. Such characters
+/// let a tool description say something to the model that a human reviewer does not see
+/// (tool poisoning).
+pub(crate) fn invisible(text: &str) -> Option<char> {
+    text.chars().find(|&c| {
+        matches!(
+            c as u32,
+            0x00AD
+                | 0x180E
+                | 0x200B..=0x200F
+                | 0x202A..=0x202E
+                | 0x2060..=0x2064
+                | 0x2066..=0x2069
+                | 0xFEFF
+                | 0xE0000..=0xE007F
+        )
+    })
+}
+
+/// `U+202E`, the way messages name a character.
+pub(crate) fn code_point(c: char) -> String {
+    format!("U+{:04X}", c as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_and_approvals() {
+        assert_eq!(kind("read"), Ok(Kind::Read));
+        assert_eq!(kind("admin"), Ok(Kind::Admin));
+        assert_eq!(
+            kind("reed").unwrap_err(),
+            "unknown kind `reed`; expected one of: `read`, `write`, `delete`, `admin`"
+        );
+        assert!(kind("Read").is_err());
+        assert_eq!(approval("human"), Ok(Approval::Human));
+        assert!(approval("manual").unwrap_err().contains("`manual`"));
+    }
+
+    #[test]
+    fn rate_accepts_every_unit_spelling() {
+        for (text, count, per) in [
+            ("60/min", 60, 60),
+            ("5/sec", 5, 1),
+            ("5/s", 5, 1),
+            ("5/second", 5, 1),
+            ("2/m", 2, 60),
+            ("2/minute", 2, 60),
+            ("10/hour", 10, 3_600),
+            ("10/h", 10, 3_600),
+            ("1/day", 1, 86_400),
+            ("1/d", 1, 86_400),
+            (" 7 / min ", 7, 60),
+            ("1000000/sec", 1_000_000, 1),
+        ] {
+            assert_eq!(
+                rate(text),
+                Ok(Rate {
+                    count,
+                    per_secs: per
+                }),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn rate_refuses_nonsense() {
+        assert!(rate("0/min").unwrap_err().contains("allows no call"));
+        assert!(rate("60/fortnight").unwrap_err().contains("`fortnight`"));
+        assert!(rate("-1/min").unwrap_err().contains("whole number"));
+        assert!(rate("+1/min").unwrap_err().contains("whole number"));
+        assert!(rate("1.5/min").unwrap_err().contains("whole number"));
+        assert!(rate("60").unwrap_err().contains("must look like `60/min`"));
+        assert!(rate("/min").is_err());
+        assert!(rate("").is_err());
+        assert!(
+            rate("1000001/sec")
+                .unwrap_err()
+                .contains("at most `1000000/sec`")
+        );
+        assert!(
+            rate("99999999999999999999999/sec")
+                .unwrap_err()
+                .contains("at most")
+        );
+    }
+
+    #[test]
+    fn timeout_grammar() {
+        assert_eq!(timeout("500ms"), Ok(500));
+        assert_eq!(timeout("30s"), Ok(30_000));
+        assert_eq!(timeout("2m"), Ok(120_000));
+        assert_eq!(timeout("1h"), Ok(3_600_000));
+        assert_eq!(timeout("24h"), Ok(MAX_TIMEOUT_MS));
+        assert!(timeout("-1s").unwrap_err().contains("whole number"));
+        assert!(timeout("0s").unwrap_err().contains("positive"));
+        assert!(timeout("0ms").unwrap_err().contains("positive"));
+        assert!(timeout("1.5s").unwrap_err().contains("`1500ms`"));
+        assert!(timeout("10x").unwrap_err().contains("unit `x`"));
+        assert!(timeout("30").unwrap_err().contains("no unit"));
+        assert!(timeout("25h").unwrap_err().contains("at most `24h`"));
+        assert!(timeout("1441m").unwrap_err().contains("at most `24h`"));
+        assert!(
+            timeout("99999999999999999999h")
+                .unwrap_err()
+                .contains("at most")
+        );
+        assert!(timeout("").is_err());
+        assert!(timeout(" 30s").is_err());
+        assert!(timeout("30 s").is_err());
+    }
+
+    #[test]
+    fn max_input_grammar() {
+        assert_eq!(max_input("16KiB"), Ok(16 * 1024));
+        assert_eq!(max_input("512B"), Ok(512));
+        assert_eq!(max_input("2MiB"), Ok(2 * 1024 * 1024));
+        assert_eq!(max_input("10KB"), Ok(10_000));
+        assert_eq!(max_input("3MB"), Ok(3_000_000));
+        assert_eq!(max_input("64MiB"), Ok(MAX_INPUT));
+        assert!(max_input("65MiB").unwrap_err().contains("at most `64MiB`"));
+        assert!(max_input("0KiB").unwrap_err().contains("positive"));
+        assert!(max_input("16kib").unwrap_err().contains("unit `kib`"));
+        assert!(max_input("16GB").unwrap_err().contains("unit `GB`"));
+        assert!(max_input("16").unwrap_err().contains("no unit"));
+        assert!(max_input("-1B").unwrap_err().contains("whole number"));
+        assert!(max_input("KiB").is_err());
+    }
+
+    #[test]
+    fn name_grammar() {
+        assert_eq!(name("get_customer"), Ok(()));
+        assert_eq!(name("orders.v2-list"), Ok(()));
+        assert_eq!(name(&"a".repeat(64)), Ok(()));
+        assert!(name(&"a".repeat(65)).unwrap_err().contains("65 characters"));
+        assert!(name("").unwrap_err().contains("empty"));
+        assert!(name("get customer").unwrap_err().contains("U+0020"));
+        assert!(name("get/customer").unwrap_err().contains("`/`"));
+        assert!(name("café").unwrap_err().contains("`é`"));
+        assert!(name("a\u{200B}b").unwrap_err().contains("U+200B"));
+    }
+
+    #[test]
+    fn invisible_characters_are_found() {
+        assert_eq!(invisible("Get one customer.\nBy id."), None);
+        assert_eq!(invisible("accents é, emoji 🦀, CJK 顧客"), None);
+        for c in [
+            '\u{00AD}',
+            '\u{180E}',
+            '\u{200B}',
+            '\u{200F}',
+            '\u{202A}',
+            '\u{202E}',
+            '\u{2060}',
+            '\u{2064}',
+            '\u{2066}',
+            '\u{2069}',
+            '\u{FEFF}',
+            '\u{E0000}',
+            '\u{E0041}',
+            '\u{E007F}',
+        ] {
+            assert_eq!(
+                invisible(&format!("ok {c} ok")),
+                Some(c),
+                "{}",
+                code_point(c)
+            );
+        }
+        assert_eq!(invisible("\u{2065}\u{2010}\u{E0080}"), None);
+        assert_eq!(code_point('\u{202E}'), "U+202E");
+        assert_eq!(code_point('\u{E0041}'), "U+E0041");
+    }
+}

@@ -1,0 +1,214 @@
+//! Expansion snapshots: a change in the generated code shows up in review as a `.snap` diff.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+
+/// Formats generated tokens (prettyplease works on syn 2 trees, so the tokens are re-parsed).
+fn pretty(tokens: TokenStream) -> String {
+    let file: syn2::File = syn2::parse2(tokens).expect("the expansion parses as a file");
+    prettyplease::unparse(&file)
+}
+
+#[test]
+fn read_tool_with_ctx_and_validated_string() {
+    let out = crate::tool_impl(
+        quote!(
+            kind = "read",
+            role = "read-only",
+            rate = "60/min",
+            timeout = "5s"
+        ),
+        quote! {
+            /// Get one customer.
+            ///
+            /// Returns the customer's public record.
+            pub async fn get_customer(
+                ctx: Ctx<App>,
+                /// The customer's id.
+                #[validate(length(min = 1, max = 64))]
+                customer_id: String,
+            ) -> Result<Json<Customer>, ToolError> {
+                ctx.db.customer(&customer_id).await.map(Json)
+            }
+        },
+    );
+    insta::assert_snapshot!(pretty(out));
+}
+
+#[test]
+fn write_tool_with_secret_and_no_ctx() {
+    let out = crate::tool_impl(
+        quote!(
+            kind = "write",
+            role = "editor",
+            approval = "explicit",
+            concurrency = 2,
+            max_input = "4KiB",
+            name = "rotate-token",
+            title = "Rotate an API token"
+        ),
+        quote! {
+            /// Replace a service's API token.
+            async fn rotate_token(
+                /// The service whose token is replaced.
+                service: Service,
+                /// The new token.
+                #[validate(length(min = 16, max = 128))]
+                token: Secret<String>,
+                #[unbounded(reason = "free text shown to operators only")]
+                #[serde(default)]
+                note: Option<String>,
+            ) -> Result<String, ToolError> {
+                Ok(format!("rotated {service:?}"))
+            }
+        },
+    );
+    insta::assert_snapshot!(pretty(out));
+}
+
+#[test]
+fn roles_expansion() {
+    let out = crate::roles_impl(
+        quote!("read-only", "editor": "read-only", "lead": ["editor", "support"], "support", "admin": *),
+    );
+    insta::assert_snapshot!(pretty(out));
+}
+
+#[test]
+fn tools_expansion() {
+    let paths = crate::attr::tools(quote!(get_customer, orders::update_order,)).unwrap();
+    let out = crate::expand::tools(&paths);
+    assert_eq!(
+        out.to_string(),
+        quote!(::mcp_secure::__private::Tools::new(::std::vec![
+            ::mcp_secure::__private::boxed_tool(__mcs_tool_get_customer),
+            ::mcp_secure::__private::boxed_tool(orders::__mcs_tool_update_order)
+        ]))
+        .to_string()
+    );
+    let empty = crate::expand::tools(&crate::attr::tools(quote!()).unwrap());
+    assert_eq!(
+        empty.to_string(),
+        quote!(::mcp_secure::__private::Tools::new(::std::vec![])).to_string()
+    );
+}
+
+#[test]
+fn mistakes_keep_the_function_and_strip_consumed_attributes() {
+    let out = crate::tool_impl(
+        quote!(kind = "write", role = "editor", approval = "none"),
+        quote! {
+            /// Rename.
+            async fn rename(
+                /// New name.
+                #[validate(length(max = 10))]
+                #[allow(unused)]
+                name: String,
+            ) -> Result<String, ToolError> { Ok(name) }
+        },
+    );
+    let text = out.to_string();
+    assert!(text.contains("async fn rename"), "{text}");
+    assert!(text.contains("# [allow (unused)] name : String"), "{text}");
+    assert!(
+        !text.contains("validate") && !text.contains("New name"),
+        "{text}"
+    );
+    assert!(text.contains("a `write` tool needs at least"), "{text}");
+    assert!(!text.contains("__mcs_tool_rename"), "{text}");
+}
+
+#[test]
+fn every_mistake_is_reported_at_once() {
+    let out = crate::tool_impl(
+        quote!(kind = "reed", rate = "0/min", timeout = "1.5s", foo = 1),
+        quote! {
+            fn f(q: String, p: (u8, u8)) {}
+        },
+    );
+    let text = out.to_string();
+    for expected in [
+        "unknown key `foo`",
+        "`#[tool]` needs a `role`",
+        "unknown kind `reed`",
+        "rate `0/min` allows no call",
+        "timeout `1.5s` must be a whole number",
+        "tool functions must be `async`",
+        "parameter `q` is an unbounded `String`",
+        "tool `f` returns nothing",
+        "tool `f` has no description",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in {text}");
+    }
+}
+
+#[test]
+fn raw_identifiers_and_mut_parameters() {
+    let out = crate::tool_impl(
+        quote!(kind = "read", role = "r"),
+        quote! {
+            /// Match.
+            async fn r#match(mut r#type: u8, #[serde(rename = "pin")] code: Secret<u16>) -> Result<String, ToolError> {
+                r#type += 1;
+                Ok(r#type.to_string())
+            }
+        },
+    );
+    let text = pretty(out);
+    assert!(text.contains("struct __mcs_tool_match;"), "{text}");
+    assert!(text.contains("r#type: u8,"), "{text}");
+    assert!(
+        text.contains("\"match\","),
+        "the wire name drops `r#`: {text}"
+    );
+    assert!(
+        text.contains("&[\"pin\"]"),
+        "secret fields use the serde name: {text}"
+    );
+    assert!(text.contains("r#match(__mcs_arg_0, __mcs_arg_1)"), "{text}");
+}
+
+#[test]
+fn role_error_messages() {
+    let msg = |tokens: TokenStream| {
+        let e = crate::attr::role_error(tokens).unwrap();
+        crate::expand::role_error(&e).to_string()
+    };
+    assert!(
+        msg(quote!(@role "edtor"; "read-only", "editor"))
+            .contains("unknown role `edtor`; declared roles are: `read-only`, `editor`")
+    );
+    assert!(msg(quote!(@admin "editor"; "admin")).contains(
+        "admin tools need a privileged role, and `editor` is not one; privileged roles (declared with `: *`) are: `admin`"
+    ));
+    assert!(msg(quote!(@admin "editor";)).contains("no role is privileged"));
+    assert!(msg(quote!(@role "x";)).contains("no role is declared"));
+    assert!(crate::attr::role_error(quote!(@who "x";)).is_err());
+}
+
+#[test]
+fn context_parameter_rules() {
+    let out = crate::tool_impl(
+        quote!(kind = "read", role = "r"),
+        quote! {
+            /// Two contexts.
+            async fn t(
+                #[validate(length(max = 3))] a: Ctx<App>,
+                b: mcp_secure::Ctx<App>,
+                c: Ctx,
+            ) -> Result<String, ToolError> { Ok(String::new()) }
+        },
+    )
+    .to_string();
+    assert!(
+        out.contains("this attribute applies to arguments, not to the context parameter"),
+        "{out}"
+    );
+    assert_eq!(
+        out.matches("a tool takes at most one context parameter")
+            .count(),
+        2,
+        "{out}"
+    );
+    assert!(out.contains("`Ctx` needs the state type"), "{out}");
+}

@@ -1,0 +1,44 @@
+//! Audit: exactly one outcome record per call, on every path, refused calls included; and a
+//! write-ahead `attempt` record before the body of a write, delete or admin tool runs.
+//!
+//! - [`AuditLog`]: the tamper-evident, loss-free log (hash chain, signed checkpoints, bounded
+//!   queue with back-pressure, group commit with [`Durability`]); [`verify_log`] checks it.
+//! - [`SqliteSink`]: a queryable second sink ([`AuditQuery`]).
+//! - [`Alerter`]s ([`LogAlerter`], [`WebhookAlerter`]) are told about refusal bursts, internal
+//!   errors and audit failures ([`AlertPolicy`]).
+//! - [`FailurePolicy`]: what the server does while its audit sink fails.
+
+mod alert;
+pub mod chain;
+mod event;
+mod log;
+mod sink;
+mod sqlite;
+mod verify;
+
+pub(crate) use alert::Alerts;
+pub use alert::{Alert, AlertKind, AlertPolicy, Alerter, LogAlerter, WebhookAlerter};
+pub use chain::{
+    Checkpoint, GENESIS_HASH, generate_signing_key, read_signing_key, read_verifying_key,
+    signing_key_from_hex, verifying_key_from_hex,
+};
+pub use ed25519_dalek::{SigningKey, VerifyingKey};
+pub use event::{AuditEvent, Phase};
+pub use log::{
+    AuditLog, AuditLogConfig, ChainHead, Durability, FileStore, LogStore, Receipt, checkpoints_path,
+};
+pub use sink::{AuditError, AuditSink, JsonLinesSink, MemorySink, TracingSink};
+pub use sqlite::{AuditQuery, SqliteSink};
+pub use verify::{Break, Unfinished, VerifyReport, verify_log};
+
+/// What a server does while its audit sink fails.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FailurePolicy {
+    /// Refuse calls (`internal`, "the audit log is unavailable") until a record is stored
+    /// again; a write-ahead record that cannot be stored refuses its call. The default.
+    #[default]
+    FailClosed,
+    /// Run calls anyway, and alert on every failure.
+    FailOpen,
+}

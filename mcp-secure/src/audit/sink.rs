@@ -1,0 +1,136 @@
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use super::AuditEvent;
+
+/// An audit sink failed to record an event.
+#[derive(Debug, thiserror::Error)]
+#[error("audit sink failed: {0}")]
+pub struct AuditError(pub String);
+
+/// Where audit records go. `record` returns only when the record is stored as well as the
+/// sink can store it; an error makes the server refuse calls that need a write-ahead record.
+pub trait AuditSink: Send + Sync + 'static {
+    /// Stores one record.
+    fn record(&self, event: &AuditEvent) -> Result<(), AuditError>;
+}
+
+/// Emits each record as a `tracing` event at `info` (target `mcp_secure::audit`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TracingSink;
+
+impl AuditSink for TracingSink {
+    fn record(&self, event: &AuditEvent) -> Result<(), AuditError> {
+        let json = serde_json::to_string(event).map_err(|e| AuditError(e.to_string()))?;
+        tracing::info!(target: "mcp_secure::audit", tool = %event.tool, outcome = %event.outcome, record = %json);
+        Ok(())
+    }
+}
+
+/// Appends one JSON object per line to a file, flushed (and optionally fsynced) per record.
+#[derive(Debug)]
+pub struct JsonLinesSink {
+    path: PathBuf,
+    file: Mutex<File>,
+    fsync: bool,
+}
+
+impl JsonLinesSink {
+    /// Opens (creating, mode 0600) a file for appending.
+    pub fn open(path: impl AsRef<Path>) -> std::io::Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut options = OpenOptions::new();
+        options.create(true).append(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(&path)?;
+        Ok(JsonLinesSink {
+            path,
+            file: Mutex::new(file),
+            fsync: false,
+        })
+    }
+
+    /// Calls `fsync` after every record (durable across power loss, slower).
+    pub fn with_fsync(mut self, fsync: bool) -> Self {
+        self.fsync = fsync;
+        self
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AuditSink for JsonLinesSink {
+    fn record(&self, event: &AuditEvent) -> Result<(), AuditError> {
+        let mut line = serde_json::to_vec(event).map_err(|e| AuditError(e.to_string()))?;
+        line.push(b'\n');
+        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        // One write per record: with O_APPEND, lines from several processes never interleave.
+        file.write_all(&line)
+            .map_err(|e| AuditError(format!("{}: {e}", self.path.display())))?;
+        if self.fsync {
+            file.sync_data()
+                .map_err(|e| AuditError(format!("{}: {e}", self.path.display())))?;
+        }
+        Ok(())
+    }
+}
+
+/// Keeps records in memory; for tests and for embedding a server in another program.
+#[derive(Debug, Default, Clone)]
+pub struct MemorySink {
+    events: Arc<Mutex<Vec<AuditEvent>>>,
+}
+
+impl MemorySink {
+    /// An empty sink.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A copy of the records so far.
+    pub fn events(&self) -> Vec<AuditEvent> {
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+impl AuditSink for MemorySink {
+    fn record(&self, event: &AuditEvent) -> Result<(), AuditError> {
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(event.clone());
+        Ok(())
+    }
+}
+
+/// Sends every record to several sinks; fails if any fails (after trying all).
+impl AuditSink for Vec<Arc<dyn AuditSink>> {
+    fn record(&self, event: &AuditEvent) -> Result<(), AuditError> {
+        let mut first_error = None;
+        for sink in self {
+            if let Err(e) = sink.record(event) {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// A shared sink (keep a handle to query or close it while the server uses it).
+impl<T: AuditSink + ?Sized> AuditSink for Arc<T> {
+    fn record(&self, event: &AuditEvent) -> Result<(), AuditError> {
+        (**self).record(event)
+    }
+}

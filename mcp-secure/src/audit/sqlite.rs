@@ -1,0 +1,291 @@
+//! An SQLite audit sink: every record in a real, indexed, queryable table.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OpenFlags, params_from_iter, types::Value as SqlValue};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::{AuditError, AuditEvent, AuditSink, Phase};
+
+/// Stores records in an SQLite table `audit_events` (WAL, `synchronous = FULL`), indexed by
+/// user, tool, outcome and time. Query it with [`SqliteSink::query`], or with any SQLite tool.
+#[derive(Debug)]
+pub struct SqliteSink {
+    conn: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = FULL;
+CREATE TABLE IF NOT EXISTS audit_events (
+    row INTEGER PRIMARY KEY,
+    id TEXT NOT NULL,
+    ts TEXT NOT NULL,
+    ts_ms INTEGER NOT NULL,
+    phase TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    user TEXT,
+    outcome TEXT NOT NULL,
+    success INTEGER NOT NULL,
+    seq INTEGER,
+    record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_events_user ON audit_events(user, ts_ms);
+CREATE INDEX IF NOT EXISTS audit_events_tool ON audit_events(tool, ts_ms);
+CREATE INDEX IF NOT EXISTS audit_events_outcome ON audit_events(outcome, ts_ms);
+CREATE INDEX IF NOT EXISTS audit_events_ts ON audit_events(ts_ms);
+CREATE INDEX IF NOT EXISTS audit_events_id ON audit_events(id);
+";
+
+fn sql_err(e: rusqlite::Error) -> AuditError {
+    AuditError(format!("sqlite: {e}"))
+}
+
+impl SqliteSink {
+    /// Opens (creating) the database and its table.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, AuditError> {
+        let path = path.as_ref();
+        if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| AuditError(format!("{}: {e}", dir.display())))?;
+        }
+        let conn = Connection::open(path).map_err(sql_err)?;
+        conn.execute_batch(SCHEMA).map_err(sql_err)?;
+        Ok(SqliteSink {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// Opens an existing database read-only, for queries.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self, AuditError> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sql_err)?;
+        Ok(SqliteSink {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// The records matching every filter of `query`, oldest first.
+    pub fn query(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, AuditError> {
+        let mut sql = String::from("SELECT record FROM audit_events WHERE 1 = 1");
+        let mut args: Vec<SqlValue> = Vec::new();
+        let mut text = |sql: &mut String, column: &str, value: &Option<String>| {
+            if let Some(v) = value {
+                sql.push_str(&format!(" AND {column} = ?"));
+                args.push(SqlValue::Text(v.clone()));
+            }
+        };
+        text(&mut sql, "user", &query.user);
+        text(&mut sql, "tool", &query.tool);
+        text(&mut sql, "outcome", &query.outcome);
+        text(
+            &mut sql,
+            "phase",
+            &query.phase.map(|p| phase_str(p).to_owned()),
+        );
+        if let Some(since) = query.since {
+            sql.push_str(" AND ts_ms >= ?");
+            args.push(SqlValue::Integer(unix_ms(since)));
+        }
+        if let Some(until) = query.until {
+            sql.push_str(" AND ts_ms < ?");
+            args.push(SqlValue::Integer(unix_ms(until)));
+        }
+        sql.push_str(" ORDER BY ts_ms, row LIMIT ?");
+        args.push(SqlValue::Integer(query.limit.map_or(-1, i64::from)));
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stmt = conn.prepare_cached(&sql).map_err(sql_err)?;
+        let rows = stmt
+            .query_map(params_from_iter(args), |r| r.get::<_, String>(0))
+            .map_err(sql_err)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let json = row.map_err(sql_err)?;
+            out.push(
+                serde_json::from_str(&json)
+                    .map_err(|e| AuditError(format!("a stored record is damaged: {e}")))?,
+            );
+        }
+        Ok(out)
+    }
+}
+
+impl AuditSink for SqliteSink {
+    fn record(&self, event: &AuditEvent) -> Result<(), AuditError> {
+        let json = serde_json::to_string(event).map_err(|e| AuditError(e.to_string()))?;
+        let ts_ms = OffsetDateTime::parse(&event.ts, &Rfc3339).map_or(0, unix_ms);
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        conn.prepare_cached(
+            "INSERT INTO audit_events (id, ts, ts_ms, phase, tool, user, outcome, success, seq, record)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(rusqlite::params![
+                event.id,
+                event.ts,
+                ts_ms,
+                phase_str(event.phase),
+                event.tool,
+                event.user,
+                event.outcome,
+                event.success,
+                (event.seq > 0).then(|| i64::try_from(event.seq).unwrap_or(i64::MAX)),
+                json,
+            ])
+        })
+        .map(drop)
+        .map_err(sql_err)
+    }
+}
+
+fn phase_str(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Attempt => "attempt",
+        Phase::Outcome => "outcome",
+    }
+}
+
+fn unix_ms(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+/// Filters for [`SqliteSink::query`]; every filter given must match.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AuditQuery {
+    /// The user.
+    pub user: Option<String>,
+    /// The tool.
+    pub tool: Option<String>,
+    /// The outcome (`ok`, `forbidden`, `attempt`, ...).
+    pub outcome: Option<String>,
+    /// Only attempts or only outcomes.
+    pub phase: Option<Phase>,
+    /// At or after this time.
+    pub since: Option<OffsetDateTime>,
+    /// Before this time.
+    pub until: Option<OffsetDateTime>,
+    /// At most this many records.
+    pub limit: Option<u32>,
+}
+
+impl AuditQuery {
+    /// Every record.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Only `user`'s records.
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.user = Some(user.into());
+        self
+    }
+
+    /// Only records of `tool`.
+    pub fn tool(mut self, tool: impl Into<String>) -> Self {
+        self.tool = Some(tool.into());
+        self
+    }
+
+    /// Only records with this outcome.
+    pub fn outcome(mut self, outcome: impl Into<String>) -> Self {
+        self.outcome = Some(outcome.into());
+        self
+    }
+
+    /// Only this phase.
+    pub fn phase(mut self, phase: Phase) -> Self {
+        self.phase = Some(phase);
+        self
+    }
+
+    /// From `since` (inclusive) to `until` (exclusive); either may be open.
+    pub fn between(mut self, since: Option<OffsetDateTime>, until: Option<OffsetDateTime>) -> Self {
+        self.since = since;
+        self.until = until;
+        self
+    }
+
+    /// At most `n` records.
+    pub fn limit(mut self, n: u32) -> Self {
+        self.limit = Some(n);
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: &str, user: &str, tool: &str, outcome: &str, ts: &str) -> AuditEvent {
+        let mut e = AuditEvent::new(id.into(), tool, "test");
+        e.user = Some(user.into());
+        e.outcome = outcome.into();
+        e.ts = ts.into();
+        e
+    }
+
+    #[test]
+    fn queries_filter_by_user_tool_outcome_and_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = SqliteSink::open(dir.path().join("audit.db")).unwrap();
+        sink.record(&event(
+            "1",
+            "alice",
+            "get",
+            "forbidden",
+            "2026-01-01T10:00:00Z",
+        ))
+        .unwrap();
+        sink.record(&event("2", "alice", "get", "ok", "2026-01-01T11:00:00Z"))
+            .unwrap();
+        sink.record(&event(
+            "3",
+            "bob",
+            "get",
+            "forbidden",
+            "2026-01-01T12:00:00Z",
+        ))
+        .unwrap();
+        sink.record(&event(
+            "4",
+            "alice",
+            "put",
+            "forbidden",
+            "2026-01-01T13:00:00.5Z",
+        ))
+        .unwrap();
+        let ids = |q: AuditQuery| {
+            sink.query(&q)
+                .unwrap()
+                .into_iter()
+                .map(|e| e.id)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            ids(AuditQuery::new().user("alice").outcome("forbidden")),
+            ["1", "4"]
+        );
+        assert_eq!(ids(AuditQuery::new().tool("get")), ["1", "2", "3"]);
+        let at = |s| OffsetDateTime::parse(s, &Rfc3339).unwrap();
+        assert_eq!(
+            ids(AuditQuery::new().between(
+                Some(at("2026-01-01T11:00:00Z")),
+                Some(at("2026-01-01T13:00:00Z"))
+            )),
+            ["2", "3"]
+        );
+        assert_eq!(
+            ids(AuditQuery::new().outcome("forbidden").limit(2)),
+            ["1", "3"]
+        );
+        drop(sink);
+        let ro = SqliteSink::open_read_only(dir.path().join("audit.db")).unwrap();
+        assert_eq!(ro.query(&AuditQuery::new().user("bob")).unwrap().len(), 1);
+    }
+}

@@ -1,0 +1,647 @@
+//! API keys: `mcs_<env>_<id>_<secret>`, stored as SHA-256 digests in a TOML key file.
+//!
+//! The secret part is 32 random bytes, so a fast digest is enough (there is nothing to brute
+//! force); lookups go by id and compare digests in constant time.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use futures::future::BoxFuture;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use time::OffsetDateTime;
+
+use super::{AuthError, Authenticator, Credential, Environment, KeySource, Principal};
+use crate::clock::Clock;
+
+/// One stored key: everything but the secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyEntry {
+    /// The public key id (part of the token).
+    pub id: String,
+    /// The user the key acts as.
+    pub user: String,
+    /// The roles it grants.
+    pub roles: Vec<String>,
+    /// The environment it is valid in.
+    pub env: Environment,
+    /// `sha256:<hex>` of the whole token.
+    pub hash: String,
+    /// When it was made.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created: OffsetDateTime,
+    /// When it stops working, if ever.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub expires: Option<OffsetDateTime>,
+    /// A revoked key never works again.
+    #[serde(default)]
+    pub revoked: bool,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct KeyFile {
+    #[serde(default)]
+    pub(super) keys: Vec<KeyEntry>,
+}
+
+/// A key just made: the token (shown once, never stored) and its entry.
+pub struct NewKey {
+    /// The token to hand to the caller. It is not kept anywhere.
+    pub token: String,
+    /// The stored entry.
+    pub entry: KeyEntry,
+}
+
+impl std::fmt::Debug for NewKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewKey")
+            .field("token", &"[REDACTED]")
+            .field("entry", &self.entry)
+            .finish()
+    }
+}
+
+/// Errors loading or writing a key file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyStoreError {
+    /// The file could not be read or written.
+    #[error("key file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is not valid.
+    #[error("key file {path} is not valid: {message}")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A request to the store was not valid.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The key store and [`Authenticator`] for API keys.
+#[derive(Debug, Clone)]
+pub struct ApiKeyStore {
+    inner: Arc<RwLock<HashMap<String, KeyEntry>>>,
+    environment: Environment,
+    clock: Clock,
+}
+
+const PREFIX: &str = "mcs";
+
+impl ApiKeyStore {
+    /// An empty store for a server running in `environment`.
+    pub fn new(environment: Environment) -> Self {
+        ApiKeyStore {
+            inner: Arc::default(),
+            environment,
+            clock: Clock::system(),
+        }
+    }
+
+    /// Uses a clock (for expiry tests).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Loads a key file. A missing file is an empty store.
+    pub fn load(path: impl AsRef<Path>, environment: Environment) -> Result<Self, KeyStoreError> {
+        let store = Self::new(environment);
+        store.reload(path)?;
+        Ok(store)
+    }
+
+    /// Replaces the keys with the file's. On error the old keys stay.
+    pub fn reload(&self, path: impl AsRef<Path>) -> Result<(), KeyStoreError> {
+        let path = path.as_ref();
+        let file = read_key_file(path)?;
+        self.replace_from(file.keys, path)
+    }
+
+    /// Replaces the keys with those of a [`KeySource`] (key file, environment variable, secret
+    /// manager). On error the old keys stay.
+    pub async fn reload_from(&self, source: &dyn KeySource) -> Result<(), KeyStoreError> {
+        let entries = source.load().await?;
+        self.replace_from(entries, Path::new(&source.describe()))
+    }
+
+    /// Loads a store from a [`KeySource`].
+    pub async fn load_from(
+        source: &dyn KeySource,
+        environment: Environment,
+    ) -> Result<Self, KeyStoreError> {
+        let store = Self::new(environment);
+        store.reload_from(source).await?;
+        Ok(store)
+    }
+
+    /// Replaces the keys with `entries` (checked first; on error the old keys stay).
+    pub fn replace(&self, entries: Vec<KeyEntry>) -> Result<(), KeyStoreError> {
+        self.replace_from(entries, Path::new("<entries>"))
+    }
+
+    fn replace_from(&self, entries: Vec<KeyEntry>, origin: &Path) -> Result<(), KeyStoreError> {
+        let mut map = HashMap::with_capacity(entries.len());
+        for entry in entries {
+            validate_entry(&entry).map_err(|message| KeyStoreError::Format {
+                path: origin.into(),
+                message,
+            })?;
+            if let Some(dup) = map.insert(entry.id.clone(), entry) {
+                return Err(KeyStoreError::Format {
+                    path: origin.into(),
+                    message: format!("key id `{}` appears twice", dup.id),
+                });
+            }
+        }
+        *self.inner.write().unwrap_or_else(|p| p.into_inner()) = map;
+        Ok(())
+    }
+
+    /// The server's environment.
+    pub fn environment(&self) -> Environment {
+        self.environment
+    }
+
+    /// Makes a key and adds it to this store (not to a file: see [`ApiKeyStore::append_to_file`]).
+    pub fn generate(
+        &self,
+        user: &str,
+        roles: &[String],
+        env: Environment,
+        expires: Option<OffsetDateTime>,
+    ) -> Result<NewKey, KeyStoreError> {
+        let new = make_key(user, roles, env, self.clock.now_utc(), expires)?;
+        self.inner
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(new.entry.id.clone(), new.entry.clone());
+        Ok(new)
+    }
+
+    /// Makes a key and appends its entry to a key file (created with mode 0600 if missing).
+    pub fn append_to_file(
+        path: impl AsRef<Path>,
+        user: &str,
+        roles: &[String],
+        env: Environment,
+        expires: Option<OffsetDateTime>,
+    ) -> Result<NewKey, KeyStoreError> {
+        let path = path.as_ref();
+        let mut file = read_key_file(path)?;
+        let new = make_key(user, roles, env, OffsetDateTime::now_utc(), expires)?;
+        file.keys.push(new.entry.clone());
+        write_key_file(path, &file)?;
+        Ok(new)
+    }
+
+    /// Marks a key revoked in a key file. Returns false when the id is not there.
+    pub fn revoke_in_file(path: impl AsRef<Path>, key_id: &str) -> Result<bool, KeyStoreError> {
+        let path = path.as_ref();
+        let mut file = read_key_file(path)?;
+        let Some(entry) = file.keys.iter_mut().find(|k| k.id == key_id) else {
+            return Ok(false);
+        };
+        entry.revoked = true;
+        write_key_file(path, &file)?;
+        Ok(true)
+    }
+
+    /// Rotates a key in a key file: makes a new key for the same user, roles and environment,
+    /// and lets the old one work for `grace` more (revoked at once when `grace` is zero).
+    /// Returns the new key; `Ok(None)` when the id is not there.
+    pub fn rotate_in_file(
+        path: impl AsRef<Path>,
+        key_id: &str,
+        grace: std::time::Duration,
+        expires: Option<OffsetDateTime>,
+    ) -> Result<Option<NewKey>, KeyStoreError> {
+        let path = path.as_ref();
+        let mut file = read_key_file(path)?;
+        let now = OffsetDateTime::now_utc();
+        let Some(old) = file.keys.iter_mut().find(|k| k.id == key_id) else {
+            return Ok(None);
+        };
+        if old.revoked {
+            return Err(KeyStoreError::Invalid(format!(
+                "key `{key_id}` is revoked; make a new key instead"
+            )));
+        }
+        let new = make_key(&old.user, &old.roles, old.env, now, expires)?;
+        if grace.is_zero() {
+            old.revoked = true;
+        } else {
+            let until = now + grace;
+            old.expires = Some(old.expires.map_or(until, |e| e.min(until)));
+        }
+        file.keys.push(new.entry.clone());
+        write_key_file(path, &file)?;
+        Ok(Some(new))
+    }
+
+    /// Revokes a key in this store.
+    pub fn revoke(&self, key_id: &str) -> bool {
+        match self
+            .inner
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(key_id)
+        {
+            Some(e) => {
+                e.revoked = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The entries, without secrets.
+    pub fn entries(&self) -> Vec<KeyEntry> {
+        let mut v: Vec<_> = self
+            .inner
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+
+    /// Checks a token synchronously.
+    pub fn check(&self, token: &str) -> Result<Principal, AuthError> {
+        let (env, id) = split_token(token).ok_or(AuthError::Invalid)?;
+        let keys = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        // Unknown ids and wrong secrets take the same path: compare against a dummy digest.
+        let entry = keys.get(id);
+        let presented = digest(token);
+        let stored = entry.and_then(|e| parse_hash(&e.hash)).unwrap_or([0u8; 32]);
+        let matches: bool = presented.ct_eq(&stored).into();
+        let entry = match entry {
+            Some(e) if matches => e,
+            _ => return Err(AuthError::Invalid),
+        };
+        if env != entry.env {
+            // The token's own prefix disagrees with its stored entry: treat as forged.
+            return Err(AuthError::Invalid);
+        }
+        if entry.env != self.environment {
+            return Err(AuthError::WrongEnvironment {
+                key: entry.env,
+                server: self.environment,
+            });
+        }
+        if entry.revoked {
+            return Err(AuthError::Revoked);
+        }
+        if entry.expires.is_some_and(|exp| self.clock.now_utc() >= exp) {
+            return Err(AuthError::Expired);
+        }
+        Ok(
+            Principal::new(entry.user.clone(), entry.roles.iter().cloned())
+                .with_key_id(entry.id.clone())
+                .with_environment(entry.env),
+        )
+    }
+}
+
+impl Authenticator for ApiKeyStore {
+    fn authenticate<'a>(
+        &'a self,
+        credential: &'a Credential,
+    ) -> BoxFuture<'a, Result<Principal, AuthError>> {
+        let result = self.check(credential.expose());
+        Box::pin(std::future::ready(result))
+    }
+}
+
+fn split_token(token: &str) -> Option<(Environment, &str)> {
+    let rest = token.strip_prefix(PREFIX)?.strip_prefix('_')?;
+    let (env, rest) = rest.split_once('_')?;
+    let env = env.parse().ok()?;
+    let (id, secret) = rest.split_once('_')?;
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id.bytes().all(|b| b.is_ascii_alphanumeric())
+        && secret.len() == 64
+        && secret.bytes().all(|b| b.is_ascii_hexdigit());
+    ok.then_some((env, id))
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+fn parse_hash(text: &str) -> Option<[u8; 32]> {
+    let hex = text.strip_prefix("sha256:")?;
+    let bytes = hex::decode(hex).ok()?;
+    bytes.try_into().ok()
+}
+
+fn validate_entry(e: &KeyEntry) -> Result<(), String> {
+    if e.id.is_empty() || e.id.len() > 64 || !e.id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(format!(
+            "key id `{}` must be 1 to 64 letters or digits",
+            e.id
+        ));
+    }
+    if e.user.is_empty() {
+        return Err(format!("key `{}` has no user", e.id));
+    }
+    if parse_hash(&e.hash).is_none() {
+        return Err(format!(
+            "key `{}` has a hash that is not `sha256:<64 hex digits>`",
+            e.id
+        ));
+    }
+    Ok(())
+}
+
+fn make_key(
+    user: &str,
+    roles: &[String],
+    env: Environment,
+    now: OffsetDateTime,
+    expires: Option<OffsetDateTime>,
+) -> Result<NewKey, KeyStoreError> {
+    if user.is_empty() {
+        return Err(KeyStoreError::Invalid("a key needs a user".into()));
+    }
+    if roles.is_empty() {
+        return Err(KeyStoreError::Invalid(
+            "a key needs at least one role".into(),
+        ));
+    }
+    if expires.is_some_and(|e| e <= now) {
+        return Err(KeyStoreError::Invalid("the expiry is in the past".into()));
+    }
+    let mut rng = rand::rng();
+    let mut id = [0u8; 6];
+    let mut secret = [0u8; 32];
+    rng.fill_bytes(&mut id);
+    rng.fill_bytes(&mut secret);
+    let id = hex::encode(id);
+    let token = format!("{PREFIX}_{env}_{id}_{}", hex::encode(secret));
+    let entry = KeyEntry {
+        id,
+        user: user.to_owned(),
+        roles: roles.to_vec(),
+        env,
+        hash: format!("sha256:{}", hex::encode(digest(&token))),
+        created: now.replace_nanosecond(0).unwrap_or(now),
+        expires,
+        revoked: false,
+    };
+    Ok(NewKey { token, entry })
+}
+
+pub(super) fn parse_key_file(text: &str, origin: PathBuf) -> Result<KeyFile, KeyStoreError> {
+    toml::from_str(text).map_err(|e| KeyStoreError::Format {
+        path: origin,
+        message: e.message().to_owned(),
+    })
+}
+
+pub(super) fn read_key_file(path: &Path) -> Result<KeyFile, KeyStoreError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse_key_file(&text, path.into()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(KeyFile::default()),
+        Err(source) => Err(KeyStoreError::Io {
+            path: path.into(),
+            source,
+        }),
+    }
+}
+
+fn write_key_file(path: &Path, file: &KeyFile) -> Result<(), KeyStoreError> {
+    let io = |source| KeyStoreError::Io {
+        path: path.into(),
+        source,
+    };
+    let text = toml::to_string_pretty(file).map_err(|e| KeyStoreError::Invalid(e.to_string()))?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    // Write a sibling file and rename it over the old one, so a reader never sees half a file.
+    let tmp = path.with_extension("toml.tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options.open(&tmp).map_err(io)?;
+    f.write_all(
+        b"# mcp-secure API keys: digests only. Make keys with `keygen`; never put a token here.\n",
+    )
+    .and_then(|_| f.write_all(text.as_bytes()))
+    .and_then(|_| f.sync_all())
+    .map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roles(r: &[&str]) -> Vec<String> {
+        r.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn generated_keys_authenticate_and_only_digests_are_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.toml");
+        let k = ApiKeyStore::append_to_file(
+            &path,
+            "alice",
+            &roles(&["editor"]),
+            Environment::Test,
+            None,
+        )
+        .unwrap();
+        assert!(k.token.starts_with("mcs_test_"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            !text.contains(&k.token[k.token.len() - 64..]),
+            "the secret must not be stored"
+        );
+        let store = ApiKeyStore::load(&path, Environment::Test).unwrap();
+        let p = store.check(&k.token).unwrap();
+        assert_eq!(
+            (p.user.as_str(), p.roles.clone()),
+            ("alice", roles(&["editor"]))
+        );
+        assert_eq!(p.key_id.as_deref(), Some(k.entry.id.as_str()));
+        assert!(format!("{k:?}").contains("[REDACTED]"));
+    }
+
+    #[test]
+    fn refusals() {
+        let clock = Clock::manual();
+        let store = ApiKeyStore::new(Environment::Live).with_clock(clock.clone());
+        let live = store
+            .generate(
+                "bob",
+                &roles(&["admin"]),
+                Environment::Live,
+                Some(clock.now_utc() + time::Duration::hours(1)),
+            )
+            .unwrap();
+        let test = store
+            .generate("bob", &roles(&["admin"]), Environment::Test, None)
+            .unwrap();
+        assert!(store.check(&live.token).is_ok());
+        assert!(matches!(
+            store.check(&test.token),
+            Err(AuthError::WrongEnvironment { .. })
+        ));
+        // Wrong secret, same id.
+        let mut forged = live.token.clone();
+        let last = forged.pop().unwrap();
+        forged.push(if last == '0' { '1' } else { '0' });
+        assert_eq!(store.check(&forged), Err(AuthError::Invalid));
+        assert_eq!(store.check("mcs_live_nope"), Err(AuthError::Invalid));
+        assert_eq!(store.check(""), Err(AuthError::Invalid));
+        clock.advance(std::time::Duration::from_secs(3601));
+        assert_eq!(store.check(&live.token), Err(AuthError::Expired));
+        assert!(store.revoke(&live.entry.id));
+        assert_eq!(store.check(&live.token), Err(AuthError::Revoked));
+    }
+
+    #[test]
+    fn revoke_in_file_and_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.toml");
+        let k = ApiKeyStore::append_to_file(
+            &path,
+            "carol",
+            &roles(&["read-only"]),
+            Environment::Test,
+            None,
+        )
+        .unwrap();
+        let store = ApiKeyStore::load(&path, Environment::Test).unwrap();
+        assert!(store.check(&k.token).is_ok());
+        assert!(ApiKeyStore::revoke_in_file(&path, &k.entry.id).unwrap());
+        store.reload(&path).unwrap();
+        assert_eq!(store.check(&k.token), Err(AuthError::Revoked));
+        std::fs::write(&path, "keys = 5").unwrap();
+        assert!(matches!(
+            store.reload(&path),
+            Err(KeyStoreError::Format { .. })
+        ));
+        assert_eq!(
+            store.check(&k.token),
+            Err(AuthError::Revoked),
+            "a bad file keeps the old keys"
+        );
+    }
+
+    #[test]
+    fn rotation_keeps_the_old_key_for_the_grace_period_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.toml");
+        let old =
+            ApiKeyStore::append_to_file(&path, "dan", &roles(&["editor"]), Environment::Live, None)
+                .unwrap();
+        let new = ApiKeyStore::rotate_in_file(
+            &path,
+            &old.entry.id,
+            std::time::Duration::from_secs(3600),
+            None,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (new.entry.user.as_str(), new.entry.env),
+            ("dan", Environment::Live)
+        );
+        let clock = Clock::manual();
+        let store = ApiKeyStore::new(Environment::Live).with_clock(clock.clone());
+        store.reload(&path).unwrap();
+        assert!(
+            store.check(&old.token).is_ok() && store.check(&new.token).is_ok(),
+            "both work during the grace"
+        );
+        clock.advance(std::time::Duration::from_secs(3601));
+        assert_eq!(store.check(&old.token), Err(AuthError::Expired));
+        assert!(store.check(&new.token).is_ok());
+        // Zero grace revokes at once; unknown ids are reported.
+        let newer =
+            ApiKeyStore::rotate_in_file(&path, &new.entry.id, std::time::Duration::ZERO, None)
+                .unwrap()
+                .unwrap();
+        store.reload(&path).unwrap();
+        assert_eq!(store.check(&new.token), Err(AuthError::Revoked));
+        assert!(store.check(&newer.token).is_ok());
+        assert!(
+            ApiKeyStore::rotate_in_file(&path, "nope", std::time::Duration::ZERO, None)
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn entries_load_from_an_environment_variable_and_a_custom_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.toml");
+        let k = ApiKeyStore::append_to_file(
+            &path,
+            "erin",
+            &roles(&["read-only"]),
+            Environment::Test,
+            None,
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        // An unset variable is an error (setting one needs `unsafe` here; tests/auth_keys.rs does).
+        let var = "MCP_SECURE_TEST_KEYS_ENTRIES_UNSET_7f3a";
+        struct Fixed(String);
+        impl KeySource for Fixed {
+            fn load(&self) -> futures::future::BoxFuture<'_, Result<Vec<KeyEntry>, KeyStoreError>> {
+                Box::pin(std::future::ready(
+                    parse_key_file(&self.0, "<secret manager>".into()).map(|f| f.keys),
+                ))
+            }
+            fn describe(&self) -> String {
+                "secret manager".into()
+            }
+        }
+        let store = ApiKeyStore::load_from(&Fixed(text), Environment::Test)
+            .await
+            .unwrap();
+        assert_eq!(store.check(&k.token).unwrap().user, "erin");
+        let missing = super::super::EnvKeySource::new(var);
+        assert!(matches!(
+            store.reload_from(&missing).await,
+            Err(KeyStoreError::Invalid(_))
+        ));
+        assert!(
+            store.check(&k.token).is_ok(),
+            "a failed reload keeps the old keys"
+        );
+        let file = super::super::KeyFileSource::new(&path);
+        ApiKeyStore::revoke_in_file(&path, &k.entry.id).unwrap();
+        store.reload_from(&file).await.unwrap();
+        assert_eq!(store.check(&k.token), Err(AuthError::Revoked));
+    }
+}

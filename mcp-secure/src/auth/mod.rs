@@ -1,0 +1,150 @@
+//! Authentication: who is calling.
+//!
+//! An [`Authenticator`] turns a presented [`Credential`] into a [`Principal`]. The shipped one is
+//! [`ApiKeyStore`]: API keys whose digests (never the keys) live in a key file, an environment
+//! variable or a secret manager, never in the code. [`JwtAuthenticator`] checks OAuth 2.1 access
+//! tokens (JWTs) as a resource server; [`BearerAuthenticator`] routes each bearer token to one of
+//! them by its shape.
+
+mod bearer;
+pub mod jwt;
+mod keys;
+mod principal;
+mod source;
+mod watch;
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use secrecy::{ExposeSecret, SecretString};
+
+pub use bearer::BearerAuthenticator;
+pub use jwt::{JwksSource, JwtAuthenticator, JwtConfig, RolesClaim, TokenError};
+pub use keys::{ApiKeyStore, KeyEntry, KeyStoreError, NewKey};
+pub use principal::{Environment, Principal};
+pub use source::{EnvKeySource, KeyFileSource, KeySource};
+pub use watch::KeyFileWatcher;
+
+/// A bearer secret as presented by a caller, with where it came from. The token is held as a
+/// [`secrecy::SecretString`] (zeroed on drop); `Debug` is redacted.
+#[derive(Clone)]
+pub struct Credential {
+    token: SecretString,
+    source: CredentialSource,
+    /// A principal the transport already resolved from this credential (the HTTP layer
+    /// authenticates before the request reaches rmcp). Only this crate can set it.
+    resolved: Option<Arc<Principal>>,
+}
+
+/// Where a credential was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CredentialSource {
+    /// The `_meta.authToken` of the request.
+    RequestMeta,
+    /// The token the stdio server process was started with (`MCP_SECURE_TOKEN`).
+    Session,
+    /// An HTTP `Authorization: Bearer` header.
+    HttpBearer,
+}
+
+impl Credential {
+    /// Wraps a presented token.
+    pub fn new(token: impl Into<String>, source: CredentialSource) -> Self {
+        Credential {
+            token: SecretString::from(token.into()),
+            source,
+            resolved: None,
+        }
+    }
+
+    /// A credential the transport has already authenticated to `principal`.
+    pub(crate) fn resolved(principal: Arc<Principal>, source: CredentialSource) -> Self {
+        Credential {
+            token: SecretString::from(String::new()),
+            source,
+            resolved: Some(principal),
+        }
+    }
+
+    /// The secret token. Compare it only through digests; never log it.
+    pub fn expose(&self) -> &str {
+        self.token.expose_secret()
+    }
+
+    /// The principal the transport resolved, if it did.
+    pub(crate) fn resolved_principal(&self) -> Option<&Arc<Principal>> {
+        self.resolved.as_ref()
+    }
+
+    /// Where it came from.
+    pub fn source(&self) -> CredentialSource {
+        self.source
+    }
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential")
+            .field("token", &"[REDACTED]")
+            .field("source", &self.source)
+            .field("resolved", &self.resolved.as_ref().map(|p| &p.user))
+            .finish()
+    }
+}
+
+/// Why a credential was refused. The message is safe to show the caller: it never contains the
+/// credential, and it does not say whether a key id exists.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// No credential was presented.
+    #[error("no credential was presented; pass an API key")]
+    Missing,
+    /// The credential is not a valid key (unknown id, wrong secret or malformed: not told apart).
+    #[error("the API key is not valid")]
+    Invalid,
+    /// The key belongs to the other environment.
+    #[error("this is a `{key}` key and this server runs in `{server}`; use a `{server}` key")]
+    WrongEnvironment {
+        /// The key's environment.
+        key: Environment,
+        /// The server's environment.
+        server: Environment,
+    },
+    /// The key has expired.
+    #[error("the API key has expired; ask for a new one")]
+    Expired,
+    /// The key was revoked.
+    #[error("the API key was revoked")]
+    Revoked,
+    /// An access token (JWT) was refused.
+    #[error("{0}")]
+    Token(TokenError),
+    /// The credential is valid but grants no role this server knows (HTTP 403
+    /// `insufficient_scope`).
+    #[error("the token grants no role this server knows")]
+    InsufficientScope,
+}
+
+impl AuthError {
+    /// The OAuth 2.0 bearer error code (RFC 6750 §3.1) for an HTTP answer: `None` for a missing
+    /// credential, `insufficient_scope` for a valid one without a usable role, otherwise
+    /// `invalid_token`.
+    pub fn bearer_error(&self) -> Option<&'static str> {
+        match self {
+            AuthError::Missing => None,
+            AuthError::InsufficientScope => Some("insufficient_scope"),
+            _ => Some("invalid_token"),
+        }
+    }
+}
+
+/// Resolves credentials to principals. Implement it to plug in another identity source.
+pub trait Authenticator: Send + Sync + 'static {
+    /// Checks a credential.
+    fn authenticate<'a>(
+        &'a self,
+        credential: &'a Credential,
+    ) -> BoxFuture<'a, Result<Principal, AuthError>>;
+}

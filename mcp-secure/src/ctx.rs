@@ -1,0 +1,72 @@
+//! The context extractor a tool may take as its first parameter.
+
+use std::sync::Arc;
+
+use rmcp::RoleServer;
+use rmcp::service::RequestContext;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Principal;
+
+/// What a tool body may know about its call: the application state, the authenticated
+/// [`Principal`], the rmcp request context and the request's cancellation.
+///
+/// Take it as a parameter of any type name `Ctx<S>`: `async fn t(ctx: Ctx<App>, ...)`.
+/// It derefs to the state.
+pub struct Ctx<S> {
+    state: Arc<S>,
+    principal: Arc<Principal>,
+    request: Option<RequestContext<RoleServer>>,
+    cancel: CancellationToken,
+}
+
+impl<S> Ctx<S> {
+    pub(crate) fn new(
+        state: Arc<S>,
+        principal: Arc<Principal>,
+        request: Option<RequestContext<RoleServer>>,
+        cancel: CancellationToken,
+    ) -> Self {
+        Ctx { state, principal, request, cancel }
+    }
+
+    /// The application state given to the server builder.
+    pub fn state(&self) -> &S {
+        &self.state
+    }
+
+    /// A shared handle to the state, for work that outlives the borrow (e.g. `spawn_blocking`).
+    pub fn state_arc(&self) -> Arc<S> {
+        Arc::clone(&self.state)
+    }
+
+    /// Who is calling.
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    /// The rmcp request context (peer, `_meta`, extensions). `None` when the call did not come
+    /// through an MCP transport (e.g. a direct pipeline call in a benchmark).
+    pub fn request(&self) -> Option<&RequestContext<RoleServer>> {
+        self.request.as_ref()
+    }
+
+    /// Cancelled when the client cancels the request or the call times out. Long-running
+    /// bodies should check it, or hand it to whatever they wait on.
+    pub fn cancellation(&self) -> &CancellationToken {
+        &self.cancel
+    }
+}
+
+impl<S> std::ops::Deref for Ctx<S> {
+    type Target = S;
+    fn deref(&self) -> &S {
+        &self.state
+    }
+}
+
+impl<S> std::fmt::Debug for Ctx<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx").field("principal", &self.principal).finish_non_exhaustive()
+    }
+}

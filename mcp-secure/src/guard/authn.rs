@@ -1,0 +1,81 @@
+//! Guard 2: find the caller's credential and resolve it to a principal.
+
+use std::sync::Arc;
+
+use rmcp::model::{Extensions, RequestMetaObject};
+
+use crate::auth::{AuthError, Authenticator, Credential, CredentialSource, Principal};
+use crate::error::{ErrorCode, ToolError};
+
+/// The `_meta` key a client may use to send its token with each request.
+pub const META_AUTH_TOKEN: &str = "authToken";
+
+/// Picks the credential for a request: a per-request `_meta.authToken` wins over the
+/// transport's (HTTP bearer header or the stdio session token).
+pub fn credential(meta: &RequestMetaObject, transport: Option<&Credential>) -> Option<Credential> {
+    match meta.get(META_AUTH_TOKEN) {
+        Some(serde_json::Value::String(t)) => {
+            Some(Credential::new(t.clone(), CredentialSource::RequestMeta))
+        }
+        // A present but non-string token is not silently replaced by the transport's.
+        Some(_) => Some(Credential::new(
+            String::new(),
+            CredentialSource::RequestMeta,
+        )),
+        None => transport.cloned(),
+    }
+}
+
+/// The transport's credential for a request: over HTTP, the principal the HTTP layer already
+/// resolved from `Authorization: Bearer` (see `server::http`), else that header itself (when
+/// rmcp's HTTP service is mounted without our layer); otherwise the session credential (stdio).
+pub fn transport_credential(
+    extensions: &Extensions,
+    session: Option<&Credential>,
+) -> Option<Credential> {
+    let Some(parts) = extensions.get::<http::request::Parts>() else {
+        return session.cloned();
+    };
+    if let Some(principal) = crate::server::http::authenticated(&parts.extensions) {
+        return Some(Credential::resolved(
+            principal,
+            CredentialSource::HttpBearer,
+        ));
+    }
+    bearer_token(&parts.headers)
+        .map(|t| Credential::new(t, CredentialSource::HttpBearer))
+        .or_else(|| session.cloned())
+}
+
+/// The token of a single well-formed `Authorization: Bearer <token>` header.
+pub fn bearer_token(headers: &http::HeaderMap) -> Option<String> {
+    let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return None;
+    };
+    let value = value.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && !token.contains(' '))
+        .then(|| token.to_owned())
+}
+
+/// Resolves the credential, or refuses with `unauthorized`.
+pub async fn authenticate(
+    authenticator: &dyn Authenticator,
+    credential: Option<&Credential>,
+) -> Result<Arc<Principal>, ToolError> {
+    let credential = credential.ok_or_else(|| refusal(&AuthError::Missing))?;
+    if let Some(principal) = credential.resolved_principal() {
+        return Ok(Arc::clone(principal));
+    }
+    authenticator
+        .authenticate(credential)
+        .await
+        .map(Arc::new)
+        .map_err(|e| refusal(&e))
+}
+
+fn refusal(e: &AuthError) -> ToolError {
+    ToolError::new(ErrorCode::Unauthorized, e.to_string())
+}

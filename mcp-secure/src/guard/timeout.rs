@@ -1,0 +1,81 @@
+//! Guard 7b: run the body under the tool's timeout and the request's cancellation, and turn a
+//! panic into an `internal` error that reveals nothing to the client.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+
+use futures::FutureExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{ErrorCode, ToolError};
+
+/// Runs `body`. On timeout or cancellation the body's future is dropped (stopping it at its
+/// next await point) and `cancel` is cancelled so cooperative work can stop too.
+pub async fn run<F, T>(body: F, timeout: Option<Duration>, cancel: &CancellationToken) -> Result<T, ToolError>
+where
+    F: Future<Output = Result<T, ToolError>>,
+{
+    let guarded = AssertUnwindSafe(body).catch_unwind();
+    let limited = async {
+        match timeout {
+            Some(d) => tokio::time::timeout(d, guarded).await.map_err(|_| {
+                ToolError::new(ErrorCode::Timeout, format!("the tool did not finish within {} ms", d.as_millis()))
+                    .with_detail("timeout_ms", u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            }),
+            None => Ok(guarded.await),
+        }
+    };
+    let outcome = tokio::select! {
+        biased;
+        () = cancel.cancelled() => Err(ToolError::new(ErrorCode::Cancelled, "the request was cancelled")),
+        r = limited => r,
+    };
+    match outcome {
+        Ok(Ok(result)) => result,
+        Ok(Err(panic)) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic".into());
+            tracing::error!(target: "mcp_secure::tool", panic = %what, "tool body panicked");
+            Err(ToolError::new(ErrorCode::Internal, "internal error"))
+        }
+        Err(e) => {
+            cancel.cancel();
+            Err(e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn timeout_cancel_and_panic() {
+        let ct = CancellationToken::new();
+        let slow = run(
+            async {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                Ok::<_, ToolError>(())
+            },
+            Some(Duration::from_millis(50)),
+            &ct,
+        )
+        .await;
+        assert_eq!(slow.unwrap_err().code(), ErrorCode::Timeout);
+        assert!(ct.is_cancelled());
+
+        let ct = CancellationToken::new();
+        ct.cancel();
+        let r = run(std::future::pending::<Result<(), ToolError>>(), None, &ct).await;
+        assert_eq!(r.unwrap_err().code(), ErrorCode::Cancelled);
+
+        let ct = CancellationToken::new();
+        let r = run(async { panic!("secret detail") }, None, &ct).await as Result<(), ToolError>;
+        let e = r.unwrap_err();
+        assert_eq!((e.code(), e.message()), (ErrorCode::Internal, "internal error"));
+    }
+}

@@ -1,0 +1,40 @@
+#![doc = include_str!("../../README.md")]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod approval;
+pub mod audit;
+pub mod auth;
+mod clock;
+mod ctx;
+mod error;
+pub mod guard;
+pub mod policy;
+pub mod server;
+mod tool;
+pub mod types;
+
+#[doc(hidden)]
+pub mod __private;
+
+pub use clock::Clock;
+pub use ctx::Ctx;
+pub use error::{ErrorCode, ToolError};
+pub use policy::{Approval, Kind, Rate, RoleDecl, Roles, ToolSpec};
+pub use server::{SecureServer, ServerBuilder};
+pub use tool::{Bounded, IntoToolOutput, Json, ParsedArgs, ToolHandler, ToolReturn, Tools};
+pub use types::{ReadOnlySql, Secret};
+
+/// Declares an MCP tool. See the crate documentation for the keys and the errors.
+pub use mcp_secure_macros::tool;
+
+/// Declares the crate's roles, once, at the crate root:
+/// `roles! { "read-only", "editor": "read-only", "admin": * }`.
+pub use mcp_secure_macros::roles;
+
+/// Lists tools for a server: `tools![get_customer, update_order]`.
+pub use mcp_secure_macros::tools;
+
+/// The rmcp version this crate is built on, re-exported so users need not depend on it
+/// separately.
+pub use rmcp;

@@ -1,0 +1,153 @@
+//! The one pipeline every call goes through, on every transport. Read it top to bottom: the
+//! order of the guards is the order of DESIGN §3, and the body is reachable only at the end.
+
+use rmcp::RoleServer;
+use rmcp::model::{CallToolResponse, CallToolResult, JsonObject};
+use rmcp::service::RequestContext;
+use tokio_util::sync::CancellationToken;
+
+use super::SecureServer;
+use super::record::CallRecord;
+use crate::approval::ApprovalInput;
+use crate::auth::Credential;
+use crate::ctx::Ctx;
+use crate::error::{ErrorCode, ToolError};
+use crate::guard::{approval, authn, authz, output, size, timeout};
+use crate::policy::{Approval, ToolSpec};
+
+impl<S: Send + Sync + 'static> SecureServer<S> {
+    /// Runs one call through every guard and returns the tool result (refusals included, as
+    /// `isError` results). Exactly one audit outcome record is written, whatever happens.
+    ///
+    /// The explicit approval token is read from the request's `_meta`. A call that would need
+    /// the input-required round trip (2026-07-28 sessions) is refused with `approval_required`
+    /// here; [`SecureServer::respond`] can answer with the `InputRequiredResult` instead.
+    pub async fn call(
+        &self,
+        name: &str,
+        args: Option<JsonObject>,
+        credential: Option<Credential>,
+        request: Option<RequestContext<RoleServer>>,
+    ) -> CallToolResult {
+        let input = ApprovalInput::from_meta(request.as_ref().map(|r| &r.meta));
+        match self.respond(name, args, credential, request, input).await {
+            CallToolResponse::Complete(result) => result,
+            _ => ToolError::new(
+                ErrorCode::ApprovalRequired,
+                format!("`{name}` needs a human's approval through the input-required round trip"),
+            )
+            .with_detail("approval_kind", "human")
+            .to_call_result(),
+        }
+    }
+
+    /// Like [`SecureServer::call`], with the approval step's input given explicitly, and an
+    /// `InputRequiredResult` when a human must be asked through the input-required round trip
+    /// (its audit outcome is `approval_required`: one record per round).
+    pub async fn respond(
+        &self,
+        name: &str,
+        args: Option<JsonObject>,
+        credential: Option<Credential>,
+        request: Option<RequestContext<RoleServer>>,
+        approval: ApprovalInput,
+    ) -> CallToolResponse {
+        let inner = &*self.inner;
+        let mut record = CallRecord::new(inner.audit.clone(), name, self.transport);
+        let result = self.guarded(&mut record, name, args.unwrap_or_default(), credential, request, &approval).await;
+        match result {
+            Ok(CallToolResponse::Complete(r)) => {
+                record.finish(&Ok(r.clone()));
+                r.into()
+            }
+            Ok(asked) => {
+                let waiting =
+                    ToolError::new(ErrorCode::ApprovalRequired, "waiting for a human's answer (input required)")
+                        .with_detail("approval_kind", "human");
+                record.finish(&Err(waiting));
+                asked
+            }
+            Err(e) => {
+                let response = e.to_call_result().into();
+                record.finish(&Err(e));
+                response
+            }
+        }
+    }
+
+    async fn guarded(
+        &self,
+        record: &mut CallRecord,
+        name: &str,
+        args: JsonObject,
+        credential: Option<Credential>,
+        request: Option<RequestContext<RoleServer>>,
+        approval_input: &ApprovalInput,
+    ) -> Result<CallToolResponse, ToolError> {
+        let inner = &*self.inner;
+        let entry = inner.by_name.get(name).map(|&i| &inner.tools[i]);
+
+        // 0. Audit: failing closed, nothing runs while the audit log cannot store records.
+        record.ready()?;
+
+        // 1. Size, before anything reads the arguments.
+        size::check(&args, entry.map_or(ToolSpec::DEFAULT_MAX_INPUT, |e| e.spec.max_input))?;
+        record.set_input(&args, entry.map_or(&[], |e| e.spec.secret_fields));
+
+        // 2. Authenticate.
+        let principal = authn::authenticate(&*inner.authenticator, credential.as_ref()).await?;
+        record.set_principal(&principal);
+
+        // An unknown tool, after authentication so strangers learn nothing about names.
+        let entry = entry.ok_or_else(|| ToolError::invalid_input(format!("there is no tool named `{name}`")))?;
+        let spec = entry.spec;
+
+        // 3. Authorize.
+        authz::check(&inner.roles, &principal, spec)?;
+
+        // 4. Rate: the server-wide limit per principal, then the tool's.
+        if let Some(limit) = &inner.principal_limit {
+            limit.check(&principal.user, "this server")?;
+        }
+        if let Some(limit) = &entry.rate {
+            limit.check(&principal.user, spec.name)?;
+        }
+
+        // 5. Validate: shape, rules, unknown fields.
+        let raw = if entry.approval == Approval::None { JsonObject::new() } else { args.clone() };
+        let parsed = entry.handler.parse(args)?;
+
+        // 6. Approve: only valid calls within their rates get here.
+        let checked = inner
+            .approvals
+            .check(approval::Call {
+                spec,
+                required: entry.approval,
+                principal: &principal,
+                args: &raw,
+                input: approval_input,
+                request: request.as_ref(),
+            })
+            .await;
+        if let Some(decision) = checked.audit {
+            record.set_approval(decision);
+        }
+        if let approval::Verdict::Ask(input_required) = checked.verdict? {
+            return Ok(CallToolResponse::InputRequired(input_required));
+        }
+
+        // 7. Run: inside a concurrency permit, under the timeout and the request's cancellation,
+        //    after a write-ahead record for tools that change things.
+        let _permit = entry.concurrency.as_ref().map(|c| c.acquire()).transpose()?;
+        if spec.kind.is_mutating() {
+            record.write_attempt()?;
+        }
+        let cancel = request.as_ref().map_or_else(CancellationToken::new, |r| r.ct.child_token());
+        let ctx = Ctx::new(inner.state.clone(), principal, request, cancel.clone());
+        let result = timeout::run(entry.handler.call(ctx, parsed), spec.timeout, &cancel).await?;
+
+        // 8. Output cap.
+        output::check(&result, inner.max_output)?;
+        Ok(CallToolResponse::Complete(result))
+    }
+}

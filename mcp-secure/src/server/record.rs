@@ -1,0 +1,280 @@
+//! The audit record of one call: drafted when the call arrives, completed on whichever path the
+//! call leaves by. If the call's future is dropped before it completes (the client went away),
+//! `Drop` writes the outcome `cancelled`, so no call is left without its record.
+//!
+//! [`AuditGuard`] is the server's side of auditing: the sink, the failure policy (fail closed
+//! refuses calls while the sink fails), and the alerts (refusal bursts, internal errors, sink
+//! failures).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use hmac::{Hmac, Mac};
+use rmcp::model::{CallToolResult, JsonObject};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::audit::{AlertKind, Alerts, AuditEvent, AuditSink, FailurePolicy, Phase};
+use crate::auth::Principal;
+use crate::clock::Clock;
+use crate::error::{ErrorCode, ToolError};
+
+/// Everything a call's record needs from the server, shared by all calls.
+pub(super) struct AuditGuard {
+    sink: Arc<dyn AuditSink>,
+    clock: Clock,
+    value_limit: usize,
+    policy: FailurePolicy,
+    alerts: Alerts,
+    digest_key: [u8; 32],
+    /// Set by a failed write, cleared by the next successful one.
+    failing: AtomicBool,
+}
+
+impl AuditGuard {
+    pub(super) fn new(
+        sink: Arc<dyn AuditSink>,
+        clock: Clock,
+        value_limit: usize,
+        policy: FailurePolicy,
+        alerts: Alerts,
+        digest_key: [u8; 32],
+    ) -> Self {
+        AuditGuard {
+            sink,
+            clock,
+            value_limit,
+            policy,
+            alerts,
+            digest_key,
+            failing: AtomicBool::new(false),
+        }
+    }
+
+    /// Stores a record, keeping track of the sink's health and alerting on failure.
+    fn store(&self, event: &AuditEvent) -> Result<(), crate::audit::AuditError> {
+        match self.sink.record(event) {
+            Ok(()) => {
+                if self.failing.swap(false, Ordering::SeqCst) {
+                    tracing::warn!("the audit sink stores records again");
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.failing.store(true, Ordering::SeqCst);
+                let message = format!(
+                    "audit record of call {} ({}) was not stored: {e}",
+                    event.id, event.tool
+                );
+                self.alerts.fire(
+                    AlertKind::AuditFailure,
+                    event.user.as_deref(),
+                    Some(&event.tool),
+                    1,
+                    message,
+                );
+                Err(e)
+            }
+        }
+    }
+
+    /// A keyed digest of a redacted value: matches the same value under the same key, and
+    /// cannot be reversed by guessing without the key.
+    fn digest(&self, value: &Value) -> String {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.digest_key)
+            .expect("HMAC takes any key length");
+        mac.update(value.to_string().as_bytes());
+        format!("hmac-sha256:{}", hex::encode(mac.finalize().into_bytes()))
+    }
+}
+
+pub(super) struct CallRecord {
+    guard: Arc<AuditGuard>,
+    started: Instant,
+    event: AuditEvent,
+    done: bool,
+}
+
+impl CallRecord {
+    pub(super) fn new(guard: Arc<AuditGuard>, tool: &str, transport: &str) -> Self {
+        let mut id = [0u8; 16];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut id);
+        CallRecord {
+            guard,
+            started: Instant::now(),
+            event: AuditEvent::new(hex::encode(id), tool, transport),
+            done: false,
+        }
+    }
+
+    /// Fail closed: while the audit sink fails, no call runs. The refusal's own record is the
+    /// probe: once it is stored, calls run again.
+    pub(super) fn ready(&self) -> Result<(), ToolError> {
+        if self.guard.policy == FailurePolicy::FailClosed
+            && self.guard.failing.load(Ordering::SeqCst)
+        {
+            return Err(ToolError::new(
+                ErrorCode::Internal,
+                "the audit log is unavailable, so no call is run",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Records the arguments with secret fields replaced (and their keyed digest kept),
+    /// truncated past the limit.
+    pub(super) fn set_input(&mut self, args: &JsonObject, secret_fields: &[&str]) {
+        let mut redacted = args.clone();
+        for field in secret_fields {
+            if let Some(v) = redacted.get_mut(*field) {
+                let digest = self.guard.digest(v);
+                self.event.digests.insert(format!("input.{field}"), digest);
+                *v = Value::from("[REDACTED]");
+            }
+        }
+        self.event.input = bounded(Value::Object(redacted), self.guard.value_limit);
+    }
+
+    pub(super) fn set_principal(&mut self, p: &Principal) {
+        self.event.user = Some(p.user.clone());
+        self.event.key_id = p.key_id.clone();
+        self.event.roles = p.roles.clone();
+    }
+
+    /// How the call was approved (from the approval step).
+    pub(super) fn set_approval(&mut self, decision: Value) {
+        self.event.approval = Some(decision);
+    }
+
+    /// Writes the write-ahead record, and returns once the sink has stored it. An error means
+    /// the attempt is not on record, so (failing closed) the body must not run.
+    pub(super) fn write_attempt(&self) -> Result<(), ToolError> {
+        let mut attempt = self.event.clone();
+        attempt.phase = Phase::Attempt;
+        attempt.outcome = "attempt".into();
+        attempt.ts = self.now();
+        attempt.duration_ms = self.elapsed_ms();
+        match self.guard.store(&attempt) {
+            Ok(()) => Ok(()),
+            Err(e) if self.guard.policy == FailurePolicy::FailOpen => {
+                tracing::error!(error = %e, tool = %attempt.tool, "write-ahead audit record failed; running anyway (fail open)");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, tool = %attempt.tool, "write-ahead audit record failed; refusing the call");
+                Err(ToolError::new(
+                    ErrorCode::Internal,
+                    "the call could not be recorded, so it was not run",
+                ))
+            }
+        }
+    }
+
+    /// Writes the one outcome record.
+    pub(super) fn finish(mut self, result: &Result<CallToolResult, ToolError>) {
+        match result {
+            Ok(r) => {
+                // A tool may build its own `isError` result: pass it on, record a failure.
+                let failed = r.is_error == Some(true);
+                self.event.outcome = if failed {
+                    ErrorCode::Failed.as_str()
+                } else {
+                    "ok"
+                }
+                .into();
+                self.event.success = !failed;
+                let output = r
+                    .structured_content
+                    .clone()
+                    .unwrap_or_else(|| json!(r.content));
+                self.event.output = Some(bounded(output, self.guard.value_limit));
+            }
+            Err(e) => {
+                self.event.outcome = e.code().as_str().into();
+                self.event.error = Some(e.message().to_owned());
+                self.alert_on(e.code());
+            }
+        }
+        self.write_outcome();
+    }
+
+    fn alert_on(&self, code: ErrorCode) {
+        let (user, tool) = (self.event.user.as_deref(), self.event.tool.as_str());
+        match code {
+            ErrorCode::Unauthorized
+            | ErrorCode::Forbidden
+            | ErrorCode::RateLimited
+            | ErrorCode::ApprovalDenied => {
+                self.guard.alerts.refusal(user, tool, code.as_str());
+            }
+            ErrorCode::Internal => {
+                let message = format!(
+                    "call {} to `{tool}` failed inside the server",
+                    self.event.id
+                );
+                self.guard
+                    .alerts
+                    .fire(AlertKind::Internal, user, Some(tool), 1, message);
+            }
+            _ => {}
+        }
+    }
+
+    fn write_outcome(&mut self) {
+        self.done = true;
+        self.event.ts = self.now();
+        self.event.duration_ms = self.elapsed_ms();
+        if let Err(e) = self.guard.store(&self.event) {
+            tracing::error!(error = %e, tool = %self.event.tool, outcome = %self.event.outcome, "audit record failed");
+        }
+    }
+
+    fn now(&self) -> String {
+        self.guard
+            .clock
+            .now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+impl Drop for CallRecord {
+    fn drop(&mut self) {
+        if !self.done {
+            let code = if std::thread::panicking() {
+                ErrorCode::Internal
+            } else {
+                ErrorCode::Cancelled
+            };
+            self.event.outcome = code.as_str().into();
+            self.event.error = Some("the call ended before it completed".into());
+            if code == ErrorCode::Internal {
+                self.alert_on(code);
+            }
+            self.write_outcome();
+        }
+    }
+}
+
+/// Keeps small values whole; replaces large ones by their size, digest and a prefix.
+fn bounded(value: Value, limit: usize) -> Value {
+    if crate::guard::size::encoded_size(&value, limit).is_some() {
+        return value;
+    }
+    let text = value.to_string();
+    let mut cut = limit.min(text.len());
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    json!({
+        "truncated": true,
+        "bytes": text.len(),
+        "sha256": hex::encode(Sha256::digest(text.as_bytes())),
+        "head": &text[..cut],
+    })
+}

@@ -1,0 +1,403 @@
+//! The server's audit behaviour end to end: alerts on refusal bursts reach a webhook once,
+//! secrets never reach any sink, the SQLite sink answers queries, and the failure policy
+//! refuses calls (fail closed) or runs them and alerts (fail open) while the sink is broken.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mcp_secure::audit::{
+    Alert, AlertKind, AlertPolicy, Alerter, AuditError, AuditEvent, AuditLog, AuditLogConfig,
+    AuditQuery, AuditSink, FailurePolicy, MemorySink, Phase, SqliteSink, WebhookAlerter,
+    verify_log,
+};
+use mcp_secure::auth::{ApiKeyStore, Credential, CredentialSource, Environment};
+use mcp_secure::rmcp::model::CallToolResult;
+use mcp_secure::{Json, Secret, SecureServer, ServerBuilder, ToolError, roles, tool, tools};
+use serde_json::{Value, json};
+
+roles! {
+    "read-only",
+    "admin": *,
+}
+
+const CANARY: &str = "canary-5f0c1e-do-not-log";
+
+#[derive(serde::Serialize, schemars::JsonSchema)]
+struct Account {
+    user: String,
+    pin: Secret<String>,
+    history: String,
+}
+
+/// Opens an account with a PIN; returns it (the PIN is a secret field) and a long history.
+#[tool(kind = "read", role = "read-only")]
+async fn open_account(
+    /// The user.
+    #[validate(length(min = 1, max = 32))]
+    user: String,
+    /// The PIN.
+    #[validate(length(min = 1, max = 64))]
+    pin: Secret<String>,
+) -> Result<Json<Account>, ToolError> {
+    Ok(Json(Account {
+        history: "x".repeat(5_000),
+        pin,
+        user,
+    }))
+}
+
+/// Says hello.
+#[tool(kind = "read", role = "read-only")]
+async fn hello() -> Result<String, ToolError> {
+    Ok("hello".into())
+}
+
+/// Admin only.
+#[tool(kind = "read", role = "admin")]
+async fn secrets_vault() -> Result<String, ToolError> {
+    Ok("vault".into())
+}
+
+struct Keys {
+    store: ApiKeyStore,
+    reader: Credential,
+}
+
+fn keys() -> Keys {
+    let store = ApiKeyStore::new(Environment::Test);
+    let token = store
+        .generate("alice", &["read-only".to_string()], Environment::Test, None)
+        .unwrap()
+        .token;
+    Keys {
+        store,
+        reader: Credential::new(token, CredentialSource::RequestMeta),
+    }
+}
+
+fn builder(keys: &Keys) -> ServerBuilder<()> {
+    SecureServer::builder(())
+        .name("audit-test", "1.0.0")
+        .roles(ROLES)
+        .tools(tools![open_account, hello, secrets_vault])
+        .authenticator(keys.store.clone())
+}
+
+async fn call(
+    server: &SecureServer<()>,
+    who: &Credential,
+    tool: &str,
+    args: Value,
+) -> CallToolResult {
+    server
+        .call(tool, args.as_object().cloned(), Some(who.clone()), None)
+        .await
+}
+
+fn code(r: &CallToolResult) -> String {
+    if r.is_error != Some(true) {
+        return "ok".into();
+    }
+    r.structured_content
+        .as_ref()
+        .and_then(|s| s["error"]["code"].as_str())
+        .unwrap_or("?")
+        .to_owned()
+}
+
+/// A webhook receiver on 127.0.0.1: answers 200 to each POST and hands its body over.
+fn receiver() -> (String, Receiver<(Instant, Value)>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/alerts", listener.local_addr().unwrap());
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            let body = loop {
+                let Ok(n) = stream.read(&mut buf) else {
+                    break None;
+                };
+                if n == 0 {
+                    break None;
+                }
+                request.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&request).to_string();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length: usize = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Content-Length: "))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    if request.len() >= end + 4 + length {
+                        assert!(text.starts_with("POST /alerts HTTP/1.1\r\n"));
+                        break serde_json::from_slice::<Value>(&request[end + 4..end + 4 + length])
+                            .ok();
+                    }
+                }
+            };
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            if let Some(body) = body
+                && tx.send((Instant::now(), body)).is_err()
+            {
+                return;
+            }
+        }
+    });
+    (url, rx)
+}
+
+#[tokio::test]
+async fn a_burst_of_refusals_alerts_the_webhook_exactly_once_within_a_second() {
+    let keys = keys();
+    let (url, alerts) = receiver();
+    let server = builder(&keys)
+        .alerter(WebhookAlerter::new(&url).unwrap())
+        .alert_policy(AlertPolicy::refusals(5, Duration::from_secs(60)))
+        .build()
+        .unwrap();
+    let burst = Instant::now();
+    for _ in 0..50 {
+        assert_eq!(
+            code(&call(&server, &keys.reader, "secrets_vault", json!({})).await),
+            "forbidden"
+        );
+    }
+    let (at, alert) = alerts
+        .recv_timeout(Duration::from_secs(1))
+        .expect("an alert within a second");
+    assert!(at.duration_since(burst) < Duration::from_secs(1));
+    assert_eq!(alert["kind"], "refusals");
+    assert_eq!(alert["principal"], "alice");
+    assert_eq!(alert["tool"], "secrets_vault");
+    assert_eq!(alert["count"], 6);
+    // The rest of the burst is the same incident: no second alert.
+    assert!(
+        alerts.recv_timeout(Duration::from_millis(500)).is_err(),
+        "exactly one alert per window"
+    );
+}
+
+#[tokio::test]
+async fn no_secret_value_reaches_any_sink() {
+    let keys = keys();
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(dir.path().join("audit.jsonl"), AuditLogConfig::default()).unwrap();
+    let sqlite = Arc::new(SqliteSink::open(dir.path().join("audit.db")).unwrap());
+    let memory = MemorySink::new();
+    let server = builder(&keys)
+        .audit(log.clone())
+        .audit(sqlite.clone())
+        .audit(memory.clone())
+        .audit(mcp_secure::audit::TracingSink)
+        .audit_value_limit(256)
+        .audit_digest_key([7; 32])
+        .build()
+        .unwrap();
+    let ok = call(
+        &server,
+        &keys.reader,
+        "open_account",
+        json!({"user": "alice", "pin": CANARY}),
+    )
+    .await;
+    assert_eq!(code(&ok), "ok");
+    // Refused calls carry the secret too: a bad field, an unknown field, a forbidden caller.
+    let bad = call(
+        &server,
+        &keys.reader,
+        "open_account",
+        json!({"user": "", "pin": CANARY}),
+    )
+    .await;
+    assert_eq!(code(&bad), "invalid_input");
+    let extra = call(
+        &server,
+        &keys.reader,
+        "open_account",
+        json!({"user": "a", "pin": CANARY, "x": 1}),
+    )
+    .await;
+    assert_eq!(code(&extra), "invalid_input");
+    drop(server);
+    log.close().unwrap();
+
+    let events = memory.events();
+    assert_eq!(events.len(), 3);
+    let first = &events[0];
+    assert_eq!(first.input["pin"], "[REDACTED]");
+    let digest = first.digests["input.pin"].clone();
+    assert!(digest.starts_with("hmac-sha256:"), "{digest}");
+    assert!(
+        events.iter().all(|e| e.digests["input.pin"] == digest),
+        "the same value has the same digest"
+    );
+    let output = first.output.as_ref().unwrap();
+    assert_eq!(
+        output["truncated"], true,
+        "outputs over the limit are truncated: {output}"
+    );
+    assert_eq!(
+        output["sha256"].as_str().unwrap().len(),
+        64,
+        "and recorded with their digest"
+    );
+
+    let mut stored = serde_json::to_vec(&events).unwrap();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        stored.extend(std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    let found = stored.windows(CANARY.len()).any(|w| w == CANARY.as_bytes());
+    assert!(!found, "the secret reached a sink");
+    assert!(
+        verify_log(dir.path().join("audit.jsonl"), None)
+            .unwrap()
+            .is_intact()
+    );
+    assert_eq!(
+        sqlite
+            .query(&AuditQuery::new().tool("open_account"))
+            .unwrap()
+            .len(),
+        3
+    );
+}
+
+#[tokio::test]
+async fn the_sqlite_sink_answers_queries_by_user_tool_and_outcome() {
+    let keys = keys();
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Arc::new(SqliteSink::open(dir.path().join("audit.db")).unwrap());
+    let server = builder(&keys).audit(sqlite.clone()).build().unwrap();
+    for _ in 0..3 {
+        call(&server, &keys.reader, "secrets_vault", json!({})).await;
+    }
+    call(&server, &keys.reader, "hello", json!({})).await;
+    let forbidden = sqlite
+        .query(&AuditQuery::new().user("alice").outcome("forbidden"))
+        .unwrap();
+    assert_eq!(forbidden.len(), 3);
+    assert!(
+        forbidden
+            .iter()
+            .all(|e| e.tool == "secrets_vault" && e.phase == Phase::Outcome && !e.success)
+    );
+    let hello = sqlite.query(&AuditQuery::new().tool("hello")).unwrap();
+    assert_eq!((hello.len(), hello[0].outcome.as_str()), (1, "ok"));
+    assert_eq!(
+        sqlite.query(&AuditQuery::new().user("bob")).unwrap().len(),
+        0
+    );
+    assert_eq!(sqlite.query(&AuditQuery::new().limit(2)).unwrap().len(), 2);
+}
+
+/// A sink that fails while `broken` is set.
+#[derive(Clone, Default)]
+struct Flaky {
+    broken: Arc<AtomicBool>,
+    memory: MemorySink,
+}
+
+impl AuditSink for Flaky {
+    fn record(&self, event: &AuditEvent) -> Result<(), AuditError> {
+        if self.broken.load(Ordering::SeqCst) {
+            return Err(AuditError("disk full".into()));
+        }
+        self.memory.record(event)
+    }
+}
+
+#[derive(Clone, Default)]
+struct Collect(Arc<Mutex<Vec<Alert>>>);
+
+impl Alerter for Collect {
+    fn alert(&self, alert: &Alert) {
+        self.0.lock().unwrap().push(alert.clone());
+    }
+}
+
+impl Collect {
+    fn kinds(&self) -> Vec<AlertKind> {
+        self.0.lock().unwrap().iter().map(|a| a.kind).collect()
+    }
+}
+
+#[tokio::test]
+async fn failing_closed_refuses_calls_while_the_sink_is_broken() {
+    let keys = keys();
+    let sink = Flaky::default();
+    let alerts = Collect::default();
+    let server = builder(&keys)
+        .audit(sink.clone())
+        .alerter(alerts.clone())
+        .build()
+        .unwrap();
+    assert_eq!(
+        code(&call(&server, &keys.reader, "hello", json!({})).await),
+        "ok"
+    );
+    sink.broken.store(true, Ordering::SeqCst);
+    // This call's outcome record fails: the server learns the sink is broken.
+    call(&server, &keys.reader, "hello", json!({})).await;
+    let refused = call(&server, &keys.reader, "hello", json!({})).await;
+    assert_eq!(code(&refused), "internal");
+    assert!(
+        refused.content[0]
+            .as_text()
+            .unwrap()
+            .text
+            .contains("audit log is unavailable")
+    );
+    assert!(alerts.kinds().contains(&AlertKind::AuditFailure));
+    sink.broken.store(false, Ordering::SeqCst);
+    // The next refusal's record is stored: that is the sign the sink is back.
+    assert_eq!(
+        code(&call(&server, &keys.reader, "hello", json!({})).await),
+        "internal"
+    );
+    assert_eq!(
+        code(&call(&server, &keys.reader, "hello", json!({})).await),
+        "ok"
+    );
+    let outcomes: Vec<String> = sink
+        .memory
+        .events()
+        .iter()
+        .map(|e| e.outcome.clone())
+        .collect();
+    assert_eq!(outcomes, ["ok", "internal", "ok"]);
+}
+
+#[tokio::test]
+async fn failing_open_runs_calls_and_alerts() {
+    let keys = keys();
+    let sink = Flaky::default();
+    let alerts = Collect::default();
+    let server = builder(&keys)
+        .audit(sink.clone())
+        .alerter(alerts.clone())
+        .audit_failure_policy(FailurePolicy::FailOpen)
+        .build()
+        .unwrap();
+    sink.broken.store(true, Ordering::SeqCst);
+    for _ in 0..3 {
+        assert_eq!(
+            code(&call(&server, &keys.reader, "hello", json!({})).await),
+            "ok"
+        );
+    }
+    assert_eq!(
+        alerts.kinds(),
+        [AlertKind::AuditFailure; 3],
+        "every failure alerts"
+    );
+}

@@ -1,0 +1,90 @@
+//! Shared test helpers: an rmcp client that can send `_meta.authToken`, and result readers.
+#![allow(dead_code)]
+
+use rmcp::model::{CallToolRequestParams, CallToolResult, JsonObject, RequestMetaObject};
+use rmcp::service::{RoleClient, RunningService};
+use serde_json::Value;
+
+pub type Client = RunningService<RoleClient, ()>;
+
+/// Calls a tool, with a per-request token when given.
+pub async fn call(client: &Client, token: Option<&str>, name: &str, args: Value) -> CallToolResult {
+    let mut params = CallToolRequestParams::new(name.to_owned());
+    if let Value::Object(map) = args {
+        params = params.with_arguments(map);
+    }
+    if let Some(t) = token {
+        let mut meta = RequestMetaObject::default();
+        meta.0.insert("authToken".into(), Value::from(t));
+        params.meta = Some(meta);
+    }
+    client
+        .call_tool(params)
+        .await
+        .expect("the transport must answer")
+}
+
+/// The stable error code of a refusal, or `ok`.
+pub fn code(r: &CallToolResult) -> String {
+    if r.is_error != Some(true) {
+        return "ok".into();
+    }
+    r.structured_content
+        .as_ref()
+        .and_then(|s| s["error"]["code"].as_str())
+        .unwrap_or("<no code>")
+        .to_owned()
+}
+
+/// The text of the first content block.
+pub fn text(r: &CallToolResult) -> String {
+    r.content
+        .first()
+        .and_then(|c| c.as_text())
+        .map(|t| t.text.clone())
+        .unwrap_or_default()
+}
+
+/// Arguments as a JSON object.
+pub fn obj(v: Value) -> JsonObject {
+    v.as_object().cloned().unwrap_or_default()
+}
+
+/// The path of a built example binary (cargo builds examples before running tests).
+pub fn example_bin(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/<test>-<hash> -> target/<profile>/examples/<name>
+    let profile_dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target profile dir");
+    let bin = profile_dir.join("examples").join(name);
+    assert!(
+        bin.exists(),
+        "{} is not built; run `cargo test --workspace` (it builds examples)",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs `customer_service keygen` and returns the token it prints.
+pub fn keygen(data: &std::path::Path, user: &str, role: &str, env: &str) -> String {
+    let out = std::process::Command::new(example_bin("customer_service"))
+        .args([
+            "keygen", "--user", user, "--role", role, "--env", env, "--data",
+        ])
+        .arg(data)
+        .output()
+        .expect("keygen runs");
+    assert!(
+        out.status.success(),
+        "keygen failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(
+        token.starts_with(&format!("mcs_{env}_")),
+        "keygen printed the token alone"
+    );
+    token
+}

@@ -1,0 +1,360 @@
+//! Streamable HTTP: the same pipeline as stdio behind the HTTP guards. Host/Origin allow-lists
+//! (DNS rebinding), bearer API keys, the body limit, the per-IP flood guard, Protected Resource
+//! Metadata, and that refusals at the HTTP layer never reach a tool.
+
+mod http_support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use http_support::{Reply, initialize, post_mcp, request, tool_call};
+use mcp_secure::audit::{MemorySink, Phase};
+use mcp_secure::auth::{ApiKeyStore, BearerAuthenticator, Environment};
+use mcp_secure::server::{HttpConfig, HttpServer};
+use mcp_secure::{Ctx, SecureServer, ToolError, roles, tool, tools};
+use serde_json::json;
+
+roles! { "read-only", "editor": "read-only", "admin": * }
+
+#[derive(Default)]
+struct State {
+    ran: AtomicUsize,
+}
+
+/// Echo text back.
+#[tool(kind = "read", role = "read-only")]
+async fn echo(
+    ctx: Ctx<State>,
+    /// What to echo.
+    #[validate(length(max = 100))]
+    text: String,
+) -> Result<String, ToolError> {
+    ctx.ran.fetch_add(1, Ordering::SeqCst);
+    Ok(text)
+}
+
+/// Who am I.
+#[tool(kind = "read", role = "editor")]
+async fn whoami(ctx: Ctx<State>) -> Result<String, ToolError> {
+    ctx.ran.fetch_add(1, Ordering::SeqCst);
+    Ok(ctx.principal().user.clone())
+}
+
+struct Fixture {
+    http: HttpServer,
+    audit: MemorySink,
+    server: SecureServer<State>,
+    reader: String,
+    editor: String,
+    live: String,
+}
+
+async fn start(config: HttpConfig) -> Fixture {
+    let keys = ApiKeyStore::new(Environment::Test);
+    let key = |u: &str, r: &str, env| keys.generate(u, &[r.to_owned()], env, None).unwrap().token;
+    let (reader, editor, live) = (
+        key("rita", "read-only", Environment::Test),
+        key("ed", "editor", Environment::Test),
+        key("lee", "admin", Environment::Live),
+    );
+    let audit = MemorySink::new();
+    let server = SecureServer::builder(State::default())
+        .name("http-test", "1.0.0")
+        .roles(ROLES)
+        .tools(tools![echo, whoami])
+        .authenticator(BearerAuthenticator::new().api_keys(keys))
+        .audit(audit.clone())
+        .build()
+        .unwrap();
+    let http = server.clone().serve_http(config).await.unwrap();
+    Fixture {
+        http,
+        audit,
+        server,
+        reader,
+        editor,
+        live,
+    }
+}
+
+fn stateless() -> HttpConfig {
+    HttpConfig::new("127.0.0.1:0".parse().unwrap())
+        .stateful(false)
+        .json_response(true)
+}
+
+impl Fixture {
+    fn ran(&self) -> usize {
+        self.server.state().ran.load(Ordering::SeqCst)
+    }
+    async fn call(
+        &self,
+        token: Option<&str>,
+        extra: &[(&str, &str)],
+        tool: &str,
+        text: &str,
+    ) -> Reply {
+        post_mcp(
+            &self.http.url(),
+            token,
+            extra,
+            &tool_call(tool, json!({"text": text})),
+        )
+        .await
+    }
+}
+
+#[tokio::test]
+async fn api_keys_over_http_go_through_the_same_pipeline() {
+    let f = start(stateless()).await;
+    let r = f.call(Some(&f.reader), &[], "echo", "hello").await;
+    assert_eq!(
+        (r.status, r.tool_code()),
+        (200, "ok".to_owned()),
+        "{}",
+        r.body
+    );
+    assert_eq!(r.json()["result"]["content"][0]["text"], "hello");
+    let events = f.audit.events();
+    let last = events
+        .iter()
+        .rev()
+        .find(|e| e.phase == Phase::Outcome)
+        .unwrap();
+    assert_eq!(
+        (last.transport.as_str(), last.user.as_deref()),
+        ("http", Some("rita"))
+    );
+    // Per-tool RBAC stays a tool result, not an HTTP error.
+    let r = f.call(Some(&f.reader), &[], "whoami", "").await;
+    assert_eq!((r.status, r.tool_code()), (200, "forbidden".to_owned()));
+    let r = post_mcp(
+        &f.http.url(),
+        Some(&f.editor),
+        &[],
+        &tool_call("whoami", json!({})),
+    )
+    .await;
+    assert_eq!(r.json()["result"]["content"][0]["text"], "ed");
+    assert_eq!(f.ran(), 2);
+}
+
+#[tokio::test]
+async fn missing_bad_and_other_environment_keys_get_401_with_a_challenge() {
+    let f = start(stateless()).await;
+    let prm = format!(
+        "resource_metadata=\"http://{}/.well-known/oauth-protected-resource\"",
+        f.http.local_addr()
+    );
+
+    let r = f.call(None, &[], "echo", "x").await;
+    assert_eq!(r.status, 401);
+    let challenge = r.header("www-authenticate");
+    assert!(
+        challenge.starts_with("Bearer ") && challenge.contains(&prm),
+        "{challenge}"
+    );
+    assert!(
+        !challenge.contains("error="),
+        "no error code when no credential was sent: {challenge}"
+    );
+
+    let r = f.call(Some("mcs_test_abc_0000"), &[], "echo", "x").await;
+    assert_eq!(r.status, 401);
+    assert!(
+        r.header("www-authenticate")
+            .contains("error=\"invalid_token\"")
+    );
+
+    let r = f.call(Some(&f.live), &[], "echo", "x").await;
+    assert_eq!(r.status, 401);
+    assert!(
+        r.header("www-authenticate").contains("`live` key"),
+        "{}",
+        r.header("www-authenticate")
+    );
+    assert_eq!(f.ran(), 0, "no refused request reached a tool");
+    assert!(
+        f.audit.events().is_empty(),
+        "refused at the HTTP layer, before the pipeline"
+    );
+}
+
+#[tokio::test]
+async fn host_and_origin_outside_the_allow_list_get_403_even_with_a_valid_key() {
+    let f = start(stateless()).await;
+    let r = f
+        .call(Some(&f.reader), &[("host", "evil.example")], "echo", "x")
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = f
+        .call(None, &[("host", "evil.example:80")], "echo", "x")
+        .await;
+    assert_eq!(r.status, 403, "the Host check comes before authentication");
+    let r = f
+        .call(
+            Some(&f.reader),
+            &[("origin", "http://evil.example")],
+            "echo",
+            "x",
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    let r = f
+        .call(Some(&f.reader), &[("origin", "null")], "echo", "x")
+        .await;
+    assert_eq!(r.status, 403);
+    // Loopback names and a loopback origin pass.
+    let port = f.http.local_addr().port();
+    let host = format!("localhost:{port}");
+    let r = f
+        .call(
+            Some(&f.reader),
+            &[("host", &host), ("origin", "http://localhost:6274")],
+            "echo",
+            "x",
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.tool_code()),
+        (200, "ok".to_owned()),
+        "{}",
+        r.body
+    );
+    assert_eq!(f.ran(), 1);
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_get_413_before_parsing() {
+    let f = start(stateless().max_body_bytes(2048)).await;
+    let r = f
+        .call(Some(&f.reader), &[], "echo", &"x".repeat(4000))
+        .await;
+    assert_eq!(r.status, 413, "{}", r.body);
+    // Not even authentication is needed to be refused for size; and nothing ran.
+    let r = f.call(None, &[], "echo", &"x".repeat(4000)).await;
+    assert!(r.status == 413 || r.status == 401);
+    assert_eq!(f.ran(), 0);
+    let r = f.call(Some(&f.reader), &[], "echo", "small").await;
+    assert_eq!(r.status, 200);
+}
+
+#[tokio::test]
+async fn the_flood_guard_answers_429_per_ip_before_auth() {
+    let f = start(stateless().per_ip_rate(Some("5/min")).unwrap()).await;
+    for _ in 0..5 {
+        let r = f.call(None, &[], "echo", "x").await;
+        assert_eq!(r.status, 401);
+    }
+    let r = f.call(Some(&f.reader), &[], "echo", "x").await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(r.header("retry-after").parse::<u64>().unwrap() >= 1);
+    assert_eq!(f.ran(), 0);
+}
+
+#[tokio::test]
+async fn protected_resource_metadata_is_served() {
+    let config = stateless()
+        .resource("http://127.0.0.1/mcp")
+        .authorization_servers(["http://127.0.0.1:9/issuer"])
+        .scopes_supported(["mcp.read"]);
+    let f = start(config).await;
+    let url = format!(
+        "http://{}/.well-known/oauth-protected-resource",
+        f.http.local_addr()
+    );
+    let r = request("GET", &url, &[], None).await;
+    assert_eq!(r.status, 200);
+    let doc = r.json();
+    assert_eq!(doc["resource"], "http://127.0.0.1/mcp");
+    assert_eq!(
+        doc["authorization_servers"],
+        json!(["http://127.0.0.1:9/issuer"])
+    );
+    assert_eq!(doc["bearer_methods_supported"], json!(["header"]));
+    assert_eq!(doc["scopes_supported"], json!(["mcp.read"]));
+    let r = request("GET", &format!("{url}/mcp"), &[], None).await;
+    assert_eq!(r.json()["resource"], "http://127.0.0.1/mcp");
+    let r = f.call(None, &[], "echo", "x").await;
+    assert!(
+        r.header("www-authenticate").contains(
+            "resource_metadata=\"http://127.0.0.1/.well-known/oauth-protected-resource\""
+        )
+    );
+}
+
+#[tokio::test]
+async fn stateful_sessions_work_and_a_non_loopback_bind_needs_a_host_list() {
+    let f = start(HttpConfig::new("127.0.0.1:0".parse().unwrap())).await;
+    let r = post_mcp(&f.http.url(), Some(&f.reader), &[], &initialize()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let session = r.header("mcp-session-id");
+    assert!(!session.is_empty());
+    assert_eq!(r.json()["result"]["serverInfo"]["name"], "http-test");
+    // A session does not carry a principal: every request needs its own token.
+    let r = f
+        .call(None, &[("mcp-session-id", &session)], "echo", "x")
+        .await;
+    assert_eq!(r.status, 401);
+
+    let server = f.server.clone();
+    let err = server
+        .serve_http(HttpConfig::new("0.0.0.0:0".parse().unwrap()))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("allowed_hosts"), "{err}");
+}
+
+#[tokio::test]
+async fn connections_over_the_per_ip_cap_are_closed_at_accept() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let f = start(stateless().max_connections_per_ip(Some(2))).await;
+    let addr = f.http.local_addr();
+    let held = [
+        tokio::net::TcpStream::connect(addr).await.unwrap(),
+        tokio::net::TcpStream::connect(addr).await.unwrap(),
+    ];
+    // Let the server accept and count both.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let _ = third
+        .write_all(b"GET /.well-known/oauth-protected-resource HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+        .await;
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), third.read(&mut buf))
+        .await
+        .expect("closed, not hung");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "the third connection got an answer: {read:?}"
+    );
+    // Closing one frees a slot.
+    drop(held);
+    let started = std::time::Instant::now();
+    loop {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let _ = s.write_all(b"GET /.well-known/oauth-protected-resource HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n").await;
+        let mut out = Vec::new();
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut out)).await;
+        if out.starts_with(b"HTTP/1.1 200") {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "slot never freed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn shutdown_completes_with_an_open_session() {
+    let f = start(HttpConfig::new("127.0.0.1:0".parse().unwrap())).await;
+    let r = post_mcp(&f.http.url(), Some(&f.reader), &[], &initialize()).await;
+    assert_eq!(r.status, 200);
+    f.http.shutdown();
+    tokio::time::timeout(std::time::Duration::from_secs(10), f.http.wait())
+        .await
+        .expect("graceful shutdown finishes")
+        .unwrap();
+}

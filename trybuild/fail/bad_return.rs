@@ -1,0 +1,12 @@
+use mcp_secure::{Ctx, roles, tool};
+
+roles! { "read-only", "editor": "read-only", "admin": * }
+
+pub struct App;
+
+/// Say hello.
+#[tool(kind = "read", role = "read-only")]
+async fn hello(_ctx: Ctx<App>) -> String {
+    "hello".into()
+}
+fn main() {}

@@ -1,0 +1,11 @@
+use mcp_secure::{Ctx, ToolError, roles, tool};
+
+roles! { "read-only", "editor": "read-only", "admin": * }
+
+pub struct App;
+
+#[tool(kind = "read", role = "read-only")]
+async fn hello(_ctx: Ctx<App>) -> Result<String, ToolError> {
+    Ok("hello".into())
+}
+fn main() {}

@@ -1,0 +1,5 @@
+use mcp_secure::roles;
+
+roles! { "a": "c", "b": "a", "c": "b" }
+
+fn main() {}

@@ -1,0 +1,5 @@
+use mcp_secure::roles;
+
+roles! { "read-only", "": "read-only" }
+
+fn main() {}

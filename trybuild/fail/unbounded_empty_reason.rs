@@ -1,0 +1,15 @@
+use mcp_secure::{Ctx, ToolError, roles, tool};
+
+roles! { "read-only", "editor": "read-only", "admin": * }
+
+pub struct App;
+
+/// Take a note.
+#[tool(kind = "write", role = "editor")]
+async fn note(
+    _ctx: Ctx<App>,
+    #[unbounded(reason = " ")] text: String,
+) -> Result<String, ToolError> {
+    Ok(text)
+}
+fn main() {}
