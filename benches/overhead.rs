@@ -65,8 +65,12 @@ async fn connect<S: rmcp::ServerHandler>(server: S) -> Client {
 }
 
 fn params(token: Option<&str>) -> CallToolRequestParams {
-    let mut p = CallToolRequestParams::new("echo")
-        .with_arguments(json!({"text": "hello"}).as_object().cloned().unwrap_or_default());
+    let mut p = CallToolRequestParams::new("echo").with_arguments(
+        json!({"text": "hello"})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+    );
     if let Some(t) = token {
         let mut meta = RequestMetaObject::default();
         meta.0.insert("authToken".into(), Value::from(t));
@@ -82,7 +86,12 @@ struct Figures {
     p99: Duration,
 }
 
-async fn run(client: Arc<Client>, token: Option<Arc<str>>, calls: usize, workers: usize) -> Figures {
+async fn run(
+    client: Arc<Client>,
+    token: Option<Arc<str>>,
+    calls: usize,
+    workers: usize,
+) -> Figures {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..workers {
@@ -92,7 +101,10 @@ async fn run(client: Arc<Client>, token: Option<Arc<str>>, calls: usize, workers
             let mut lat = Vec::with_capacity(calls / workers);
             for _ in 0..calls / workers {
                 let t = Instant::now();
-                let r = client.call_tool(params(token.as_deref())).await.expect("call");
+                let r = client
+                    .call_tool(params(token.as_deref()))
+                    .await
+                    .expect("call");
                 assert_ne!(r.is_error, Some(true), "the benchmark call must succeed");
                 lat.push(t.elapsed());
             }
@@ -113,13 +125,22 @@ async fn run(client: Arc<Client>, token: Option<Arc<str>>, calls: usize, workers
 }
 
 fn main() {
-    let calls: usize = std::env::var("CALLS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let calls: usize = std::env::var("CALLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(async {
         let dir = tempfile::tempdir().expect("tempdir");
         let keys = ApiKeyStore::new(Environment::Test);
-        let token: Arc<str> =
-            keys.generate("bench", &["read-only".to_string()], Environment::Test, None).expect("key").token.into();
+        let token: Arc<str> = keys
+            .generate("bench", &["read-only".to_string()], Environment::Test, None)
+            .expect("key")
+            .token
+            .into();
         let secured = SecureServer::builder(())
             .name("bench", "1")
             .roles(ROLES)
@@ -128,13 +149,20 @@ fn main() {
             .audit(JsonLinesSink::open(dir.path().join("audit.jsonl")).expect("audit file"))
             .build()
             .expect("server");
-        let bare = Arc::new(connect(Bare { tool_router: Bare::tool_router() }).await);
+        let bare = Arc::new(
+            connect(Bare {
+                tool_router: Bare::tool_router(),
+            })
+            .await,
+        );
         let secure = Arc::new(connect(secured).await);
 
         // Warm both up, then alternate rounds so drift hits both alike.
         run(bare.clone(), None, 2_000, 1).await;
         run(secure.clone(), Some(token.clone()), 2_000, 1).await;
-        println!("calls per scenario: {calls} (ratios: secured / bare; overhead: secured p50 - bare p50)");
+        println!(
+            "calls per scenario: {calls} (ratios: secured / bare; overhead: secured p50 - bare p50)"
+        );
         println!(
             "{:<12} {:>8} {:>12} {:>10} {:>10} {:>8} {:>12}",
             "scenario", "server", "calls/s", "p50 µs", "p99 µs", "ratio", "p50 overhead"
@@ -144,7 +172,13 @@ fn main() {
             let s = run(secure.clone(), Some(token.clone()), calls, workers).await;
             let b2 = run(bare.clone(), None, calls, workers).await;
             let s2 = run(secure.clone(), Some(token.clone()), calls, workers).await;
-            let best = |x: Figures, y: Figures| if x.calls_per_sec >= y.calls_per_sec { x } else { y };
+            let best = |x: Figures, y: Figures| {
+                if x.calls_per_sec >= y.calls_per_sec {
+                    x
+                } else {
+                    y
+                }
+            };
             let (b, s) = (best(b, b2), best(s, s2));
             for (name, f) in [("bare", b), ("secured", s)] {
                 println!(

@@ -13,10 +13,13 @@ use mcp_secure::approval::{ApprovalKeys, FileApprovalQueue, QueueState};
 use mcp_secure::audit::{AuditEvent, MemorySink, Phase};
 use mcp_secure::auth::{ApiKeyStore, Environment};
 use mcp_secure::server::BuildError;
-use mcp_secure::{Approval, Bounded, Clock, Ctx, Secret, SecureServer, ToolError, roles, tool, tools};
+use mcp_secure::{
+    Approval, Bounded, Clock, Ctx, Secret, SecureServer, ToolError, roles, tool, tools,
+};
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ClientCapabilities, ClientConfig, ElicitRequestParams,
-    ElicitResult, ElicitationAction, Implementation, ProtocolVersion, RequestMetaObject,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ClientCapabilities, ClientConfig,
+    ElicitRequestParams, ElicitResult, ElicitationAction, Implementation, ProtocolVersion,
+    RequestMetaObject,
 };
 use rmcp::service::{RequestContext, RoleClient, RunningService};
 use rmcp::{ClientHandler, ClientLifecycleMode, ClientServiceExt, ErrorData, ServiceExt};
@@ -37,8 +40,14 @@ struct State {
 
 impl Default for State {
     fn default() -> Self {
-        let customers = ["c-1", "c-2", "c-3"].into_iter().map(String::from).collect();
-        State { ran: Mutex::default(), customers: Mutex::new(customers) }
+        let customers = ["c-1", "c-2", "c-3"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        State {
+            ran: Mutex::default(),
+            customers: Mutex::new(customers),
+        }
     }
 }
 
@@ -128,12 +137,20 @@ struct Fixture {
 
 fn keys() -> (ApiKeyStore, String, String) {
     let keys = ApiKeyStore::new(Environment::Test);
-    let ed = keys.generate("ed", &["editor".to_string()], Environment::Test, None).unwrap().token;
-    let eve = keys.generate("eve", &["editor".to_string()], Environment::Test, None).unwrap().token;
+    let ed = keys
+        .generate("ed", &["editor".to_string()], Environment::Test, None)
+        .unwrap()
+        .token;
+    let eve = keys
+        .generate("eve", &["editor".to_string()], Environment::Test, None)
+        .unwrap()
+        .token;
     (keys, ed, eve)
 }
 
-fn fixture(configure: impl FnOnce(mcp_secure::ServerBuilder<State>) -> mcp_secure::ServerBuilder<State>) -> Fixture {
+fn fixture(
+    configure: impl FnOnce(mcp_secure::ServerBuilder<State>) -> mcp_secure::ServerBuilder<State>,
+) -> Fixture {
     let (keys, ed, eve) = keys();
     fixture_with(keys, ed, eve, configure)
 }
@@ -155,20 +172,44 @@ fn fixture_with(
         .clock(clock.clone())
         .human_approval_timeout(Duration::from_secs(10));
     let server = configure(builder).build().unwrap();
-    Fixture { server, audit, clock, ed, eve }
+    Fixture {
+        server,
+        audit,
+        clock,
+        ed,
+        eve,
+    }
 }
 
 impl Fixture {
     fn ran(&self, tool: &str) -> usize {
-        self.server.state().ran.lock().unwrap().get(tool).copied().unwrap_or(0)
+        self.server
+            .state()
+            .ran
+            .lock()
+            .unwrap()
+            .get(tool)
+            .copied()
+            .unwrap_or(0)
     }
 
     fn customers(&self) -> Vec<String> {
-        self.server.state().customers.lock().unwrap().iter().cloned().collect()
+        self.server
+            .state()
+            .customers
+            .lock()
+            .unwrap()
+            .iter()
+            .cloned()
+            .collect()
     }
 
     fn outcomes(&self) -> Vec<AuditEvent> {
-        self.audit.events().into_iter().filter(|e| e.phase == Phase::Outcome).collect()
+        self.audit
+            .events()
+            .into_iter()
+            .filter(|e| e.phase == Phase::Outcome)
+            .collect()
     }
 
     fn last(&self) -> AuditEvent {
@@ -196,7 +237,9 @@ impl Fixture {
                 let _ = running.waiting().await;
             }
         });
-        let mode = ClientLifecycleMode::Discover { preferred_versions: vec![ProtocolVersion::V_2026_07_28] };
+        let mode = ClientLifecycleMode::Discover {
+            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+        };
         client.serve_with_lifecycle(b, mode).await.unwrap()
     }
 }
@@ -222,26 +265,43 @@ async fn call<C: ClientHandler>(
     name: &str,
     args: Value,
 ) -> CallToolResult {
-    client.call_tool(params(auth, approval, name, args)).await.expect("the transport must answer")
+    client
+        .call_tool(params(auth, approval, name, args))
+        .await
+        .expect("the transport must answer")
 }
 
 fn code(r: &CallToolResult) -> String {
     if r.is_error != Some(true) {
         return "ok".into();
     }
-    r.structured_content.as_ref().and_then(|s| s["error"]["code"].as_str()).unwrap_or("<no code>").to_owned()
+    r.structured_content
+        .as_ref()
+        .and_then(|s| s["error"]["code"].as_str())
+        .unwrap_or("<no code>")
+        .to_owned()
 }
 
 fn text(r: &CallToolResult) -> String {
-    r.content.first().and_then(|c| c.as_text()).map(|t| t.text.clone()).unwrap_or_default()
+    r.content
+        .first()
+        .and_then(|c| c.as_text())
+        .map(|t| t.text.clone())
+        .unwrap_or_default()
 }
 
 fn approval_of(r: &CallToolResult) -> Value {
-    r.structured_content.as_ref().map(|s| s["error"]["approval"].clone()).unwrap_or(Value::Null)
+    r.structured_content
+        .as_ref()
+        .map(|s| s["error"]["approval"].clone())
+        .unwrap_or(Value::Null)
 }
 
 fn token_of(r: &CallToolResult) -> String {
-    approval_of(r)["token"].as_str().unwrap_or_else(|| panic!("no token in {r:?}")).to_owned()
+    approval_of(r)["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no token in {r:?}"))
+        .to_owned()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -256,7 +316,10 @@ async fn explicit_token_happy_path_runs_once_and_is_audited() {
     let first = call(&client, &f.ed, None, "edit", args.clone()).await;
     assert_eq!(code(&first), "approval_required", "{}", text(&first));
     let approval = approval_of(&first);
-    assert_eq!(approval["summary"], r#"edit will run as ed with note = "ship it", priority = "high""#);
+    assert_eq!(
+        approval["summary"],
+        r#"edit will run as ed with note = "ship it", priority = "high""#
+    );
     let expires = time::OffsetDateTime::parse(
         approval["expires_at"].as_str().unwrap(),
         &time::format_description::well_known::Rfc3339,
@@ -267,12 +330,22 @@ async fn explicit_token_happy_path_runs_once_and_is_audited() {
         ttl <= time::Duration::minutes(5) && ttl > time::Duration::minutes(4),
         "default expiry is 5 minutes: {ttl}"
     );
-    assert_eq!(first.structured_content.as_ref().unwrap()["error"]["approval_kind"], "explicit");
-    assert!(text(&first).contains(META_TOKEN), "the message says how to confirm: {}", text(&first));
+    assert_eq!(
+        first.structured_content.as_ref().unwrap()["error"]["approval_kind"],
+        "explicit"
+    );
+    assert!(
+        text(&first).contains(META_TOKEN),
+        "the message says how to confirm: {}",
+        text(&first)
+    );
     assert_eq!(f.ran("edit"), 0, "the first call runs nothing");
     let requested = f.last();
     assert_eq!(requested.outcome, "approval_required");
-    assert_eq!(requested.approval.as_ref().unwrap()["decision"], "requested");
+    assert_eq!(
+        requested.approval.as_ref().unwrap()["decision"],
+        "requested"
+    );
 
     let second = call(&client, &f.ed, Some(&token_of(&first)), "edit", args).await;
     assert_eq!(code(&second), "ok", "{}", text(&second));
@@ -282,12 +355,21 @@ async fn explicit_token_happy_path_runs_once_and_is_audited() {
     assert_eq!(approved.outcome, "ok");
     let a = approved.approval.expect("the approval is on record");
     assert_eq!(
-        (a["method"].as_str(), a["decision"].as_str(), a["by"].as_str()),
+        (
+            a["method"].as_str(),
+            a["decision"].as_str(),
+            a["by"].as_str()
+        ),
         (Some("explicit"), Some("approved"), Some("ed"))
     );
     assert!(a["at"].is_string());
     // The write-ahead record carries the approval too.
-    let attempt = f.audit.events().into_iter().find(|e| e.phase == Phase::Attempt).unwrap();
+    let attempt = f
+        .audit
+        .events()
+        .into_iter()
+        .find(|e| e.phase == Phase::Attempt)
+        .unwrap();
     assert_eq!(attempt.approval.unwrap()["decision"], "approved");
 }
 
@@ -303,7 +385,10 @@ async fn explicit_tokens_are_refused_on_replay_other_args_tool_principal_expiry_
 
     // Replay.
     let token = fresh(args.clone()).await;
-    assert_eq!(code(&call(&client, &f.ed, Some(&token), "edit", args.clone()).await), "ok");
+    assert_eq!(
+        code(&call(&client, &f.ed, Some(&token), "edit", args.clone()).await),
+        "ok"
+    );
     let replay = call(&client, &f.ed, Some(&token), "edit", args.clone()).await;
     assert_eq!(code(&replay), "approval_denied");
     assert!(text(&replay).contains("already used"), "{}", text(&replay));
@@ -311,7 +396,14 @@ async fn explicit_tokens_are_refused_on_replay_other_args_tool_principal_expiry_
 
     // Other arguments (even one field).
     let token = fresh(args.clone()).await;
-    let r = call(&client, &f.ed, Some(&token), "edit", json!({"note": "n", "priority": "high"})).await;
+    let r = call(
+        &client,
+        &f.ed,
+        Some(&token),
+        "edit",
+        json!({"note": "n", "priority": "high"}),
+    )
+    .await;
     assert_eq!(code(&r), "approval_denied");
     // Another tool with the same arguments.
     let r = call(&client, &f.ed, Some(&token), "relabel", args.clone()).await;
@@ -321,14 +413,36 @@ async fn explicit_tokens_are_refused_on_replay_other_args_tool_principal_expiry_
     assert_eq!(code(&r), "approval_denied");
     // Forged HMAC: one hex digit of the tag changed; a later expiry with the old tag.
     let last = token.chars().last().unwrap();
-    let forged = format!("{}{}", &token[..token.len() - 1], if last == '0' { '1' } else { '0' });
-    assert_eq!(code(&call(&client, &f.ed, Some(&forged), "edit", args.clone()).await), "approval_denied");
+    let forged = format!(
+        "{}{}",
+        &token[..token.len() - 1],
+        if last == '0' { '1' } else { '0' }
+    );
+    assert_eq!(
+        code(&call(&client, &f.ed, Some(&forged), "edit", args.clone()).await),
+        "approval_denied"
+    );
     let parts: Vec<&str> = token.split('.').collect();
-    let extended = format!("{}.{}.{}.{}", parts[0], parts[1], parts[2].parse::<i64>().unwrap() + 3600, parts[3]);
-    assert_eq!(code(&call(&client, &f.ed, Some(&extended), "edit", args.clone()).await), "approval_denied");
-    assert_eq!(code(&call(&client, &f.ed, Some("garbage"), "edit", args.clone()).await), "approval_denied");
+    let extended = format!(
+        "{}.{}.{}.{}",
+        parts[0],
+        parts[1],
+        parts[2].parse::<i64>().unwrap() + 3600,
+        parts[3]
+    );
+    assert_eq!(
+        code(&call(&client, &f.ed, Some(&extended), "edit", args.clone()).await),
+        "approval_denied"
+    );
+    assert_eq!(
+        code(&call(&client, &f.ed, Some("garbage"), "edit", args.clone()).await),
+        "approval_denied"
+    );
     // None of those consumed the genuine token.
-    assert_eq!(code(&call(&client, &f.ed, Some(&token), "edit", args.clone()).await), "ok");
+    assert_eq!(
+        code(&call(&client, &f.ed, Some(&token), "edit", args.clone()).await),
+        "ok"
+    );
     assert_eq!(f.ran("edit"), 2);
     assert_eq!(f.ran("relabel"), 0);
 
@@ -347,24 +461,54 @@ async fn explicit_tokens_are_refused_on_replay_other_args_tool_principal_expiry_
 #[tokio::test]
 async fn explicit_tokens_from_another_key_are_refused_and_rotation_keeps_old_ones_valid() {
     let (store, ed, eve) = keys();
-    let with_keys = |k: ApprovalKeys| fixture_with(store.clone(), ed.clone(), eve.clone(), move |b| b.approval_keys(k));
+    let with_keys = |k: ApprovalKeys| {
+        fixture_with(store.clone(), ed.clone(), eve.clone(), move |b| {
+            b.approval_keys(k)
+        })
+    };
     let issuing = with_keys(ApprovalKeys::new([1u8; 32]).unwrap());
-    let rotated = with_keys(ApprovalKeys::new([3u8; 32]).unwrap().with_previous([1u8; 32]).unwrap());
+    let rotated = with_keys(
+        ApprovalKeys::new([3u8; 32])
+            .unwrap()
+            .with_previous([1u8; 32])
+            .unwrap(),
+    );
     let stranger = with_keys(ApprovalKeys::new([2u8; 32]).unwrap());
     let args = json!({"note": "n", "priority": "low"});
     let token = token_of(&call(&issuing.connect(()).await, &ed, None, "edit", args.clone()).await);
 
     // Same caller, same store, another key: refused.
-    let r = call(&stranger.connect(()).await, &ed, Some(&token), "edit", args.clone()).await;
+    let r = call(
+        &stranger.connect(()).await,
+        &ed,
+        Some(&token),
+        "edit",
+        args.clone(),
+    )
+    .await;
     assert_eq!(code(&r), "approval_denied");
     assert_eq!(stranger.ran("edit"), 0);
     // After rotation the previous key still verifies.
-    let r = call(&rotated.connect(()).await, &ed, Some(&token), "edit", args.clone()).await;
+    let r = call(
+        &rotated.connect(()).await,
+        &ed,
+        Some(&token),
+        "edit",
+        args.clone(),
+    )
+    .await;
     assert_eq!(code(&r), "ok", "{}", text(&r));
     assert_eq!(rotated.ran("edit"), 1);
     // And tokens the rotated server issues are sealed with the new key.
     let fresh = token_of(&call(&rotated.connect(()).await, &ed, None, "edit", args.clone()).await);
-    let r = call(&issuing.connect(()).await, &ed, Some(&fresh), "edit", args.clone()).await;
+    let r = call(
+        &issuing.connect(()).await,
+        &ed,
+        Some(&fresh),
+        "edit",
+        args.clone(),
+    )
+    .await;
     assert_eq!(code(&r), "approval_denied");
 }
 
@@ -373,30 +517,59 @@ async fn approval_comes_after_validation_and_rate_and_read_tools_never_ask() {
     let f = fixture(|b| b);
     let client = f.connect(()).await;
     // Invalid: refused as such, no token handed out.
-    let r = call(&client, &f.ed, None, "edit", json!({"note": "n", "priority": "urgent"})).await;
+    let r = call(
+        &client,
+        &f.ed,
+        None,
+        "edit",
+        json!({"note": "n", "priority": "urgent"}),
+    )
+    .await;
     assert_eq!(code(&r), "invalid_input");
     assert!(f.last().approval.is_none());
     // Rate: the quota is spent by the first (unapproved) call; the second is refused before approval.
-    assert_eq!(code(&call(&client, &f.ed, None, "scarce", json!({})).await), "approval_required");
+    assert_eq!(
+        code(&call(&client, &f.ed, None, "scarce", json!({})).await),
+        "approval_required"
+    );
     let r = call(&client, &f.ed, None, "scarce", json!({})).await;
     assert_eq!(code(&r), "rate_limited");
     assert!(approval_of(&r).is_null());
     // Read tools never ask.
-    assert_eq!(code(&call(&client, &f.ed, None, "hello", json!({})).await), "ok");
+    assert_eq!(
+        code(&call(&client, &f.ed, None, "hello", json!({})).await),
+        "ok"
+    );
     assert!(f.last().approval.is_none());
 }
 
 #[tokio::test]
 async fn configuration_may_make_approvals_stricter_never_weaker() {
-    let f = fixture(|b| b.require_approval("hello", Approval::Explicit).require_approval("edit", Approval::Human));
+    let f = fixture(|b| {
+        b.require_approval("hello", Approval::Explicit)
+            .require_approval("edit", Approval::Human)
+    });
     let client = f.connect(()).await;
     let r = call(&client, &f.ed, None, "hello", json!({})).await;
     assert_eq!(code(&r), "approval_required");
-    assert_eq!(code(&call(&client, &f.ed, Some(&token_of(&r)), "hello", json!({})).await), "ok");
+    assert_eq!(
+        code(&call(&client, &f.ed, Some(&token_of(&r)), "hello", json!({})).await),
+        "ok"
+    );
     // `edit` now needs a human; this client cannot ask and there is no approver.
-    let r = call(&client, &f.ed, None, "edit", json!({"note": "n", "priority": "low"})).await;
+    let r = call(
+        &client,
+        &f.ed,
+        None,
+        "edit",
+        json!({"note": "n", "priority": "low"}),
+    )
+    .await;
     assert_eq!(code(&r), "approval_required");
-    assert_eq!(r.structured_content.as_ref().unwrap()["error"]["approval_kind"], "human");
+    assert_eq!(
+        r.structured_content.as_ref().unwrap()["error"]["approval_kind"],
+        "human"
+    );
     assert!(text(&r).contains("elicitation"), "{}", text(&r));
     assert_eq!(f.ran("edit"), 0);
 
@@ -407,7 +580,10 @@ async fn configuration_may_make_approvals_stricter_never_weaker() {
         .authenticator(store)
         .require_approval("purge", Approval::Explicit)
         .build();
-    assert!(matches!(weaker, Err(BuildError::WeakerApproval { .. })), "{weaker:?}");
+    assert!(
+        matches!(weaker, Err(BuildError::WeakerApproval { .. })),
+        "{weaker:?}"
+    );
     let (store, _, _) = keys();
     let unknown = SecureServer::builder(State::default())
         .roles(ROLES)
@@ -415,7 +591,10 @@ async fn configuration_may_make_approvals_stricter_never_weaker() {
         .authenticator(store)
         .require_approval("nope", Approval::Human)
         .build();
-    assert!(matches!(unknown, Err(BuildError::Invalid(_))), "{unknown:?}");
+    assert!(
+        matches!(unknown, Err(BuildError::Invalid(_))),
+        "{unknown:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -440,7 +619,10 @@ struct Human {
 
 impl Human {
     fn new(answer: Answer) -> Self {
-        Human { answer, shown: Arc::default() }
+        Human {
+            answer,
+            shown: Arc::default(),
+        }
     }
 }
 
@@ -457,17 +639,30 @@ impl ClientHandler for Human {
         request: ElicitRequestParams,
         _context: RequestContext<RoleClient>,
     ) -> Result<ElicitResult, ErrorData> {
-        if let ElicitRequestParams::FormElicitationParams { message, requested_schema, .. } = &request {
+        if let ElicitRequestParams::FormElicitationParams {
+            message,
+            requested_schema,
+            ..
+        } = &request
+        {
             let schema = serde_json::to_value(requested_schema).unwrap();
-            assert_eq!(schema["properties"]["approve"]["type"], "boolean", "{schema}");
+            assert_eq!(
+                schema["properties"]["approve"]["type"], "boolean",
+                "{schema}"
+            );
             self.shown.lock().unwrap().push(message.clone());
         }
         Ok(match self.answer {
-            Answer::Accept => ElicitResult::new(ElicitationAction::Accept).with_content(json!({"approve": true})),
-            Answer::AcceptNo => ElicitResult::new(ElicitationAction::Accept).with_content(json!({"approve": false})),
+            Answer::Accept => {
+                ElicitResult::new(ElicitationAction::Accept).with_content(json!({"approve": true}))
+            }
+            Answer::AcceptNo => {
+                ElicitResult::new(ElicitationAction::Accept).with_content(json!({"approve": false}))
+            }
             Answer::Decline => ElicitResult::new(ElicitationAction::Decline),
             Answer::Cancel => ElicitResult::new(ElicitationAction::Cancel),
-            Answer::Garbage => ElicitResult::new(ElicitationAction::Accept).with_content(json!({"approve": "sure"})),
+            Answer::Garbage => ElicitResult::new(ElicitationAction::Accept)
+                .with_content(json!({"approve": "sure"})),
             Answer::Stall => std::future::pending().await,
         })
     }
@@ -488,27 +683,52 @@ async fn elicitation_only_accept_runs_the_body() {
     for (f, answer, why) in cases {
         let human = Human::new(answer);
         let client = f.connect(human.clone()).await;
-        let r = call(&client, &f.ed, None, "purge", json!({"customer_id": "c-1", "pin": "4321"})).await;
+        let r = call(
+            &client,
+            &f.ed,
+            None,
+            "purge",
+            json!({"customer_id": "c-1", "pin": "4321"}),
+        )
+        .await;
         assert_eq!(code(&r), "approval_denied", "{answer:?}: {}", text(&r));
         assert!(text(&r).contains(why), "{answer:?}: {}", text(&r));
         assert_eq!(f.ran("purge"), 0, "{answer:?} must not run the body");
-        assert_eq!(f.customers(), ["c-1", "c-2", "c-3"], "{answer:?} left the database unchanged");
+        assert_eq!(
+            f.customers(),
+            ["c-1", "c-2", "c-3"],
+            "{answer:?} left the database unchanged"
+        );
         let record = f.last();
         assert_eq!(record.outcome, "approval_denied");
         let a = record.approval.unwrap();
-        assert_eq!((a["method"].as_str(), a["decision"].as_str()), (Some("elicitation"), Some("denied")));
+        assert_eq!(
+            (a["method"].as_str(), a["decision"].as_str()),
+            (Some("elicitation"), Some("denied"))
+        );
         assert_eq!(human.shown.lock().unwrap().len(), 1);
     }
 
     let human = Human::new(Answer::Accept);
     let client = f.connect(human.clone()).await;
-    let r = call(&client, &f.ed, None, "purge", json!({"customer_id": "c-1", "pin": "4321"})).await;
+    let r = call(
+        &client,
+        &f.ed,
+        None,
+        "purge",
+        json!({"customer_id": "c-1", "pin": "4321"}),
+    )
+    .await;
     assert_eq!(code(&r), "ok", "{}", text(&r));
     assert_eq!(f.ran("purge"), 1);
     assert_eq!(f.customers(), ["c-2", "c-3"]);
     let a = f.last().approval.unwrap();
     assert_eq!(
-        (a["method"].as_str(), a["decision"].as_str(), a["by"].as_str()),
+        (
+            a["method"].as_str(),
+            a["decision"].as_str(),
+            a["by"].as_str()
+        ),
         (Some("elicitation"), Some("approved"), Some("ed"))
     );
     // The human saw the tool, the caller and the arguments, with the secret redacted.
@@ -517,7 +737,10 @@ async fn elicitation_only_accept_runs_the_body() {
         assert!(shown.contains(part), "`{part}` missing from: {shown}");
     }
     let everything = serde_json::to_string(&f.audit.events()).unwrap() + &shown;
-    assert!(!everything.contains("4321"), "the secret never leaves the call");
+    assert!(
+        !everything.contains("4321"),
+        "the secret never leaves the call"
+    );
 }
 
 #[tokio::test]
@@ -530,7 +753,10 @@ async fn input_required_round_trip_on_2026_07_28() {
     let before = f.outcomes().len();
     let r = call(&client, &f.ed, None, "purge", args.clone()).await;
     assert_eq!(code(&r), "approval_denied", "{}", text(&r));
-    let rounds: Vec<String> = f.outcomes()[before..].iter().map(|e| e.outcome.clone()).collect();
+    let rounds: Vec<String> = f.outcomes()[before..]
+        .iter()
+        .map(|e| e.outcome.clone())
+        .collect();
     assert_eq!(rounds, ["approval_required", "approval_denied"]);
     assert_eq!((f.ran("purge"), f.customers().len()), (0, 3));
 
@@ -543,9 +769,18 @@ async fn input_required_round_trip_on_2026_07_28() {
     assert_eq!(f.ran("purge"), 1);
     assert_eq!(f.customers(), ["c-1", "c-3"]);
     let rounds: Vec<AuditEvent> = f.outcomes()[before..].to_vec();
-    assert_eq!(rounds.iter().map(|e| e.outcome.as_str()).collect::<Vec<_>>(), ["approval_required", "ok"]);
+    assert_eq!(
+        rounds
+            .iter()
+            .map(|e| e.outcome.as_str())
+            .collect::<Vec<_>>(),
+        ["approval_required", "ok"]
+    );
     let a = rounds[1].approval.clone().unwrap();
-    assert_eq!((a["method"].as_str(), a["decision"].as_str()), (Some("input_required"), Some("approved")));
+    assert_eq!(
+        (a["method"].as_str(), a["decision"].as_str()),
+        (Some("input_required"), Some("approved"))
+    );
     assert!(human.shown.lock().unwrap()[0].contains("[REDACTED]"));
 }
 
@@ -554,13 +789,21 @@ async fn input_required_state_tampered_replayed_or_moved_is_refused() {
     let f = fixture(|b| b);
     let client = f.connect_2026(Human::new(Answer::Accept)).await;
     let args = json!({"customer_id": "c-3", "pin": "1"});
-    let accept: rmcp::model::InputResponses =
-        [("mcp-secure/approval".to_owned(), json!({"action": "accept", "content": {"approve": true}}))].into();
+    let accept: rmcp::model::InputResponses = [(
+        "mcp-secure/approval".to_owned(),
+        json!({"action": "accept", "content": {"approve": true}}),
+    )]
+    .into();
 
     let ask = |args: Value| {
         let (client, ed) = (&client, f.ed.clone());
         async move {
-            match client.peer().call_tool_once(params(&ed, None, "purge", args)).await.unwrap() {
+            match client
+                .peer()
+                .call_tool_once(params(&ed, None, "purge", args))
+                .await
+                .unwrap()
+            {
                 CallToolResponse::InputRequired(r) => r,
                 other => panic!("expected input required, got {other:?}"),
             }
@@ -569,7 +812,9 @@ async fn input_required_state_tampered_replayed_or_moved_is_refused() {
     let retry = |state: String, args: Value, auth: String| {
         let (client, accept) = (&client, accept.clone());
         async move {
-            let p = params(&auth, None, "purge", args).with_input_responses(accept).with_request_state(state);
+            let p = params(&auth, None, "purge", args)
+                .with_input_responses(accept)
+                .with_request_state(state);
             match client.peer().call_tool_once(p).await.unwrap() {
                 CallToolResponse::Complete(r) => r,
                 other => panic!("expected a result, got {other:?}"),
@@ -583,27 +828,47 @@ async fn input_required_state_tampered_replayed_or_moved_is_refused() {
     let state = first.request_state.clone().unwrap();
     // Tampered: one character of the tag changed.
     let last = state.chars().last().unwrap();
-    let tampered = format!("{}{}", &state[..state.len() - 1], if last == '0' { '1' } else { '0' });
+    let tampered = format!(
+        "{}{}",
+        &state[..state.len() - 1],
+        if last == '0' { '1' } else { '0' }
+    );
     let r = retry(tampered, args.clone(), f.ed.clone()).await;
     assert_eq!(code(&r), "approval_denied");
     assert!(text(&r).contains("request state"), "{}", text(&r));
     // Moved: the state for c-3 presented for c-1, or by another caller.
-    let r = retry(state.clone(), json!({"customer_id": "c-1", "pin": "1"}), f.ed.clone()).await;
+    let r = retry(
+        state.clone(),
+        json!({"customer_id": "c-1", "pin": "1"}),
+        f.ed.clone(),
+    )
+    .await;
     assert_eq!(code(&r), "approval_denied");
     let r = retry(state.clone(), args.clone(), f.eve.clone()).await;
     assert_eq!(code(&r), "approval_denied");
     assert_eq!((f.ran("purge"), f.customers().len()), (0, 3));
     // Genuine: runs once. Replayed: refused.
-    assert_eq!(code(&retry(state.clone(), args.clone(), f.ed.clone()).await), "ok");
+    assert_eq!(
+        code(&retry(state.clone(), args.clone(), f.ed.clone()).await),
+        "ok"
+    );
     let r = retry(state, args.clone(), f.ed.clone()).await;
     assert_eq!(code(&r), "approval_denied");
     assert!(text(&r).contains("already answered"), "{}", text(&r));
     assert_eq!(f.ran("purge"), 1);
     assert_eq!(f.customers(), ["c-1", "c-2"]);
     // Expired: the human took longer than the approval timeout.
-    let state = ask(json!({"customer_id": "c-2", "pin": "1"})).await.request_state.unwrap();
+    let state = ask(json!({"customer_id": "c-2", "pin": "1"}))
+        .await
+        .request_state
+        .unwrap();
     f.clock.advance(Duration::from_secs(11));
-    let r = retry(state, json!({"customer_id": "c-2", "pin": "1"}), f.ed.clone()).await;
+    let r = retry(
+        state,
+        json!({"customer_id": "c-2", "pin": "1"}),
+        f.ed.clone(),
+    )
+    .await;
     assert_eq!(code(&r), "approval_denied");
     assert_eq!(f.ran("purge"), 1);
 }
@@ -614,15 +879,26 @@ async fn input_required_state_tampered_replayed_or_moved_is_refused() {
 fn example_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let debug = exe.parent().and_then(Path::parent).unwrap();
-    let bin = debug.join("examples").join(format!("customer_service{}", std::env::consts::EXE_SUFFIX));
-    assert!(bin.exists(), "{} is missing: `cargo test` builds it", bin.display());
+    let bin = debug
+        .join("examples")
+        .join(format!("customer_service{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing: `cargo test` builds it",
+        bin.display()
+    );
     bin
 }
 
 /// Waits for the server to queue a request, and returns its id.
 async fn pending_id(queue: &FileApprovalQueue) -> String {
     for _ in 0..500 {
-        if let Some(q) = queue.list().unwrap().into_iter().find(|q| q.state == QueueState::Pending) {
+        if let Some(q) = queue
+            .list()
+            .unwrap()
+            .into_iter()
+            .find(|q| q.state == QueueState::Pending)
+        {
             return q.id;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -636,7 +912,11 @@ fn operator(data: &Path, verb: &str, id: &str) -> String {
         .arg(data)
         .output()
         .unwrap();
-    assert!(out.status.success(), "approvals {verb}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "approvals {verb}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -646,7 +926,9 @@ async fn out_of_band_queue_answered_from_a_second_process() {
     let queue = FileApprovalQueue::open(data.path().join("approvals")).unwrap();
     let f = fixture(|b| {
         b.approver(
-            FileApprovalQueue::open(data.path().join("approvals")).unwrap().poll_interval(Duration::from_millis(10)),
+            FileApprovalQueue::open(data.path().join("approvals"))
+                .unwrap()
+                .poll_interval(Duration::from_millis(10)),
         )
         .human_approval_timeout(Duration::from_secs(30))
     });
@@ -654,7 +936,13 @@ async fn out_of_band_queue_answered_from_a_second_process() {
     let client = f.connect(()).await;
 
     // Approve.
-    let call_it = call(&client, &f.ed, None, "purge", json!({"customer_id": "c-1", "pin": "99"}));
+    let call_it = call(
+        &client,
+        &f.ed,
+        None,
+        "purge",
+        json!({"customer_id": "c-1", "pin": "99"}),
+    );
     let approve = async {
         let id = pending_id(&queue).await;
         let listed = std::process::Command::new(example_binary())
@@ -663,29 +951,51 @@ async fn out_of_band_queue_answered_from_a_second_process() {
             .output()
             .unwrap();
         let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
-        assert!(listed.contains(&id) && listed.contains("purge will run as ed"), "{listed}");
-        assert!(!listed.contains("99\""), "secrets are redacted in the queue: {listed}");
+        assert!(
+            listed.contains(&id) && listed.contains("purge will run as ed"),
+            "{listed}"
+        );
+        assert!(
+            !listed.contains("99\""),
+            "secrets are redacted in the queue: {listed}"
+        );
         assert_eq!(f.ran("purge"), 0, "nothing runs before the decision");
         operator(data.path(), "approve", &id)
     };
     let (r, said) = tokio::join!(call_it, approve);
     assert!(said.starts_with("approved"), "{said}");
     assert_eq!(code(&r), "ok", "{}", text(&r));
-    assert_eq!((f.ran("purge"), f.customers()), (1, vec!["c-2".to_string(), "c-3".to_string()]));
+    assert_eq!(
+        (f.ran("purge"), f.customers()),
+        (1, vec!["c-2".to_string(), "c-3".to_string()])
+    );
     let a = f.last().approval.unwrap();
     assert_eq!(
-        (a["method"].as_str(), a["decision"].as_str(), a["by"].as_str()),
+        (
+            a["method"].as_str(),
+            a["decision"].as_str(),
+            a["by"].as_str()
+        ),
         (Some("approver"), Some("approved"), Some("olga"))
     );
 
     // Deny.
-    let call_it = call(&client, &f.ed, None, "purge", json!({"customer_id": "c-2", "pin": "99"}));
+    let call_it = call(
+        &client,
+        &f.ed,
+        None,
+        "purge",
+        json!({"customer_id": "c-2", "pin": "99"}),
+    );
     let deny = async { operator(data.path(), "deny", &pending_id(&queue).await) };
     let (r, _) = tokio::join!(call_it, deny);
     assert_eq!(code(&r), "approval_denied", "{}", text(&r));
     assert_eq!((f.ran("purge"), f.customers().len()), (1, 2));
     let a = f.last().approval.unwrap();
-    assert_eq!((a["decision"].as_str(), a["by"].as_str()), (Some("denied"), Some("olga")));
+    assert_eq!(
+        (a["decision"].as_str(), a["by"].as_str()),
+        (Some("denied"), Some("olga"))
+    );
 }
 
 #[tokio::test]
@@ -693,12 +1003,21 @@ async fn out_of_band_queue_times_out_as_a_denial() {
     let data = tempfile::tempdir().unwrap();
     let f = fixture(|b| {
         b.approver(
-            FileApprovalQueue::open(data.path().join("approvals")).unwrap().poll_interval(Duration::from_millis(10)),
+            FileApprovalQueue::open(data.path().join("approvals"))
+                .unwrap()
+                .poll_interval(Duration::from_millis(10)),
         )
         .human_approval_timeout(Duration::from_millis(200))
     });
     let client = f.connect(()).await;
-    let r = call(&client, &f.ed, None, "purge", json!({"customer_id": "c-1", "pin": "1"})).await;
+    let r = call(
+        &client,
+        &f.ed,
+        None,
+        "purge",
+        json!({"customer_id": "c-1", "pin": "1"}),
+    )
+    .await;
     assert_eq!(code(&r), "approval_denied", "{}", text(&r));
     assert!(text(&r).contains("no operator decided"), "{}", text(&r));
     assert_eq!((f.ran("purge"), f.customers().len()), (0, 3));

@@ -8,13 +8,22 @@ use std::process::Command;
 fn example_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let debug = exe.parent().and_then(Path::parent).unwrap();
-    let bin = debug.join("examples").join(format!("customer_service{}", std::env::consts::EXE_SUFFIX));
-    assert!(bin.exists(), "{} is missing: `cargo test` builds it", bin.display());
+    let bin = debug
+        .join("examples")
+        .join(format!("customer_service{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing: `cargo test` builds it",
+        bin.display()
+    );
     bin
 }
 
 fn python_sdk_available() -> bool {
-    Command::new("python3").args(["-c", "import mcp"]).output().is_ok_and(|o| o.status.success())
+    Command::new("python3")
+        .args(["-c", "import mcp"])
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 #[test]
@@ -32,13 +41,29 @@ fn python_sdk_client_approves_and_declines_delete_customer() {
         .arg(data.path())
         .output()
         .unwrap();
-    assert!(keygen.status.success(), "keygen: {}", String::from_utf8_lossy(&keygen.stderr));
+    assert!(
+        keygen.status.success(),
+        "keygen: {}",
+        String::from_utf8_lossy(&keygen.stderr)
+    );
     let token = String::from_utf8(keygen.stdout).unwrap().trim().to_owned();
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/elicitation_client.py");
-    let out = Command::new("python3").arg(script).arg(&bin).arg(data.path()).arg(&token).output().unwrap();
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "python client failed\nstdout: {stdout}\nstderr: {stderr}");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(&bin)
+        .arg(data.path())
+        .arg(&token)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success(),
+        "python client failed\nstdout: {stdout}\nstderr: {stderr}"
+    );
     assert!(stdout.contains("deleted"), "{stdout}");
 
     // Both decisions are in the audit log, with how and by whom.

@@ -134,7 +134,10 @@ async fn login(
     password: Secret<String>,
 ) -> Result<Json<Login>, ToolError> {
     ctx.ran("login");
-    Ok(Json(Login { ok: password.expose() == "correct horse", user }))
+    Ok(Json(Login {
+        ok: password.expose() == "correct horse",
+        user,
+    }))
 }
 
 struct Harness {
@@ -150,7 +153,11 @@ struct Harness {
 impl Harness {
     async fn new() -> Harness {
         let keys = ApiKeyStore::new(Environment::Test);
-        let key = |user: &str, role: &str, env| keys.generate(user, &[role.to_string()], env, None).unwrap().token;
+        let key = |user: &str, role: &str, env| {
+            keys.generate(user, &[role.to_string()], env, None)
+                .unwrap()
+                .token
+        };
         let (reader, editor, admin) = (
             key("rita", "read-only", Environment::Test),
             key("ed", "editor", Environment::Test),
@@ -161,7 +168,17 @@ impl Harness {
         let server = SecureServer::builder(State::default())
             .name("pipeline-test", "1.0.0")
             .roles(ROLES)
-            .tools(tools![echo, limited, slow, busy, edit, purge, maintenance, explode, login])
+            .tools(tools![
+                echo,
+                limited,
+                slow,
+                busy,
+                edit,
+                purge,
+                maintenance,
+                explode,
+                login
+            ])
             .authenticator(keys)
             .audit(audit.clone())
             .build()
@@ -174,24 +191,53 @@ impl Harness {
             }
         });
         let client = ().serve(b).await.unwrap();
-        Harness { client, audit, server, reader, editor, admin, live }
+        Harness {
+            client,
+            audit,
+            server,
+            reader,
+            editor,
+            admin,
+            live,
+        }
     }
 
     fn ran(&self, tool: &str) -> usize {
-        self.server.state().ran.lock().unwrap().get(tool).copied().unwrap_or(0)
+        self.server
+            .state()
+            .ran
+            .lock()
+            .unwrap()
+            .get(tool)
+            .copied()
+            .unwrap_or(0)
     }
 
     fn outcomes(&self) -> Vec<AuditEvent> {
-        self.audit.events().into_iter().filter(|e| e.phase == Phase::Outcome).collect()
+        self.audit
+            .events()
+            .into_iter()
+            .filter(|e| e.phase == Phase::Outcome)
+            .collect()
     }
 
     /// Calls and checks: the code, and exactly one new outcome record carrying it.
-    async fn expect(&self, token: Option<&str>, tool: &str, args: Value, want: &str) -> rmcp::model::CallToolResult {
+    async fn expect(
+        &self,
+        token: Option<&str>,
+        tool: &str,
+        args: Value,
+        want: &str,
+    ) -> rmcp::model::CallToolResult {
         let before = self.outcomes().len();
         let r = call(&self.client, token, tool, args).await;
         assert_eq!(code(&r), want, "{tool}: {}", text(&r));
         let outcomes = self.outcomes();
-        assert_eq!(outcomes.len(), before + 1, "{tool}: exactly one audit outcome per call");
+        assert_eq!(
+            outcomes.len(),
+            before + 1,
+            "{tool}: exactly one audit outcome per call"
+        );
         let last = outcomes.last().unwrap();
         assert_eq!((last.tool.as_str(), last.outcome.as_str()), (tool, want));
         assert_eq!(last.success, want == "ok");
@@ -219,13 +265,29 @@ async fn tools_list_shows_each_caller_only_its_tools_with_constraints() {
         }
     };
     let reader = names(list(h.reader.clone()).await);
-    assert_eq!(reader, ["busy", "echo", "explode", "limited", "login", "slow"]);
+    assert_eq!(
+        reader,
+        ["busy", "echo", "explode", "limited", "login", "slow"]
+    );
     let editor = names(list(h.editor.clone()).await);
-    assert_eq!(editor, ["busy", "echo", "edit", "explode", "limited", "login", "purge", "slow"]);
+    assert_eq!(
+        editor,
+        [
+            "busy", "echo", "edit", "explode", "limited", "login", "purge", "slow"
+        ]
+    );
     let admin = list(h.admin.clone()).await;
     assert_eq!(admin.len(), 9);
     // Unauthenticated callers see nothing.
-    assert!(h.client.peer().list_tools(None).await.unwrap().tools.is_empty());
+    assert!(
+        h.client
+            .peer()
+            .list_tools(None)
+            .await
+            .unwrap()
+            .tools
+            .is_empty()
+    );
 
     let echo = admin.iter().find(|t| t.name == "echo").unwrap();
     let schema = Value::Object((*echo.input_schema).clone());
@@ -236,46 +298,122 @@ async fn tools_list_shows_each_caller_only_its_tools_with_constraints() {
     assert_eq!(schema["properties"]["text"]["description"], "What to echo.");
     assert_eq!(echo.description.as_deref(), Some("Echo text back."));
     let ann = echo.annotations.as_ref().unwrap();
-    assert_eq!((ann.read_only_hint, ann.destructive_hint), (Some(true), Some(false)));
+    assert_eq!(
+        (ann.read_only_hint, ann.destructive_hint),
+        (Some(true), Some(false))
+    );
     let purge = admin.iter().find(|t| t.name == "purge").unwrap();
-    assert_eq!(purge.annotations.as_ref().unwrap().destructive_hint, Some(true));
+    assert_eq!(
+        purge.annotations.as_ref().unwrap().destructive_hint,
+        Some(true)
+    );
     let login = admin.iter().find(|t| t.name == "login").unwrap();
-    assert_eq!(login.output_schema.as_ref().unwrap()["properties"]["ok"]["type"], "boolean");
+    assert_eq!(
+        login.output_schema.as_ref().unwrap()["properties"]["ok"]["type"],
+        "boolean"
+    );
 }
 
 #[tokio::test]
 async fn allowed_calls_run_and_refusals_never_reach_the_body() {
     let h = Harness::new().await;
-    let (reader, editor, admin) = (Some(h.reader.as_str()), Some(h.editor.as_str()), Some(h.admin.as_str()));
+    let (reader, editor, admin) = (
+        Some(h.reader.as_str()),
+        Some(h.editor.as_str()),
+        Some(h.admin.as_str()),
+    );
 
-    let r = h.expect(reader, "echo", json!({"text": "hi", "times": 2}), "ok").await;
+    let r = h
+        .expect(reader, "echo", json!({"text": "hi", "times": 2}), "ok")
+        .await;
     assert_eq!(text(&r), "hihi");
     assert_eq!(h.ran("echo"), 1);
 
     // No token, a bad token, a key of the other environment.
-    h.expect(None, "echo", json!({"text": "hi"}), "unauthorized").await;
-    h.expect(Some("mcs_test_abc_0000"), "echo", json!({"text": "hi"}), "unauthorized").await;
-    let r = h.expect(Some(h.live.as_str()), "echo", json!({"text": "hi"}), "unauthorized").await;
+    h.expect(None, "echo", json!({"text": "hi"}), "unauthorized")
+        .await;
+    h.expect(
+        Some("mcs_test_abc_0000"),
+        "echo",
+        json!({"text": "hi"}),
+        "unauthorized",
+    )
+    .await;
+    let r = h
+        .expect(
+            Some(h.live.as_str()),
+            "echo",
+            json!({"text": "hi"}),
+            "unauthorized",
+        )
+        .await;
     assert!(text(&r).contains("`live` key"), "{}", text(&r));
     // Wrong role, and an admin tool for a non-privileged role.
-    h.expect(reader, "edit", json!({"note": "x", "priority": "low"}), "forbidden").await;
-    h.expect(editor, "maintenance", json!({}), "forbidden").await;
+    h.expect(
+        reader,
+        "edit",
+        json!({"note": "x", "priority": "low"}),
+        "forbidden",
+    )
+    .await;
+    h.expect(editor, "maintenance", json!({}), "forbidden")
+        .await;
     // Invalid input: rule broken, wrong type, unknown field, missing field, bad enum.
-    let r = h.expect(reader, "echo", json!({"text": ""}), "invalid_input").await;
+    let r = h
+        .expect(reader, "echo", json!({"text": ""}), "invalid_input")
+        .await;
     assert!(text(&r).contains("`text`"), "{}", text(&r));
-    h.expect(reader, "echo", json!({"text": "x", "times": 9}), "invalid_input").await;
-    h.expect(reader, "echo", json!({"text": 5}), "invalid_input").await;
-    let r = h.expect(reader, "echo", json!({"text": "x", "admin": true}), "invalid_input").await;
+    h.expect(
+        reader,
+        "echo",
+        json!({"text": "x", "times": 9}),
+        "invalid_input",
+    )
+    .await;
+    h.expect(reader, "echo", json!({"text": 5}), "invalid_input")
+        .await;
+    let r = h
+        .expect(
+            reader,
+            "echo",
+            json!({"text": "x", "admin": true}),
+            "invalid_input",
+        )
+        .await;
     assert!(text(&r).contains("unknown field `admin`"), "{}", text(&r));
     h.expect(reader, "echo", json!({}), "invalid_input").await;
-    h.expect(editor, "edit", json!({"note": "x", "priority": "urgent"}), "invalid_input").await;
+    h.expect(
+        editor,
+        "edit",
+        json!({"note": "x", "priority": "urgent"}),
+        "invalid_input",
+    )
+    .await;
     // Too large: over the tool's 256-byte cap, refused before parsing.
-    h.expect(reader, "echo", json!({"text": "x".repeat(300)}), "too_large").await;
+    h.expect(
+        reader,
+        "echo",
+        json!({"text": "x".repeat(300)}),
+        "too_large",
+    )
+    .await;
     // Approval required: write, delete and admin tools never run without approval.
-    let r = h.expect(editor, "edit", json!({"note": "x", "priority": "high"}), "approval_required").await;
-    assert_eq!(r.structured_content.as_ref().unwrap()["error"]["approval_kind"], "explicit");
-    h.expect(editor, "purge", json!({}), "approval_required").await;
-    h.expect(admin, "maintenance", json!({}), "approval_required").await;
+    let r = h
+        .expect(
+            editor,
+            "edit",
+            json!({"note": "x", "priority": "high"}),
+            "approval_required",
+        )
+        .await;
+    assert_eq!(
+        r.structured_content.as_ref().unwrap()["error"]["approval_kind"],
+        "explicit"
+    );
+    h.expect(editor, "purge", json!({}), "approval_required")
+        .await;
+    h.expect(admin, "maintenance", json!({}), "approval_required")
+        .await;
     // Unknown tool.
     h.expect(reader, "nope", json!({}), "invalid_input").await;
 
@@ -293,18 +431,25 @@ async fn rate_limit_trips_at_exactly_the_quota_plus_one() {
         h.expect(reader, "limited", json!({}), "ok").await;
     }
     let r = h.expect(reader, "limited", json!({}), "rate_limited").await;
-    let retry = r.structured_content.as_ref().unwrap()["error"]["retry_after_ms"].as_u64().unwrap();
-    assert!(retry > 1_000_000, "3/hour refills every 20 minutes, got {retry} ms");
+    let retry = r.structured_content.as_ref().unwrap()["error"]["retry_after_ms"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        retry > 1_000_000,
+        "3/hour refills every 20 minutes, got {retry} ms"
+    );
     assert!(text(&r).starts_with("Rate limit reached. Please wait."));
     assert_eq!(h.ran("limited"), 3);
     // Limits are per principal.
-    h.expect(Some(h.editor.as_str()), "limited", json!({}), "ok").await;
+    h.expect(Some(h.editor.as_str()), "limited", json!({}), "ok")
+        .await;
 }
 
 #[tokio::test]
 async fn timeout_stops_the_body() {
     let h = Harness::new().await;
-    h.expect(Some(h.reader.as_str()), "slow", json!({}), "timeout").await;
+    h.expect(Some(h.reader.as_str()), "slow", json!({}), "timeout")
+        .await;
     assert_eq!((h.ran("slow.start"), h.ran("slow.end")), (1, 0));
 }
 
@@ -335,23 +480,53 @@ async fn concurrency_limit_refuses_the_second_call_in_flight() {
 #[tokio::test]
 async fn panics_become_internal_errors_that_reveal_nothing() {
     let h = Harness::new().await;
-    let r = h.expect(Some(h.reader.as_str()), "explode", json!({}), "internal").await;
-    let all = serde_json::to_string(&r).unwrap() + &serde_json::to_string(&h.audit.events()).unwrap();
+    let r = h
+        .expect(Some(h.reader.as_str()), "explode", json!({}), "internal")
+        .await;
+    let all =
+        serde_json::to_string(&r).unwrap() + &serde_json::to_string(&h.audit.events()).unwrap();
     assert!(!all.contains("hunter2"));
     // The server still serves.
-    h.expect(Some(h.reader.as_str()), "echo", json!({"text": "alive"}), "ok").await;
+    h.expect(
+        Some(h.reader.as_str()),
+        "echo",
+        json!({"text": "alive"}),
+        "ok",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn secrets_are_redacted_in_audit_and_errors() {
     let h = Harness::new().await;
     let reader = Some(h.reader.as_str());
-    let r = h.expect(reader, "login", json!({"user": "u", "password": "correct horse"}), "ok").await;
+    let r = h
+        .expect(
+            reader,
+            "login",
+            json!({"user": "u", "password": "correct horse"}),
+            "ok",
+        )
+        .await;
     assert_eq!(r.structured_content.as_ref().unwrap()["ok"], true);
-    h.expect(reader, "login", json!({"user": "u", "password": 12345678}), "invalid_input").await;
-    h.expect(reader, "login", json!({"user": "u", "password": "y".repeat(65)}), "invalid_input").await;
+    h.expect(
+        reader,
+        "login",
+        json!({"user": "u", "password": 12345678}),
+        "invalid_input",
+    )
+    .await;
+    h.expect(
+        reader,
+        "login",
+        json!({"user": "u", "password": "y".repeat(65)}),
+        "invalid_input",
+    )
+    .await;
     let audit = serde_json::to_string(&h.audit.events()).unwrap();
-    assert!(!audit.contains("correct horse") && !audit.contains("12345678") && !audit.contains("yyyyy"));
+    assert!(
+        !audit.contains("correct horse") && !audit.contains("12345678") && !audit.contains("yyyyy")
+    );
     assert!(audit.contains("[REDACTED]"));
     // Tokens never reach a record.
     assert!(!audit.contains(&h.reader));
@@ -363,7 +538,11 @@ async fn secrets_are_redacted_in_audit_and_errors() {
 #[tokio::test]
 async fn session_token_authenticates_requests_without_meta() {
     let h = Harness::new().await;
-    let server = h.server.clone().with_transport("memory").with_session_token(h.editor.clone());
+    let server = h
+        .server
+        .clone()
+        .with_transport("memory")
+        .with_session_token(h.editor.clone());
     let (a, b) = tokio::io::duplex(64 * 1024);
     tokio::spawn(async move {
         if let Ok(running) = server.serve(a).await {

@@ -28,12 +28,14 @@ pub fn configure(
     queue: bool,
     timeout: Duration,
 ) -> Result<ServerBuilder<App>, String> {
-    let keys = ApprovalKeys::load_or_create(key_path(data)).map_err(|e| format!("approval key: {e}"))?;
+    let keys =
+        ApprovalKeys::load_or_create(key_path(data)).map_err(|e| format!("approval key: {e}"))?;
     let builder = builder.approval_keys(keys).human_approval_timeout(timeout);
     if !queue {
         return Ok(builder);
     }
-    let queue = FileApprovalQueue::open(queue_dir(data)).map_err(|e| format!("approval queue: {e}"))?;
+    let queue =
+        FileApprovalQueue::open(queue_dir(data)).map_err(|e| format!("approval queue: {e}"))?;
     tracing::info!(
         dir = %queue.dir().display(),
         "approval queue on: answer with `customer_service approvals approve ID` or `deny ID`"
@@ -45,13 +47,28 @@ pub fn configure(
 pub fn list(data: &Path, all: bool) -> Result<(), String> {
     let queue = FileApprovalQueue::open(queue_dir(data)).map_err(|e| e.to_string())?;
     let entries = queue.list().map_err(|e| e.to_string())?;
-    let shown: Vec<_> = entries.iter().filter(|q| all || q.state == QueueState::Pending).collect();
+    let shown: Vec<_> = entries
+        .iter()
+        .filter(|q| all || q.state == QueueState::Pending)
+        .collect();
     if shown.is_empty() {
-        eprintln!("no {}approval requests in {}", if all { "" } else { "pending " }, queue.dir().display());
+        eprintln!(
+            "no {}approval requests in {}",
+            if all { "" } else { "pending " },
+            queue.dir().display()
+        );
     }
     for q in shown {
-        let expires = q.expires_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
-        println!("{}  {:<8}  expires {expires}  {}", q.id, q.state.as_str(), q.summary);
+        let expires = q
+            .expires_at
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        println!(
+            "{}  {:<8}  expires {expires}  {}",
+            q.id,
+            q.state.as_str(),
+            q.summary
+        );
     }
     Ok(())
 }
@@ -59,9 +76,16 @@ pub fn list(data: &Path, all: bool) -> Result<(), String> {
 /// `approvals approve ID` / `approvals deny ID`.
 pub fn decide(data: &Path, id: &str, approve: bool, by: Option<String>) -> Result<(), String> {
     let queue = FileApprovalQueue::open(queue_dir(data)).map_err(|e| e.to_string())?;
-    let by =
-        by.or_else(|| std::env::var("USER").ok()).filter(|b| !b.trim().is_empty()).unwrap_or_else(|| "operator".into());
-    let q = if approve { queue.approve(id, &by) } else { queue.deny(id, &by) }.map_err(|e| e.to_string())?;
+    let by = by
+        .or_else(|| std::env::var("USER").ok())
+        .filter(|b| !b.trim().is_empty())
+        .unwrap_or_else(|| "operator".into());
+    let q = if approve {
+        queue.approve(id, &by)
+    } else {
+        queue.deny(id, &by)
+    }
+    .map_err(|e| e.to_string())?;
     println!("{} {}: {}", q.state.as_str(), q.id, q.summary);
     Ok(())
 }

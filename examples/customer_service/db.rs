@@ -13,10 +13,11 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
          PRAGMA foreign_keys = ON;
          PRAGMA busy_timeout = 5000;",
     )?;
-    let fresh: i64 =
-        conn.query_row("SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'customers'", [], |r| {
-            r.get(0)
-        })?;
+    let fresh: i64 = conn.query_row(
+        "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'customers'",
+        [],
+        |r| r.get(0),
+    )?;
     if fresh == 0 {
         seed(&conn)?;
     }
@@ -42,14 +43,47 @@ fn seed(conn: &Connection) -> rusqlite::Result<()> {
          CREATE INDEX orders_by_customer ON orders(customer_id);",
     )?;
     let customers = [
-        ("c-1001", "Ada Lovelace", "ada@example.com", "gold", "2024-01-15"),
-        ("c-1002", "Grace Hopper", "grace@example.com", "silver", "2024-02-03"),
-        ("c-1003", "Alan Turing", "alan@example.com", "bronze", "2024-03-22"),
-        ("c-1004", "Katherine Johnson", "katherine@example.com", "gold", "2024-05-09"),
-        ("c-1005", "Edsger Dijkstra", "edsger@example.com", "silver", "2024-07-30"),
+        (
+            "c-1001",
+            "Ada Lovelace",
+            "ada@example.com",
+            "gold",
+            "2024-01-15",
+        ),
+        (
+            "c-1002",
+            "Grace Hopper",
+            "grace@example.com",
+            "silver",
+            "2024-02-03",
+        ),
+        (
+            "c-1003",
+            "Alan Turing",
+            "alan@example.com",
+            "bronze",
+            "2024-03-22",
+        ),
+        (
+            "c-1004",
+            "Katherine Johnson",
+            "katherine@example.com",
+            "gold",
+            "2024-05-09",
+        ),
+        (
+            "c-1005",
+            "Edsger Dijkstra",
+            "edsger@example.com",
+            "silver",
+            "2024-07-30",
+        ),
     ];
     for c in customers {
-        conn.execute("INSERT INTO customers VALUES (?1, ?2, ?3, ?4, ?5)", params![c.0, c.1, c.2, c.3, c.4])?;
+        conn.execute(
+            "INSERT INTO customers VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![c.0, c.1, c.2, c.3, c.4],
+        )?;
     }
     let products = [
         ("p-1", "Mechanical keyboard", "peripherals", 12900, 40),
@@ -60,7 +94,10 @@ fn seed(conn: &Connection) -> rusqlite::Result<()> {
         ("p-6", "Webcam 4K", "peripherals", 15900, 0),
     ];
     for p in products {
-        conn.execute("INSERT INTO products VALUES (?1, ?2, ?3, ?4, ?5)", params![p.0, p.1, p.2, p.3, p.4])?;
+        conn.execute(
+            "INSERT INTO products VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![p.0, p.1, p.2, p.3, p.4],
+        )?;
     }
     let orders = [
         ("o-5001", "c-1001", "p-1", 1, "delivered", "2025-01-10"),
@@ -72,7 +109,10 @@ fn seed(conn: &Connection) -> rusqlite::Result<()> {
         ("o-5007", "c-1005", "p-6", 1, "pending", "2025-06-11"),
     ];
     for o in orders {
-        conn.execute("INSERT INTO orders VALUES (?1, ?2, ?3, ?4, ?5, ?6)", params![o.0, o.1, o.2, o.3, o.4, o.5])?;
+        conn.execute(
+            "INSERT INTO orders VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![o.0, o.1, o.2, o.3, o.4, o.5],
+        )?;
     }
     conn.execute_batch("COMMIT;")
 }
@@ -109,9 +149,19 @@ pub struct Product {
 }
 
 pub fn customer(conn: &Connection, id: &str) -> rusqlite::Result<Option<Customer>> {
-    conn.query_row("SELECT id, name, email, tier, created_at FROM customers WHERE id = ?1", [id], |r| {
-        Ok(Customer { id: r.get(0)?, name: r.get(1)?, email: r.get(2)?, tier: r.get(3)?, created_at: r.get(4)? })
-    })
+    conn.query_row(
+        "SELECT id, name, email, tier, created_at FROM customers WHERE id = ?1",
+        [id],
+        |r| {
+            Ok(Customer {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                email: r.get(2)?,
+                tier: r.get(3)?,
+                created_at: r.get(4)?,
+            })
+        },
+    )
     .optional()
 }
 
@@ -131,25 +181,42 @@ pub fn orders(conn: &Connection, customer_id: &str, limit: u32) -> rusqlite::Res
         "SELECT id, customer_id, product_id, quantity, status, created_at FROM orders
          WHERE customer_id = ?1 ORDER BY created_at DESC LIMIT ?2",
     )?;
-    stmt.query_map(params![customer_id, limit], order_row)?.collect()
+    stmt.query_map(params![customer_id, limit], order_row)?
+        .collect()
 }
 
 pub fn search_products(conn: &Connection, query: &str) -> rusqlite::Result<Vec<Product>> {
     // The query is a bound parameter, and LIKE's own wildcards in it are escaped.
-    let escaped = query.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    let escaped = query
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
     let pattern = format!("%{escaped}%");
     let mut stmt = conn.prepare_cached(
         "SELECT id, name, category, price_cents, stock FROM products
          WHERE name LIKE ?1 ESCAPE '\\' OR category LIKE ?1 ESCAPE '\\' ORDER BY id LIMIT 50",
     )?;
     stmt.query_map([pattern], |r| {
-        Ok(Product { id: r.get(0)?, name: r.get(1)?, category: r.get(2)?, price_cents: r.get(3)?, stock: r.get(4)? })
+        Ok(Product {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            category: r.get(2)?,
+            price_cents: r.get(3)?,
+            stock: r.get(4)?,
+        })
     })?
     .collect()
 }
 
-pub fn update_order_status(conn: &Connection, order_id: &str, status: &str) -> rusqlite::Result<Option<Order>> {
-    let n = conn.execute("UPDATE orders SET status = ?2 WHERE id = ?1", params![order_id, status])?;
+pub fn update_order_status(
+    conn: &Connection,
+    order_id: &str,
+    status: &str,
+) -> rusqlite::Result<Option<Order>> {
+    let n = conn.execute(
+        "UPDATE orders SET status = ?2 WHERE id = ?1",
+        params![order_id, status],
+    )?;
     if n == 0 {
         return Ok(None);
     }
@@ -161,7 +228,12 @@ pub fn update_order_status(conn: &Connection, order_id: &str, status: &str) -> r
     .optional()
 }
 
-pub fn create_ticket(conn: &Connection, subject: &str, body: &str, user: &str) -> rusqlite::Result<i64> {
+pub fn create_ticket(
+    conn: &Connection,
+    subject: &str,
+    body: &str,
+    user: &str,
+) -> rusqlite::Result<i64> {
     conn.execute(
         "INSERT INTO tickets (subject, body, created_by, created_at) VALUES (?1, ?2, ?3, datetime('now'))",
         params![subject, body, user],

@@ -41,7 +41,10 @@ roles! {
 }
 
 #[derive(Parser)]
-#[command(name = "customer_service", about = "A customer-service MCP server secured by mcp-secure")]
+#[command(
+    name = "customer_service",
+    about = "A customer-service MCP server secured by mcp-secure"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -129,22 +132,34 @@ enum ApprovalAction {
 }
 
 fn parse_wait(text: &str) -> Result<Duration, String> {
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (n, unit) = text.split_at(split);
-    let n: u64 = n.parse().map_err(|_| format!("`{text}` must look like `2m` or `30s`"))?;
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("`{text}` must look like `2m` or `30s`"))?;
     let d = match unit {
         "ms" => Duration::from_millis(n),
         "s" => Duration::from_secs(n),
         "m" => Duration::from_secs(n.saturating_mul(60)),
         _ => return Err(format!("`{text}` must end in `ms`, `s` or `m`")),
     };
-    if d.is_zero() { Err(format!("`{text}` must be longer than zero")) } else { Ok(d) }
+    if d.is_zero() {
+        Err(format!("`{text}` must be longer than zero"))
+    } else {
+        Ok(d)
+    }
 }
 
 fn parse_lifetime(text: &str) -> Result<Duration, String> {
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (n, unit) = text.split_at(split);
-    let n: u64 = n.parse().map_err(|_| format!("`{text}` must look like `90d`, `12h` or `30m`"))?;
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("`{text}` must look like `90d`, `12h` or `30m`"))?;
     let secs = match unit {
         "m" => 60,
         "h" => 3600,
@@ -161,19 +176,30 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,rmcp=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,rmcp=warn".into()),
         )
         .init();
     let result = match Cli::parse().command {
-        Command::Serve { data, env, approval_queue, approval_timeout, http } => {
-            serve(&data, env, approval_queue, approval_timeout, &http)
-        }
+        Command::Serve {
+            data,
+            env,
+            approval_queue,
+            approval_timeout,
+            http,
+        } => serve(&data, env, approval_queue, approval_timeout, &http),
         Command::Approvals { action, data } => match action {
             ApprovalAction::List { all } => approvals::list(&data, all),
             ApprovalAction::Approve { id, by } => approvals::decide(&data, &id, true, by),
             ApprovalAction::Deny { id, by } => approvals::decide(&data, &id, false, by),
         },
-        Command::Keygen { user, roles, env, expires, data } => keygen(&data, &user, &roles, env, expires),
+        Command::Keygen {
+            user,
+            roles,
+            env,
+            expires,
+            data,
+        } => keygen(&data, &user, &roles, env, expires),
         Command::Audit { action } => audit_cmd::run(action),
     };
     match result {
@@ -185,14 +211,28 @@ fn main() -> ExitCode {
     }
 }
 
-fn keygen(data: &Path, user: &str, roles: &[String], env: Environment, expires: Option<Duration>) -> Result<(), String> {
+fn keygen(
+    data: &Path,
+    user: &str,
+    roles: &[String],
+    env: Environment,
+    expires: Option<Duration>,
+) -> Result<(), String> {
     let declared: Vec<&str> = ROLES.iter().map(|r| r.name).collect();
     if let Some(bad) = roles.iter().find(|r| !declared.contains(&r.as_str())) {
-        return Err(format!("role `{bad}` is not declared; declared roles: {}", declared.join(", ")));
+        return Err(format!(
+            "role `{bad}` is not declared; declared roles: {}",
+            declared.join(", ")
+        ));
     }
     let expires = expires.map(|d| time::OffsetDateTime::now_utc() + d);
-    let key = ApiKeyStore::append_to_file(data.join("keys.toml"), user, roles, env, expires).map_err(|e| e.to_string())?;
-    eprintln!("key `{}` for `{user}` ({env}) stored in {}", key.entry.id, data.join("keys.toml").display());
+    let key = ApiKeyStore::append_to_file(data.join("keys.toml"), user, roles, env, expires)
+        .map_err(|e| e.to_string())?;
+    eprintln!(
+        "key `{}` for `{user}` ({env}) stored in {}",
+        key.entry.id,
+        data.join("keys.toml").display()
+    );
     println!("{}", key.token);
     Ok(())
 }
@@ -210,7 +250,10 @@ fn serve(
     let conn = db::open(&db_path).map_err(|e| format!("{}: {e}", db_path.display()))?;
     let keys = ApiKeyStore::load(&keys_path, env).map_err(|e| e.to_string())?;
     if keys.entries().is_empty() {
-        tracing::warn!("no API keys in {}; make one with `keygen`", keys_path.display());
+        tracing::warn!(
+            "no API keys in {}; make one with `keygen`",
+            keys_path.display()
+        );
     }
     let sinks = audit_cmd::open(data)?;
     let app = App {
@@ -222,7 +265,9 @@ fn serve(
     };
     let server = SecureServer::builder(app)
         .name("customer-service", env!("CARGO_PKG_VERSION"))
-        .instructions("Customer-service tools. Writes need explicit approval; deletes need a human.")
+        .instructions(
+            "Customer-service tools. Writes need explicit approval; deletes need a human.",
+        )
         .roles(ROLES)
         .tools(tools![
             get_customer,
@@ -242,8 +287,9 @@ fn serve(
         Some(webhook) => server.alerter(webhook),
         None => server,
     };
-    let server =
-        approvals::configure(server, data, approval_queue, approval_timeout)?.build().map_err(|e| e.to_string())?;
+    let server = approvals::configure(server, data, approval_queue, approval_timeout)?
+        .build()
+        .map_err(|e| e.to_string())?;
     audit_cmd::close_on_signal(sinks.log.clone(), http.http.is_none());
     let served = transport::run(server, keys, &keys_path, http);
     // A clean end: what is queued is written, and a final checkpoint seals the log.

@@ -131,7 +131,13 @@ impl OrderStatus {
 }
 
 /// Change an order's status.
-#[tool(kind = "write", role = "editor", approval = "explicit", rate = "20/min", timeout = "5s")]
+#[tool(
+    kind = "write",
+    role = "editor",
+    approval = "explicit",
+    rate = "20/min",
+    timeout = "5s"
+)]
 pub async fn update_order(
     ctx: Ctx<App>,
     /// The order's id, e.g. `o-5001`.
@@ -141,14 +147,24 @@ pub async fn update_order(
     status: OrderStatus,
 ) -> Result<Json<Order>, ToolError> {
     let id = order_id.clone();
-    match with_db(&ctx, move |c| db::update_order_status(c, &id, status.as_str())).await? {
+    match with_db(&ctx, move |c| {
+        db::update_order_status(c, &id, status.as_str())
+    })
+    .await?
+    {
         Some(order) => Ok(Json(order)),
         None => Err(ToolError::not_found(format!("no order `{order_id}`"))),
     }
 }
 
 /// Open a support ticket.
-#[tool(kind = "write", role = "editor", approval = "explicit", rate = "20/min", timeout = "5s")]
+#[tool(
+    kind = "write",
+    role = "editor",
+    approval = "explicit",
+    rate = "20/min",
+    timeout = "5s"
+)]
 pub async fn create_ticket(
     ctx: Ctx<App>,
     /// A one-line summary.
@@ -164,7 +180,13 @@ pub async fn create_ticket(
 }
 
 /// Delete a customer and all of their orders. This cannot be undone.
-#[tool(kind = "delete", role = "editor", approval = "human", rate = "5/min", timeout = "5s")]
+#[tool(
+    kind = "delete",
+    role = "editor",
+    approval = "human",
+    rate = "5/min",
+    timeout = "5s"
+)]
 pub async fn delete_customer(
     ctx: Ctx<App>,
     /// The customer's id.
@@ -181,7 +203,13 @@ pub async fn delete_customer(
 
 /// Revoke an API key and issue its replacement for the same user and roles. The new token is
 /// written to a file only the operator can read; it is never returned to the model.
-#[tool(kind = "admin", role = "admin", approval = "human", rate = "5/min", timeout = "10s")]
+#[tool(
+    kind = "admin",
+    role = "admin",
+    approval = "human",
+    rate = "5/min",
+    timeout = "10s"
+)]
 pub async fn rotate_api_key(
     ctx: Ctx<App>,
     /// The id of the key to replace.
@@ -189,7 +217,9 @@ pub async fn rotate_api_key(
     key_id: String,
 ) -> Result<String, ToolError> {
     let app = ctx.state_arc();
-    tokio::task::spawn_blocking(move || rotate(&app, &key_id)).await.map_err(ToolError::internal)?
+    tokio::task::spawn_blocking(move || rotate(&app, &key_id))
+        .await
+        .map_err(ToolError::internal)?
 }
 
 fn rotate(app: &App, key_id: &str) -> Result<String, ToolError> {
@@ -197,15 +227,20 @@ fn rotate(app: &App, key_id: &str) -> Result<String, ToolError> {
         return Err(ToolError::not_found(format!("no key `{key_id}`")));
     };
     if old.revoked {
-        return Err(ToolError::failed(format!("key `{key_id}` is already revoked")));
+        return Err(ToolError::failed(format!(
+            "key `{key_id}` is already revoked"
+        )));
     }
-    let new = ApiKeyStore::append_to_file(&app.keys_path, &old.user, &old.roles, old.env, old.expires)
-        .map_err(ToolError::internal)?;
+    let new =
+        ApiKeyStore::append_to_file(&app.keys_path, &old.user, &old.roles, old.env, old.expires)
+            .map_err(ToolError::internal)?;
     std::fs::create_dir_all(&app.rotated_dir).map_err(ToolError::internal)?;
     let token_path = app.rotated_dir.join(format!("{}.token", new.entry.id));
     write_private(&token_path, &new.token).map_err(ToolError::internal)?;
     ApiKeyStore::revoke_in_file(&app.keys_path, key_id).map_err(ToolError::internal)?;
-    app.keys.reload(&app.keys_path).map_err(ToolError::internal)?;
+    app.keys
+        .reload(&app.keys_path)
+        .map_err(ToolError::internal)?;
     Ok(format!(
         "key `{key_id}` revoked; its replacement `{}` for user `{}` is in {} for the operator to hand over",
         new.entry.id,

@@ -60,7 +60,11 @@ impl Clock {
     /// Time since the clock was made.
     pub fn elapsed(&self) -> Duration {
         let offset = Duration::from_nanos(self.inner.offset_nanos.load(Ordering::SeqCst));
-        if self.inner.manual { offset } else { self.inner.base.elapsed() + offset }
+        if self.inner.manual {
+            offset
+        } else {
+            self.inner.base.elapsed() + offset
+        }
     }
 
     /// Wall-clock time (UTC) on this clock.

@@ -27,7 +27,12 @@ impl<S> Ctx<S> {
         request: Option<RequestContext<RoleServer>>,
         cancel: CancellationToken,
     ) -> Self {
-        Ctx { state, principal, request, cancel }
+        Ctx {
+            state,
+            principal,
+            request,
+            cancel,
+        }
     }
 
     /// The application state given to the server builder.
@@ -67,6 +72,8 @@ impl<S> std::ops::Deref for Ctx<S> {
 
 impl<S> std::fmt::Debug for Ctx<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ctx").field("principal", &self.principal).finish_non_exhaustive()
+        f.debug_struct("Ctx")
+            .field("principal", &self.principal)
+            .finish_non_exhaustive()
     }
 }

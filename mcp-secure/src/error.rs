@@ -101,7 +101,11 @@ pub struct ToolError {
 impl ToolError {
     /// An error with a code and a client-visible message.
     pub fn new(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
-        ToolError { code, message: message.into(), details: Map::new() }
+        ToolError {
+            code,
+            message: message.into(),
+            details: Map::new(),
+        }
     }
 
     /// The arguments are not acceptable (the tool's own check, beyond the declared rules).
@@ -176,13 +180,17 @@ mod tests {
 
     #[test]
     fn result_shape_is_stable() {
-        let e = ToolError::new(ErrorCode::RateLimited, "try later").with_detail("retry_after_ms", 1500);
+        let e =
+            ToolError::new(ErrorCode::RateLimited, "try later").with_detail("retry_after_ms", 1500);
         let r = e.to_call_result();
         assert_eq!(r.is_error, Some(true));
         let s = r.structured_content.unwrap();
         assert_eq!(s["error"]["code"], "rate_limited");
         assert_eq!(s["error"]["retry_after_ms"], 1500);
         let text = r.content[0].as_text().unwrap().text.clone();
-        assert!(text.starts_with("Rate limit reached. Please wait."), "{text}");
+        assert!(
+            text.starts_with("Rate limit reached. Please wait."),
+            "{text}"
+        );
     }
 }

@@ -29,7 +29,11 @@ pub trait ToolHandler<S>: Send + Sync + 'static {
     /// Deserializes (unknown fields refused) and validates the arguments.
     fn parse(&self, args: JsonObject) -> Result<ParsedArgs, ToolError>;
     /// Runs the body with parsed arguments.
-    fn call(&self, ctx: Ctx<S>, args: ParsedArgs) -> BoxFuture<'static, Result<CallToolResult, ToolError>>;
+    fn call(
+        &self,
+        ctx: Ctx<S>,
+        args: ParsedArgs,
+    ) -> BoxFuture<'static, Result<CallToolResult, ToolError>>;
 }
 
 /// The tools given to a server, made by `tools![a, b, c]`.
@@ -60,7 +64,9 @@ impl<S> Tools<S> {
 
 impl<S: 'static> std::fmt::Debug for Tools<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.0.iter().map(|t| t.spec().name)).finish()
+        f.debug_list()
+            .entries(self.0.iter().map(|t| t.spec().name))
+            .finish()
     }
 }
 
@@ -148,7 +154,25 @@ pub trait Bounded {}
 macro_rules! bounded {
     ($($t:ty),*) => { $(impl Bounded for $t {})* };
 }
-bounded!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f32, f64, bool, char, ());
+bounded!(
+    u8,
+    u16,
+    u32,
+    u64,
+    u128,
+    usize,
+    i8,
+    i16,
+    i32,
+    i64,
+    i128,
+    isize,
+    f32,
+    f64,
+    bool,
+    char,
+    ()
+);
 impl<T: Bounded> Bounded for Option<T> {}
 impl<T: Bounded, const N: usize> Bounded for [T; N] {}
 

@@ -48,15 +48,25 @@ impl ApprovalInput {
     /// Reads the explicit token from request `_meta` (the first of the given objects that has
     /// one). A present but non-string value becomes an empty token, which is refused.
     pub fn from_meta<'a>(metas: impl IntoIterator<Item = &'a RequestMetaObject>) -> Self {
-        let token = metas.into_iter().find_map(|m| m.get(META_APPROVAL_TOKEN)).map(|v| match v {
-            Value::String(s) => s.clone(),
-            _ => String::new(),
-        });
-        ApprovalInput { token, ..Self::default() }
+        let token = metas
+            .into_iter()
+            .find_map(|m| m.get(META_APPROVAL_TOKEN))
+            .map(|v| match v {
+                Value::String(s) => s.clone(),
+                _ => String::new(),
+            });
+        ApprovalInput {
+            token,
+            ..Self::default()
+        }
     }
 
     /// Adds the input-required retry fields.
-    pub fn with_round_trip(mut self, request_state: Option<String>, input_responses: Option<InputResponses>) -> Self {
+    pub fn with_round_trip(
+        mut self,
+        request_state: Option<String>,
+        input_responses: Option<InputResponses>,
+    ) -> Self {
         self.request_state = request_state;
         self.input_responses = input_responses;
         self
@@ -101,7 +111,9 @@ pub fn canonical_json(value: &Value) -> String {
 
 /// SHA-256 (hex) of the canonical JSON of the arguments: what an approval is bound to.
 pub fn arguments_digest(args: &JsonObject) -> String {
-    hex::encode(Sha256::digest(canonical_json(&Value::Object(args.clone())).as_bytes()))
+    hex::encode(Sha256::digest(
+        canonical_json(&Value::Object(args.clone())).as_bytes(),
+    ))
 }
 
 /// The arguments with secret fields replaced by `"[REDACTED]"`.
@@ -208,12 +220,18 @@ mod tests {
     #[test]
     fn canonical_json_sorts_keys_and_drops_whitespace() {
         let a = json!({"b": [1, {"z": 1, "a": "x y"}], "a": null});
-        assert_eq!(canonical_json(&a), r#"{"a":null,"b":[1,{"a":"x y","z":1}]}"#);
+        assert_eq!(
+            canonical_json(&a),
+            r#"{"a":null,"b":[1,{"a":"x y","z":1}]}"#
+        );
         let x = json!({"order_id": "o-1", "status": "shipped"});
         let y = json!({"status": "shipped", "order_id": "o-1"});
         let obj = |v: Value| v.as_object().cloned().unwrap();
         assert_eq!(arguments_digest(&obj(x.clone())), arguments_digest(&obj(y)));
-        assert_ne!(arguments_digest(&obj(x)), arguments_digest(&obj(json!({"order_id": "o-2", "status": "shipped"}))));
+        assert_ne!(
+            arguments_digest(&obj(x)),
+            arguments_digest(&obj(json!({"order_id": "o-2", "status": "shipped"})))
+        );
     }
 
     #[test]
@@ -224,7 +242,10 @@ mod tests {
             summary("update_order", "ed", &args),
             r#"update_order will run as ed with order_id = "o-5001", pin = "[REDACTED]", status = "shipped""#
         );
-        assert_eq!(summary("purge", "ed", &JsonObject::new()), "purge will run as ed with no arguments");
+        assert_eq!(
+            summary("purge", "ed", &JsonObject::new()),
+            "purge will run as ed with no arguments"
+        );
         let long = json!({"body": "é".repeat(200)});
         assert!(summary("t", "u", long.as_object().unwrap()).ends_with('…'));
     }

@@ -115,7 +115,10 @@ impl FileApprovalQueue {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
         }
-        Ok(FileApprovalQueue { dir, poll: Duration::from_millis(200) })
+        Ok(FileApprovalQueue {
+            dir,
+            poll: Duration::from_millis(200),
+        })
     }
 
     /// How often a waiting server looks at the file (default 200 ms).
@@ -134,7 +137,9 @@ impl FileApprovalQueue {
         let mut out = Vec::new();
         for entry in std::fs::read_dir(&self.dir)? {
             let name = entry?.file_name();
-            let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".json")) else { continue };
+            let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
+                continue;
+            };
             if valid_id(id) {
                 match self.read(id) {
                     Ok(Some(q)) => out.push(q),
@@ -152,7 +157,8 @@ impl FileApprovalQueue {
         if !valid_id(id) {
             return Err(QueueError::BadId(id.to_owned()));
         }
-        self.read(id)?.ok_or_else(|| QueueError::NotFound(id.to_owned()))
+        self.read(id)?
+            .ok_or_else(|| QueueError::NotFound(id.to_owned()))
     }
 
     /// An operator approves a pending, unexpired request.
@@ -168,13 +174,20 @@ impl FileApprovalQueue {
     fn answer(&self, id: &str, approve: bool, by: &str) -> Result<QueuedApproval, QueueError> {
         let mut q = self.get(id)?;
         if q.state != QueueState::Pending {
-            return Err(QueueError::Decided { id: id.to_owned(), state: q.state.as_str() });
+            return Err(QueueError::Decided {
+                id: id.to_owned(),
+                state: q.state.as_str(),
+            });
         }
         let now = OffsetDateTime::now_utc();
         if now >= q.expires_at {
             return Err(QueueError::Expired(id.to_owned()));
         }
-        q.state = if approve { QueueState::Approved } else { QueueState::Denied };
+        q.state = if approve {
+            QueueState::Approved
+        } else {
+            QueueState::Denied
+        };
         q.decided_by = Some(by.to_owned());
         q.decided_at = Some(now);
         self.write(&q)?;
@@ -229,7 +242,9 @@ impl FileApprovalQueue {
         loop {
             match self.read(&q.id)? {
                 Some(now) if now.state == QueueState::Approved => {
-                    return Ok(Decision::Approved { by: now.decided_by.unwrap_or_else(|| "operator".into()) });
+                    return Ok(Decision::Approved {
+                        by: now.decided_by.unwrap_or_else(|| "operator".into()),
+                    });
                 }
                 Some(now) if now.state != QueueState::Pending => {
                     return Ok(Decision::Denied {
@@ -239,7 +254,10 @@ impl FileApprovalQueue {
                 }
                 Some(_) => {}
                 None => {
-                    return Ok(Decision::Denied { by: None, reason: "the approval request was removed".into() });
+                    return Ok(Decision::Denied {
+                        by: None,
+                        reason: "the approval request was removed".into(),
+                    });
                 }
             }
             if tokio::time::Instant::now() >= deadline {
@@ -248,7 +266,10 @@ impl FileApprovalQueue {
                 self.write(&q)?;
                 return Ok(Decision::Denied {
                     by: None,
-                    reason: format!("no operator decided within {} s", request.timeout.as_secs_f64()),
+                    reason: format!(
+                        "no operator decided within {} s",
+                        request.timeout.as_secs_f64()
+                    ),
                 });
             }
             tokio::time::sleep(self.poll.min(deadline - tokio::time::Instant::now())).await;
@@ -263,7 +284,10 @@ impl Approver for FileApprovalQueue {
 }
 
 fn valid_id(id: &str) -> bool {
-    id.len() == 32 && id.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+    id.len() == 32
+        && id
+            .bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
 }
 
 #[cfg(test)]
@@ -290,7 +314,9 @@ mod tests {
     #[tokio::test]
     async fn operator_decisions_reach_the_waiting_call() {
         let dir = tempfile::tempdir().unwrap();
-        let queue = FileApprovalQueue::open(dir.path()).unwrap().poll_interval(Duration::from_millis(5));
+        let queue = FileApprovalQueue::open(dir.path())
+            .unwrap()
+            .poll_interval(Duration::from_millis(5));
         for approve in [true, false] {
             let req = request(Duration::from_secs(30));
             let id = req.id.clone();
@@ -298,24 +324,50 @@ mod tests {
             while queue.get(&id).is_err() {
                 tokio::task::yield_now().await;
             }
-            assert_eq!(queue.list().unwrap().iter().filter(|q| q.state == QueueState::Pending).count(), 1);
-            if approve { queue.approve(&id, "olga") } else { queue.deny(&id, "olga") }.unwrap();
+            assert_eq!(
+                queue
+                    .list()
+                    .unwrap()
+                    .iter()
+                    .filter(|q| q.state == QueueState::Pending)
+                    .count(),
+                1
+            );
+            if approve {
+                queue.approve(&id, "olga")
+            } else {
+                queue.deny(&id, "olga")
+            }
+            .unwrap();
             let decision = waiting.await.unwrap().unwrap();
             if approve {
                 assert_eq!(decision, Decision::Approved { by: "olga".into() });
             } else {
-                assert!(matches!(decision, Decision::Denied { by: Some(ref b), .. } if b == "olga"));
+                assert!(
+                    matches!(decision, Decision::Denied { by: Some(ref b), .. } if b == "olga")
+                );
             }
-            assert!(matches!(queue.approve(&id, "olga"), Err(QueueError::Decided { .. })));
+            assert!(matches!(
+                queue.approve(&id, "olga"),
+                Err(QueueError::Decided { .. })
+            ));
         }
-        assert!(matches!(queue.approve("../../etc/passwd", "x"), Err(QueueError::BadId(_))));
-        assert!(matches!(queue.deny(&random_id(), "x"), Err(QueueError::NotFound(_))));
+        assert!(matches!(
+            queue.approve("../../etc/passwd", "x"),
+            Err(QueueError::BadId(_))
+        ));
+        assert!(matches!(
+            queue.deny(&random_id(), "x"),
+            Err(QueueError::NotFound(_))
+        ));
     }
 
     #[tokio::test]
     async fn no_decision_in_time_is_a_denial_and_cannot_be_approved_later() {
         let dir = tempfile::tempdir().unwrap();
-        let queue = FileApprovalQueue::open(dir.path()).unwrap().poll_interval(Duration::from_millis(5));
+        let queue = FileApprovalQueue::open(dir.path())
+            .unwrap()
+            .poll_interval(Duration::from_millis(5));
         let req = request(Duration::from_millis(50));
         let id = req.id.clone();
         let decision = Approver::decide(&queue, req).await.unwrap();

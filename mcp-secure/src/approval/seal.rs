@@ -26,7 +26,9 @@ pub struct ApprovalKeys {
 
 impl std::fmt::Debug for ApprovalKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApprovalKeys").field("keys", &self.keys.len()).finish_non_exhaustive()
+        f.debug_struct("ApprovalKeys")
+            .field("keys", &self.keys.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -37,7 +39,9 @@ impl ApprovalKeys {
     /// Keys with one current key (at least [`ApprovalKeys::MIN_LEN`] bytes).
     pub fn new(current: impl Into<Vec<u8>>) -> Result<Self, String> {
         let current = checked(current.into())?;
-        Ok(ApprovalKeys { keys: Arc::new(vec![current]) })
+        Ok(ApprovalKeys {
+            keys: Arc::new(vec![current]),
+        })
     }
 
     /// Adds a previous key, still accepted when verifying (rotation).
@@ -45,12 +49,16 @@ impl ApprovalKeys {
         let previous = checked(previous.into())?;
         let mut keys = (*self.keys).clone();
         keys.push(previous);
-        Ok(ApprovalKeys { keys: Arc::new(keys) })
+        Ok(ApprovalKeys {
+            keys: Arc::new(keys),
+        })
     }
 
     /// A random key for this process only.
     pub fn random() -> Self {
-        ApprovalKeys { keys: Arc::new(vec![random_key()]) }
+        ApprovalKeys {
+            keys: Arc::new(vec![random_key()]),
+        }
     }
 
     /// Reads keys from a file of hex lines (the first is current, the others previous), creating
@@ -58,8 +66,12 @@ impl ApprovalKeys {
     /// To rotate, add a new first line; remove old lines once their approvals have expired.
     pub fn load_or_create(path: impl AsRef<Path>) -> std::io::Result<Self> {
         let path = path.as_ref();
-        let invalid =
-            |m: String| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {m}", path.display()));
+        let invalid = |m: String| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}: {m}", path.display()),
+            )
+        };
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -72,14 +84,20 @@ impl ApprovalKeys {
             Err(e) => return Err(e),
         };
         let mut keys = Vec::new();
-        for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        for line in text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
             let key = hex::decode(line).map_err(|_| invalid("a key line is not hex".into()))?;
             keys.push(checked(key).map_err(invalid)?);
         }
         if keys.is_empty() {
             return Err(invalid("no key in the file".into()));
         }
-        Ok(ApprovalKeys { keys: Arc::new(keys) })
+        Ok(ApprovalKeys {
+            keys: Arc::new(keys),
+        })
     }
 
     fn current(&self) -> &[u8] {
@@ -89,7 +107,11 @@ impl ApprovalKeys {
 
 fn checked(key: Vec<u8>) -> Result<Vec<u8>, String> {
     if key.len() < ApprovalKeys::MIN_LEN {
-        return Err(format!("an approval key must be at least {} bytes, got {}", ApprovalKeys::MIN_LEN, key.len()));
+        return Err(format!(
+            "an approval key must be at least {} bytes, got {}",
+            ApprovalKeys::MIN_LEN,
+            key.len()
+        ));
     }
     Ok(key)
 }
@@ -156,7 +178,9 @@ fn mac(key: &[u8], id: &str, expires: i64, b: &Binding<'_>) -> HmacSha256 {
 
 /// Seals `id` and `expires` for the binding with the current key: `mcsa1.<id>.<expires>.<tag>`.
 pub(crate) fn seal(keys: &ApprovalKeys, id: &str, expires: i64, binding: &Binding<'_>) -> String {
-    let tag = mac(keys.current(), id, expires, binding).finalize().into_bytes();
+    let tag = mac(keys.current(), id, expires, binding)
+        .finalize()
+        .into_bytes();
     format!("{VERSION}.{id}.{expires}.{}", hex::encode(tag))
 }
 
@@ -164,9 +188,13 @@ pub(crate) fn seal(keys: &ApprovalKeys, id: &str, expires: i64, binding: &Bindin
 /// nothing about expiry or reuse: the caller checks those.
 pub(crate) fn open(keys: &ApprovalKeys, sealed: &str, binding: &Binding<'_>) -> Option<Opened> {
     let mut parts = sealed.split('.');
-    let (Some(VERSION), Some(id), Some(expires), Some(tag), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(VERSION), Some(id), Some(expires), Some(tag), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
         return None;
     };
     if id.len() != 32 || !id.bytes().all(|c| c.is_ascii_hexdigit()) {
@@ -177,7 +205,10 @@ pub(crate) fn open(keys: &ApprovalKeys, sealed: &str, binding: &Binding<'_>) -> 
     keys.keys
         .iter()
         .any(|key| mac(key, id, expires, binding).verify_slice(&tag).is_ok())
-        .then(|| Opened { id: id.to_owned(), expires })
+        .then(|| Opened {
+            id: id.to_owned(),
+            expires,
+        })
 }
 
 /// Why a seal could not be redeemed.
@@ -199,7 +230,10 @@ pub(crate) struct Redeemed {
 
 impl Redeemed {
     pub(crate) fn new(cap: usize) -> Self {
-        Redeemed { ids: Mutex::new(HashMap::new()), cap }
+        Redeemed {
+            ids: Mutex::new(HashMap::new()),
+            cap,
+        }
     }
 
     /// Marks a seal used; fails if it was used before.
@@ -222,7 +256,13 @@ mod tests {
     use super::*;
 
     fn binding<'a>(tool: &'a str, digest: &'a str) -> Binding<'a> {
-        Binding { purpose: "token", user: "ed", key_id: "k1", tool, digest }
+        Binding {
+            purpose: "token",
+            user: "ed",
+            key_id: "k1",
+            tool,
+            digest,
+        }
     }
 
     #[test]
@@ -230,18 +270,37 @@ mod tests {
         let keys = ApprovalKeys::new([7u8; 32]).unwrap();
         let id = random_id();
         let token = seal(&keys, &id, 100, &binding("edit", "d1"));
-        assert_eq!(open(&keys, &token, &binding("edit", "d1")), Some(Opened { id: id.clone(), expires: 100 }));
+        assert_eq!(
+            open(&keys, &token, &binding("edit", "d1")),
+            Some(Opened {
+                id: id.clone(),
+                expires: 100
+            })
+        );
         assert_eq!(open(&keys, &token, &binding("edit", "d2")), None);
         assert_eq!(open(&keys, &token, &binding("purge", "d1")), None);
-        let other = Binding { purpose: "state", ..binding("edit", "d1") };
+        let other = Binding {
+            purpose: "state",
+            ..binding("edit", "d1")
+        };
         assert_eq!(open(&keys, &token, &other), None);
         // A later expiry with the old tag is a forgery.
         let forged = token.replacen(".100.", ".999.", 1);
         assert_eq!(open(&keys, &forged, &binding("edit", "d1")), None);
         // Another server's key.
-        assert_eq!(open(&ApprovalKeys::new([8u8; 32]).unwrap(), &token, &binding("edit", "d1")), None);
+        assert_eq!(
+            open(
+                &ApprovalKeys::new([8u8; 32]).unwrap(),
+                &token,
+                &binding("edit", "d1")
+            ),
+            None
+        );
         // Rotation: the old key still verifies, new seals use the new key.
-        let rotated = ApprovalKeys::new([9u8; 32]).unwrap().with_previous([7u8; 32]).unwrap();
+        let rotated = ApprovalKeys::new([9u8; 32])
+            .unwrap()
+            .with_previous([7u8; 32])
+            .unwrap();
         assert!(open(&rotated, &token, &binding("edit", "d1")).is_some());
         let fresh = seal(&rotated, &id, 100, &binding("edit", "d1"));
         assert_eq!(open(&keys, &fresh, &binding("edit", "d1")), None);
@@ -252,13 +311,43 @@ mod tests {
     #[test]
     fn redeemed_ids_are_single_use_and_bounded() {
         let r = Redeemed::new(2);
-        let a = Opened { id: "a".into(), expires: 10 };
+        let a = Opened {
+            id: "a".into(),
+            expires: 10,
+        };
         assert_eq!(r.redeem(&a, 5), Ok(()));
         assert_eq!(r.redeem(&a, 6), Err(RedeemError::Replayed));
-        assert_eq!(r.redeem(&Opened { id: "b".into(), expires: 10 }, 6), Ok(()));
-        assert_eq!(r.redeem(&Opened { id: "c".into(), expires: 10 }, 6), Err(RedeemError::Full));
+        assert_eq!(
+            r.redeem(
+                &Opened {
+                    id: "b".into(),
+                    expires: 10
+                },
+                6
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            r.redeem(
+                &Opened {
+                    id: "c".into(),
+                    expires: 10
+                },
+                6
+            ),
+            Err(RedeemError::Full)
+        );
         // Expired ids are forgotten, which is safe: an expired seal is refused anyway.
-        assert_eq!(r.redeem(&Opened { id: "c".into(), expires: 20 }, 11), Ok(()));
+        assert_eq!(
+            r.redeem(
+                &Opened {
+                    id: "c".into(),
+                    expires: 20
+                },
+                11
+            ),
+            Ok(())
+        );
     }
 
     #[test]
@@ -271,7 +360,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
         std::fs::write(&path, "zz\n").unwrap();
         assert!(ApprovalKeys::load_or_create(&path).is_err());

@@ -15,16 +15,16 @@ use std::time::Duration;
 
 use rmcp::RoleServer;
 use rmcp::model::{
-    ElicitRequest, ElicitRequestParams, ElicitationSchema, InputRequest, InputRequests, InputRequiredResult,
-    JsonObject, ProtocolVersion,
+    ElicitRequest, ElicitRequestParams, ElicitationSchema, InputRequest, InputRequests,
+    InputRequiredResult, JsonObject, ProtocolVersion,
 };
 use rmcp::service::{ElicitationError, ElicitationMode, RequestContext, ServiceError};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use crate::approval::{
-    ApprovalInput, ApprovalKeys, ApprovalRequest, Approver, Binding, Decision, INPUT_KEY, RedeemError, Redeemed,
-    arguments_digest, open, random_id, redacted, seal, summary,
+    ApprovalInput, ApprovalKeys, ApprovalRequest, Approver, Binding, Decision, INPUT_KEY,
+    RedeemError, Redeemed, arguments_digest, open, random_id, redacted, seal, summary,
 };
 use crate::auth::Principal;
 use crate::clock::Clock;
@@ -84,7 +84,10 @@ pub(crate) struct Checked {
 
 impl Checked {
     fn run(audit: Value) -> Self {
-        Checked { audit: Some(audit), verdict: Ok(Verdict::Run) }
+        Checked {
+            audit: Some(audit),
+            verdict: Ok(Verdict::Run),
+        }
     }
 }
 
@@ -119,12 +122,17 @@ impl Facts<'_> {
             audit: Some(json!({
                 "method": method, "decision": "denied", "by": by, "at": rfc3339(self.now), "reason": reason,
             })),
-            verdict: Err(ToolError::new(ErrorCode::ApprovalDenied, format!("`{}` was not run: {reason}", self.tool()))),
+            verdict: Err(ToolError::new(
+                ErrorCode::ApprovalDenied,
+                format!("`{}` was not run: {reason}", self.tool()),
+            )),
         }
     }
 
     fn approved(&self, method: &str, by: &str, id: &str) -> Checked {
-        Checked::run(json!({ "method": method, "decision": "approved", "by": by, "at": rfc3339(self.now), "id": id }))
+        Checked::run(
+            json!({ "method": method, "decision": "approved", "by": by, "at": rfc3339(self.now), "id": id }),
+        )
     }
 }
 
@@ -134,7 +142,8 @@ fn unix_ms(t: OffsetDateTime) -> i64 {
 }
 
 fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 impl Approvals {
@@ -145,13 +154,23 @@ impl Approvals {
         approver: Option<Arc<dyn Approver>>,
         clock: Clock,
     ) -> Self {
-        Approvals { keys, redeemed: Redeemed::new(REDEEMED_CAP), token_ttl, human_timeout, approver, clock }
+        Approvals {
+            keys,
+            redeemed: Redeemed::new(REDEEMED_CAP),
+            token_ttl,
+            human_timeout,
+            approver,
+            clock,
+        }
     }
 
     /// Decides whether the call may run now.
     pub(crate) async fn check(&self, call: Call<'_>) -> Checked {
         if call.required == Approval::None {
-            return Checked { audit: None, verdict: Ok(Verdict::Run) };
+            return Checked {
+                audit: None,
+                verdict: Ok(Verdict::Run),
+            };
         }
         let arguments = redacted(call.args, call.spec.secret_fields);
         let facts = Facts {
@@ -167,7 +186,9 @@ impl Approvals {
         let Some(request) = call.request else {
             return self.out_of_band(&facts, None).await;
         };
-        let on_2026 = request.protocol_version().is_some_and(|v| v.as_str() >= ProtocolVersion::V_2026_07_28.as_str());
+        let on_2026 = request
+            .protocol_version()
+            .is_some_and(|v| v.as_str() >= ProtocolVersion::V_2026_07_28.as_str());
         if on_2026 {
             let can_elicit = request
                 .client_capabilities()
@@ -176,7 +197,11 @@ impl Approvals {
             if can_elicit || call.input.request_state.is_some() {
                 return self.round_trip(&facts);
             }
-        } else if request.peer.supported_elicitation_modes().contains(&ElicitationMode::Form) {
+        } else if request
+            .peer
+            .supported_elicitation_modes()
+            .contains(&ElicitationMode::Form)
+        {
             return self.elicit(&facts, request).await;
         }
         self.out_of_band(&facts, Some(request)).await
@@ -203,7 +228,10 @@ impl Approvals {
                 })),
                 verdict: Err(ToolError::new(ErrorCode::ApprovalRequired, message)
                     .with_detail("approval_kind", Approval::Explicit.as_str())
-                    .with_detail("approval", json!({ "token": token, "expires_at": expires, "summary": f.summary }))),
+                    .with_detail(
+                        "approval",
+                        json!({ "token": token, "expires_at": expires, "summary": f.summary }),
+                    )),
             };
         };
         let Some(opened) = open(&self.keys, token, &binding) else {
@@ -224,8 +252,14 @@ impl Approvals {
         }
         match self.redeemed.redeem(&opened, now) {
             Ok(()) => f.approved("explicit", &f.call.principal.user, &opened.id),
-            Err(RedeemError::Replayed) => f.denied("explicit", None, "the approval token was already used"),
-            Err(RedeemError::Full) => f.denied("explicit", None, "too many approvals are in flight; try again later"),
+            Err(RedeemError::Replayed) => {
+                f.denied("explicit", None, "the approval token was already used")
+            }
+            Err(RedeemError::Full) => f.denied(
+                "explicit",
+                None,
+                "too many approvals are in flight; try again later",
+            ),
         }
     }
 
@@ -237,14 +271,23 @@ impl Approvals {
         let input = f.call.input;
         let Some(state) = &input.request_state else {
             if input.input_responses.is_some() {
-                return f.denied(METHOD, None, "input responses came without the request state they answer");
+                return f.denied(
+                    METHOD,
+                    None,
+                    "input responses came without the request state they answer",
+                );
             }
             let id = random_id();
             let expires_at = f.now + self.human_timeout;
             let sealed = seal(&self.keys, &id, unix_ms(expires_at), &binding);
             let schema = match ElicitationSchema::from_type::<HumanApproval>() {
                 Ok(schema) => schema,
-                Err(e) => return Checked { audit: None, verdict: Err(ToolError::internal(e)) },
+                Err(e) => {
+                    return Checked {
+                        audit: None,
+                        verdict: Err(ToolError::internal(e)),
+                    };
+                }
             };
             let ask = ElicitRequest::new(ElicitRequestParams::FormElicitationParams {
                 meta: None,
@@ -258,7 +301,10 @@ impl Approvals {
                     "method": METHOD, "decision": "requested", "at": rfc3339(f.now), "id": id,
                     "expires_at": rfc3339(expires_at),
                 })),
-                verdict: Ok(Verdict::Ask(InputRequiredResult::new(Some(requests), Some(sealed)))),
+                verdict: Ok(Verdict::Ask(InputRequiredResult::new(
+                    Some(requests),
+                    Some(sealed),
+                ))),
             };
         };
         let Some(opened) = open(&self.keys, state, &binding) else {
@@ -275,15 +321,27 @@ impl Approvals {
         }
         match self.redeemed.redeem(&opened, now) {
             Ok(()) => {}
-            Err(RedeemError::Replayed) => return f.denied(METHOD, None, "this approval was already answered"),
+            Err(RedeemError::Replayed) => {
+                return f.denied(METHOD, None, "this approval was already answered");
+            }
             Err(RedeemError::Full) => {
-                return f.denied(METHOD, None, "too many approvals are in flight; try again later");
+                return f.denied(
+                    METHOD,
+                    None,
+                    "too many approvals are in flight; try again later",
+                );
             }
         }
         let user = f.call.principal.user.as_str();
-        let answer = input.input_responses.as_ref().and_then(|r| r.get(INPUT_KEY));
+        let answer = input
+            .input_responses
+            .as_ref()
+            .and_then(|r| r.get(INPUT_KEY));
         match answer.and_then(|a| a.get("action")).and_then(Value::as_str) {
-            Some("accept") => match answer.and_then(|a| a.get("content")).and_then(|c| c.get("approve")) {
+            Some("accept") => match answer
+                .and_then(|a| a.get("content"))
+                .and_then(|c| c.get("approve"))
+            {
                 Some(Value::Bool(true)) => f.approved(METHOD, user, &opened.id),
                 Some(Value::Bool(false)) => f.denied(METHOD, Some(user), "the human answered no"),
                 _ => f.denied(METHOD, None, "the answer was not understood"),
@@ -299,7 +357,9 @@ impl Approvals {
     async fn elicit(&self, f: &Facts<'_>, request: &RequestContext<RoleServer>) -> Checked {
         const METHOD: &str = "elicitation";
         let user = f.call.principal.user.as_str();
-        let asked = request.peer.elicit_with_timeout::<HumanApproval>(self.message(f), Some(self.human_timeout));
+        let asked = request
+            .peer
+            .elicit_with_timeout::<HumanApproval>(self.message(f), Some(self.human_timeout));
         let answer = tokio::select! {
             answer = asked => answer,
             () = request.ct.cancelled() => return f.denied(METHOD, None, "the request was cancelled while waiting"),
@@ -307,12 +367,20 @@ impl Approvals {
         let id = random_id();
         match answer {
             Ok(Some(HumanApproval { approve: true })) => f.approved(METHOD, user, &id),
-            Ok(Some(HumanApproval { approve: false })) => f.denied(METHOD, Some(user), "the human answered no"),
-            Err(ElicitationError::UserDeclined) => f.denied(METHOD, Some(user), "the human declined"),
-            Err(ElicitationError::UserCancelled) => f.denied(METHOD, Some(user), "the human cancelled"),
-            Err(ElicitationError::Service(ServiceError::Timeout { .. })) => {
-                f.denied(METHOD, None, &format!("no answer within {} s", self.human_timeout.as_secs_f64()))
+            Ok(Some(HumanApproval { approve: false })) => {
+                f.denied(METHOD, Some(user), "the human answered no")
             }
+            Err(ElicitationError::UserDeclined) => {
+                f.denied(METHOD, Some(user), "the human declined")
+            }
+            Err(ElicitationError::UserCancelled) => {
+                f.denied(METHOD, Some(user), "the human cancelled")
+            }
+            Err(ElicitationError::Service(ServiceError::Timeout { .. })) => f.denied(
+                METHOD,
+                None,
+                &format!("no answer within {} s", self.human_timeout.as_secs_f64()),
+            ),
             Ok(None) | Err(ElicitationError::ParseError { .. } | ElicitationError::NoContent) => {
                 f.denied(METHOD, None, "the answer was not understood")
             }
@@ -324,7 +392,11 @@ impl Approvals {
     }
 
     /// `human` for clients that cannot be asked: the out-of-band approver, or a refusal.
-    async fn out_of_band(&self, f: &Facts<'_>, request: Option<&RequestContext<RoleServer>>) -> Checked {
+    async fn out_of_band(
+        &self,
+        f: &Facts<'_>,
+        request: Option<&RequestContext<RoleServer>>,
+    ) -> Checked {
         const METHOD: &str = "approver";
         let Some(approver) = &self.approver else {
             return Checked {
@@ -370,12 +442,18 @@ impl Approvals {
         decided.now = self.clock.now_utc();
         match answer {
             Ok(Ok(Decision::Approved { by })) => decided.approved(METHOD, &by, &id),
-            Ok(Ok(Decision::Denied { by, reason })) => decided.denied(METHOD, by.as_deref(), &reason),
-            Err(_) => {
-                decided.denied(METHOD, None, &format!("no decision within {} s", self.human_timeout.as_secs_f64()))
+            Ok(Ok(Decision::Denied { by, reason })) => {
+                decided.denied(METHOD, by.as_deref(), &reason)
             }
+            Err(_) => decided.denied(
+                METHOD,
+                None,
+                &format!("no decision within {} s", self.human_timeout.as_secs_f64()),
+            ),
             Ok(Err(e)) => Checked {
-                audit: Some(json!({ "method": METHOD, "decision": "failed", "at": rfc3339(decided.now), "id": id })),
+                audit: Some(
+                    json!({ "method": METHOD, "decision": "failed", "at": rfc3339(decided.now), "id": id }),
+                ),
                 verdict: Err(ToolError::internal(format!("approver failed: {e}"))),
             },
         }

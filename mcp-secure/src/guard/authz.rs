@@ -7,7 +7,8 @@ use crate::policy::{Kind, Roles, ToolSpec};
 /// True when the principal may use the tool: a held role reaches the tool's role, and for
 /// admin tools a held role is privileged.
 pub fn allowed(roles: &Roles, principal: &Principal, spec: &ToolSpec) -> bool {
-    roles.reaches(&principal.roles, spec.role) && (spec.kind != Kind::Admin || roles.is_privileged(&principal.roles))
+    roles.reaches(&principal.roles, spec.role)
+        && (spec.kind != Kind::Admin || roles.is_privileged(&principal.roles))
 }
 
 /// Refuses with `forbidden` when the principal may not use the tool.
@@ -15,6 +16,9 @@ pub fn check(roles: &Roles, principal: &Principal, spec: &ToolSpec) -> Result<()
     if allowed(roles, principal, spec) {
         Ok(())
     } else {
-        Err(ToolError::new(ErrorCode::Forbidden, format!("this tool needs the `{}` role", spec.role)))
+        Err(ToolError::new(
+            ErrorCode::Forbidden,
+            format!("this tool needs the `{}` role", spec.role),
+        ))
     }
 }

@@ -17,7 +17,10 @@ pub struct ConcurrencyLimit {
 impl ConcurrencyLimit {
     /// A limit of `max` calls in flight.
     pub fn new(max: u32) -> Self {
-        ConcurrencyLimit { permits: Arc::new(Semaphore::new(max as usize)), max }
+        ConcurrencyLimit {
+            permits: Arc::new(Semaphore::new(max as usize)),
+            max,
+        }
     }
 
     /// Takes a permit, held until the call ends, or refuses with `overloaded`.
@@ -25,7 +28,10 @@ impl ConcurrencyLimit {
         Arc::clone(&self.permits).try_acquire_owned().map_err(|_| {
             ToolError::new(
                 ErrorCode::Overloaded,
-                format!("this tool already has {} calls in flight; retry shortly", self.max),
+                format!(
+                    "this tool already has {} calls in flight; retry shortly",
+                    self.max
+                ),
             )
             .with_detail("max_in_flight", self.max)
         })

@@ -1,8 +1,8 @@
 //! The guards of the call pipeline, one per file, each small and testable alone. They are
 //! composed, in order, in `server/pipeline.rs`.
 
-pub mod authn;
 pub mod approval;
+pub mod authn;
 pub mod authz;
 pub mod concurrency;
 pub mod output;

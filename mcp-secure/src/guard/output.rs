@@ -9,7 +9,10 @@ use crate::error::{ErrorCode, ToolError};
 pub fn check(result: &CallToolResult, max: usize) -> Result<(), ToolError> {
     match encoded_size(result, max) {
         Some(_) => Ok(()),
-        None => Err(ToolError::new(ErrorCode::TooLarge, format!("the tool's output is larger than {max} bytes"))
-            .with_detail("max_bytes", max)),
+        None => Err(ToolError::new(
+            ErrorCode::TooLarge,
+            format!("the tool's output is larger than {max} bytes"),
+        )
+        .with_detail("max_bytes", max)),
     }
 }

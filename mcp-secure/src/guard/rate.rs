@@ -11,7 +11,8 @@ use crate::clock::Clock;
 use crate::error::{ErrorCode, ToolError};
 use crate::policy::Rate;
 
-type Keyed = RateLimiter<String, DashMapStateStore<String>, Clock, NoOpMiddleware<std::time::Duration>>;
+type Keyed =
+    RateLimiter<String, DashMapStateStore<String>, Clock, NoOpMiddleware<std::time::Duration>>;
 
 /// Keys kept before the first eviction pass.
 pub const DEFAULT_KEY_THRESHOLD: usize = 100_000;
@@ -27,7 +28,10 @@ pub struct KeyedLimit {
 
 impl std::fmt::Debug for KeyedLimit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyedLimit").field("rate", &self.rate).field("keys", &self.limiter.len()).finish()
+        f.debug_struct("KeyedLimit")
+            .field("rate", &self.rate)
+            .field("keys", &self.limiter.len())
+            .finish()
     }
 }
 
@@ -55,7 +59,11 @@ impl KeyedLimit {
             let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
             ToolError::new(
                 ErrorCode::RateLimited,
-                format!("{what} allows {} calls; retry in {:.1} s", self.rate, wait.as_secs_f64()),
+                format!(
+                    "{what} allows {} calls; retry in {:.1} s",
+                    self.rate,
+                    wait.as_secs_f64()
+                ),
             )
             .with_detail("retry_after_ms", ms)
         })
@@ -81,11 +89,17 @@ impl KeyedLimit {
         let len = self.limiter.len();
         let due = self.next_gc.load(Ordering::Relaxed);
         if len > due
-            && self.next_gc.compare_exchange(due, usize::MAX, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+            && self
+                .next_gc
+                .compare_exchange(due, usize::MAX, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
         {
             self.evict_idle();
             let survivors = self.limiter.len();
-            self.next_gc.store(survivors.saturating_mul(2).max(self.threshold), Ordering::Release);
+            self.next_gc.store(
+                survivors.saturating_mul(2).max(self.threshold),
+                Ordering::Release,
+            );
         }
     }
 }

@@ -37,8 +37,11 @@ pub fn encoded_size<T: serde::Serialize + ?Sized>(value: &T, max: usize) -> Opti
 pub fn check(args: &JsonObject, max: usize) -> Result<(), ToolError> {
     match encoded_size(args, max) {
         Some(_) => Ok(()),
-        None => Err(ToolError::new(ErrorCode::TooLarge, format!("the arguments are larger than {max} bytes"))
-            .with_detail("max_bytes", max)),
+        None => Err(ToolError::new(
+            ErrorCode::TooLarge,
+            format!("the arguments are larger than {max} bytes"),
+        )
+        .with_detail("max_bytes", max)),
     }
 }
 

@@ -12,7 +12,11 @@ use crate::error::{ErrorCode, ToolError};
 
 /// Runs `body`. On timeout or cancellation the body's future is dropped (stopping it at its
 /// next await point) and `cancel` is cancelled so cooperative work can stop too.
-pub async fn run<F, T>(body: F, timeout: Option<Duration>, cancel: &CancellationToken) -> Result<T, ToolError>
+pub async fn run<F, T>(
+    body: F,
+    timeout: Option<Duration>,
+    cancel: &CancellationToken,
+) -> Result<T, ToolError>
 where
     F: Future<Output = Result<T, ToolError>>,
 {
@@ -20,8 +24,14 @@ where
     let limited = async {
         match timeout {
             Some(d) => tokio::time::timeout(d, guarded).await.map_err(|_| {
-                ToolError::new(ErrorCode::Timeout, format!("the tool did not finish within {} ms", d.as_millis()))
-                    .with_detail("timeout_ms", u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+                ToolError::new(
+                    ErrorCode::Timeout,
+                    format!("the tool did not finish within {} ms", d.as_millis()),
+                )
+                .with_detail(
+                    "timeout_ms",
+                    u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+                )
             }),
             None => Ok(guarded.await),
         }
@@ -76,6 +86,9 @@ mod tests {
         let ct = CancellationToken::new();
         let r = run(async { panic!("secret detail") }, None, &ct).await as Result<(), ToolError>;
         let e = r.unwrap_err();
-        assert_eq!((e.code(), e.message()), (ErrorCode::Internal, "internal error"));
+        assert_eq!(
+            (e.code(), e.message()),
+            (ErrorCode::Internal, "internal error")
+        );
     }
 }

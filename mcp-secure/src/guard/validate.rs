@@ -10,7 +10,9 @@ use crate::tool::ParsedArgs;
 
 /// Deserializes (unknown fields refused by the generated struct) and runs the `validator`
 /// rules.
-pub fn parse<T: DeserializeOwned + Validate + Send + 'static>(args: JsonObject) -> Result<ParsedArgs, ToolError> {
+pub fn parse<T: DeserializeOwned + Validate + Send + 'static>(
+    args: JsonObject,
+) -> Result<ParsedArgs, ToolError> {
     let value = serde_json::Value::Object(args);
     let parsed: T = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
@@ -30,10 +32,14 @@ pub fn parse<T: DeserializeOwned + Validate + Send + 'static>(args: JsonObject) 
 fn describe_serde_error(raw: &str) -> String {
     for prefix in ["invalid type: ", "invalid value: ", "invalid length "] {
         if let Some(rest) = raw.strip_prefix(prefix) {
-            let expected = rest.rsplit_once(", expected ").map(|(_, e)| e).unwrap_or("another value");
+            let expected = rest
+                .rsplit_once(", expected ")
+                .map(|(_, e)| e)
+                .unwrap_or("another value");
             let got = rest.split([' ', ',']).next().unwrap_or("value");
             let got = match got {
-                "string" | "integer" | "floating" | "boolean" | "map" | "sequence" | "null" | "unit" => got,
+                "string" | "integer" | "floating" | "boolean" | "map" | "sequence" | "null"
+                | "unit" => got,
                 _ => "value",
             };
             let expected = expected.split(" at line ").next().unwrap_or(expected);
@@ -49,13 +55,21 @@ fn describe_validation(errors: &ValidationErrors) -> ToolError {
     collect(errors, String::new(), &mut parts);
     parts.sort();
     let first_field = parts.first().map(|(f, _)| f.clone()).unwrap_or_default();
-    let message = parts.iter().map(|(f, m)| format!("`{f}`: {m}")).collect::<Vec<_>>().join("; ");
+    let message = parts
+        .iter()
+        .map(|(f, m)| format!("`{f}`: {m}"))
+        .collect::<Vec<_>>()
+        .join("; ");
     ToolError::invalid_input(message).with_detail("field", first_field)
 }
 
 fn collect(errors: &ValidationErrors, prefix: String, out: &mut Vec<(String, String)>) {
     for (field, kind) in errors.errors() {
-        let path = if prefix.is_empty() { field.to_string() } else { format!("{prefix}.{field}") };
+        let path = if prefix.is_empty() {
+            field.to_string()
+        } else {
+            format!("{prefix}.{field}")
+        };
         match kind {
             ValidationErrorsKind::Field(list) => {
                 for e in list {
@@ -104,7 +118,9 @@ mod tests {
 
     #[test]
     fn serde_messages_never_repeat_values() {
-        let m = describe_serde_error("invalid type: string \"hunter2\", expected u32 at line 1 column 9");
+        let m = describe_serde_error(
+            "invalid type: string \"hunter2\", expected u32 at line 1 column 9",
+        );
         assert_eq!(m, "invalid type: string, expected u32");
         let m = describe_serde_error("invalid value: integer `77`, expected one of `a`, `b`");
         assert!(!m.contains("77"), "{m}");

@@ -39,14 +39,20 @@ impl Roles {
                     continue;
                 }
                 let decl = direct.get(name).ok_or_else(|| {
-                    format!("role `{}` inherits `{name}`, which is not declared", path[path.len() - 2])
+                    format!(
+                        "role `{}` inherits `{name}`, which is not declared",
+                        path[path.len() - 2]
+                    )
                 })?;
                 if decl.privileged {
                     seen.extend(all.iter().copied());
                 }
                 for parent in decl.inherits {
                     if path.contains(parent) {
-                        return Err(format!("roles inherit in a cycle: {} -> {parent}", path.join(" -> ")));
+                        return Err(format!(
+                            "roles inherit in a cycle: {} -> {parent}",
+                            path.join(" -> ")
+                        ));
                     }
                     let mut p = path.clone();
                     p.push(parent);
@@ -55,14 +61,21 @@ impl Roles {
             }
             reach.insert(d.name, seen);
         }
-        let privileged = decls.iter().filter(|d| d.privileged).map(|d| d.name).collect();
+        let privileged = decls
+            .iter()
+            .filter(|d| d.privileged)
+            .map(|d| d.name)
+            .collect();
         Ok(Roles { reach, privileged })
     }
 
     /// True when a principal holding `held` reaches `required`. Unknown held roles reach nothing.
     pub fn reaches<S: AsRef<str>>(&self, held: &[S], required: &str) -> bool {
-        held.iter()
-            .any(|h| self.reach.get(h.as_ref()).is_some_and(|set| set.contains(required)))
+        held.iter().any(|h| {
+            self.reach
+                .get(h.as_ref())
+                .is_some_and(|set| set.contains(required))
+        })
     }
 
     /// True when any held role is privileged.
@@ -88,10 +101,26 @@ mod tests {
     use super::*;
 
     const DECLS: &[RoleDecl] = &[
-        RoleDecl { name: "read-only", inherits: &[], privileged: false },
-        RoleDecl { name: "editor", inherits: &["read-only"], privileged: false },
-        RoleDecl { name: "lead", inherits: &["editor"], privileged: false },
-        RoleDecl { name: "admin", inherits: &[], privileged: true },
+        RoleDecl {
+            name: "read-only",
+            inherits: &[],
+            privileged: false,
+        },
+        RoleDecl {
+            name: "editor",
+            inherits: &["read-only"],
+            privileged: false,
+        },
+        RoleDecl {
+            name: "lead",
+            inherits: &["editor"],
+            privileged: false,
+        },
+        RoleDecl {
+            name: "admin",
+            inherits: &[],
+            privileged: true,
+        },
     ];
 
     #[test]
@@ -108,11 +137,23 @@ mod tests {
     #[test]
     fn bad_declarations_are_refused() {
         let cyc = [
-            RoleDecl { name: "a", inherits: &["b"], privileged: false },
-            RoleDecl { name: "b", inherits: &["a"], privileged: false },
+            RoleDecl {
+                name: "a",
+                inherits: &["b"],
+                privileged: false,
+            },
+            RoleDecl {
+                name: "b",
+                inherits: &["a"],
+                privileged: false,
+            },
         ];
         assert!(Roles::new(&cyc).unwrap_err().contains("cycle"));
-        let missing = [RoleDecl { name: "a", inherits: &["zz"], privileged: false }];
+        let missing = [RoleDecl {
+            name: "a",
+            inherits: &["zz"],
+            privileged: false,
+        }];
         assert!(Roles::new(&missing).unwrap_err().contains("`zz`"));
     }
 }

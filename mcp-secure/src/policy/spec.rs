@@ -211,7 +211,11 @@ mod tests {
         assert_eq!(Rate::parse("5/sec").unwrap().per(), Duration::from_secs(1));
         assert_eq!(Rate::parse("1/day").unwrap().to_string(), "1/day");
         assert!(Rate::parse("0/min").unwrap_err().contains("at least one"));
-        assert!(Rate::parse("60/fortnight").unwrap_err().contains("fortnight"));
+        assert!(
+            Rate::parse("60/fortnight")
+                .unwrap_err()
+                .contains("fortnight")
+        );
         assert!(Rate::parse("-1/min").is_err());
         assert!(Rate::parse("60").is_err());
     }

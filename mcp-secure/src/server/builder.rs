@@ -274,7 +274,10 @@ impl<S: Send + Sync + 'static> ServerBuilder<S> {
                 return Err(BuildError::DuplicateTool(spec.name.into()));
             }
             if !roles.contains(spec.role) {
-                return Err(BuildError::UnknownRole { tool: spec.name.into(), role: spec.role.into() });
+                return Err(BuildError::UnknownRole {
+                    tool: spec.name.into(),
+                    role: spec.role.into(),
+                });
             }
             // The macro refuses these at compile time; a hand-written handler is checked here.
             if spec.approval < spec.kind.minimum_approval()
@@ -282,7 +285,11 @@ impl<S: Send + Sync + 'static> ServerBuilder<S> {
             {
                 return Err(BuildError::WeakPolicy(spec.name.into()));
             }
-            let mut tool = Tool::new(spec.name, spec.description, Arc::new(handler.input_schema()));
+            let mut tool = Tool::new(
+                spec.name,
+                spec.description,
+                Arc::new(handler.input_schema()),
+            );
             tool.title = spec.title.map(str::to_owned);
             tool.output_schema = handler.output_schema().map(Arc::new);
             tool.annotations = Some(annotations(spec.kind, spec.title));
@@ -299,14 +306,20 @@ impl<S: Send + Sync + 'static> ServerBuilder<S> {
             }
             tools.push(Entry {
                 approval,
-                rate: spec.rate.map(|r| KeyedLimit::new(r, self.clock.clone(), DEFAULT_KEY_THRESHOLD)),
+                rate: spec
+                    .rate
+                    .map(|r| KeyedLimit::new(r, self.clock.clone(), DEFAULT_KEY_THRESHOLD)),
                 concurrency: spec.concurrency.map(ConcurrencyLimit::new),
                 handler,
                 spec,
                 tool,
             });
         }
-        if let Some((unknown, _)) = self.stricter.iter().find(|(name, _)| !by_name.contains_key(name.as_str())) {
+        if let Some((unknown, _)) = self
+            .stricter
+            .iter()
+            .find(|(name, _)| !by_name.contains_key(name.as_str()))
+        {
             return Err(BuildError::Invalid(format!(
                 "`require_approval` names `{unknown}`, which is not a registered tool"
             )));
@@ -347,7 +360,11 @@ fn annotations(kind: Kind, title: Option<&str>) -> ToolAnnotations {
         .read_only(kind == Kind::Read)
         .destructive(matches!(kind, Kind::Delete | Kind::Admin))
         .open_world(false);
-    let mut a = if kind == Kind::Read { a.idempotent(true) } else { a };
+    let mut a = if kind == Kind::Read {
+        a.idempotent(true)
+    } else {
+        a
+    };
     a.title = title.map(str::to_owned);
     a
 }

@@ -28,7 +28,8 @@ impl<S: Send + Sync + 'static> ServerHandler for SecureServer<S> {
     ) -> Result<ListToolsResult, ErrorData> {
         let transport = authn::transport_credential(&context.extensions, self.session.as_ref());
         let credential = authn::credential(&context.meta, transport.as_ref());
-        let tools = match authn::authenticate(&*self.inner.authenticator, credential.as_ref()).await {
+        let tools = match authn::authenticate(&*self.inner.authenticator, credential.as_ref()).await
+        {
             Ok(principal) => self
                 .inner
                 .tools
@@ -53,10 +54,21 @@ impl<S: Send + Sync + 'static> ServerHandler for SecureServer<S> {
         let credential = authn::credential(&context.meta, transport.as_ref());
         let approval = ApprovalInput::from_meta(request.meta.iter().chain([&context.meta]))
             .with_round_trip(request.request_state, request.input_responses);
-        Ok(self.respond(&request.name, request.arguments, credential, Some(context), approval).await)
+        Ok(self
+            .respond(
+                &request.name,
+                request.arguments,
+                credential,
+                Some(context),
+                approval,
+            )
+            .await)
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
-        self.inner.by_name.get(name).map(|&i| self.inner.tools[i].tool.clone())
+        self.inner
+            .by_name
+            .get(name)
+            .map(|&i| self.inner.tools[i].tool.clone())
     }
 }

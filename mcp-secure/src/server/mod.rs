@@ -33,7 +33,11 @@ pub struct SecureServer<S> {
 
 impl<S> Clone for SecureServer<S> {
     fn clone(&self) -> Self {
-        SecureServer { inner: Arc::clone(&self.inner), transport: self.transport, session: self.session.clone() }
+        SecureServer {
+            inner: Arc::clone(&self.inner),
+            transport: self.transport,
+            session: self.session.clone(),
+        }
     }
 }
 
@@ -41,7 +45,15 @@ impl<S> std::fmt::Debug for SecureServer<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SecureServer")
             .field("name", &self.inner.name)
-            .field("tools", &self.inner.tools.iter().map(|t| t.spec.name).collect::<Vec<_>>())
+            .field(
+                "tools",
+                &self
+                    .inner
+                    .tools
+                    .iter()
+                    .map(|t| t.spec.name)
+                    .collect::<Vec<_>>(),
+            )
             .field("transport", &self.transport)
             .field("session", &self.session)
             .finish_non_exhaustive()
@@ -88,7 +100,10 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
     /// The same server with a session credential, used for requests that carry no
     /// `_meta.authToken` (the stdio process token).
     pub fn with_session_token(mut self, token: impl Into<String>) -> Self {
-        self.session = Some(Credential::new(token, crate::auth::CredentialSource::Session));
+        self.session = Some(Credential::new(
+            token,
+            crate::auth::CredentialSource::Session,
+        ));
         self
     }
 
@@ -116,7 +131,10 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
             .serve(rmcp::transport::stdio())
             .await
             .map_err(|e| std::io::Error::other(e.to_string()))?;
-        running.waiting().await.map_err(|e| std::io::Error::other(e.to_string()))?;
+        running
+            .waiting()
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
         Ok(())
     }
 }

@@ -54,16 +54,27 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
     ) -> CallToolResponse {
         let inner = &*self.inner;
         let mut record = CallRecord::new(inner.audit.clone(), name, self.transport);
-        let result = self.guarded(&mut record, name, args.unwrap_or_default(), credential, request, &approval).await;
+        let result = self
+            .guarded(
+                &mut record,
+                name,
+                args.unwrap_or_default(),
+                credential,
+                request,
+                &approval,
+            )
+            .await;
         match result {
             Ok(CallToolResponse::Complete(r)) => {
                 record.finish(&Ok(r.clone()));
                 r.into()
             }
             Ok(asked) => {
-                let waiting =
-                    ToolError::new(ErrorCode::ApprovalRequired, "waiting for a human's answer (input required)")
-                        .with_detail("approval_kind", "human");
+                let waiting = ToolError::new(
+                    ErrorCode::ApprovalRequired,
+                    "waiting for a human's answer (input required)",
+                )
+                .with_detail("approval_kind", "human");
                 record.finish(&Err(waiting));
                 asked
             }
@@ -91,7 +102,10 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
         record.ready()?;
 
         // 1. Size, before anything reads the arguments.
-        size::check(&args, entry.map_or(ToolSpec::DEFAULT_MAX_INPUT, |e| e.spec.max_input))?;
+        size::check(
+            &args,
+            entry.map_or(ToolSpec::DEFAULT_MAX_INPUT, |e| e.spec.max_input),
+        )?;
         record.set_input(&args, entry.map_or(&[], |e| e.spec.secret_fields));
 
         // 2. Authenticate.
@@ -99,7 +113,8 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
         record.set_principal(&principal);
 
         // An unknown tool, after authentication so strangers learn nothing about names.
-        let entry = entry.ok_or_else(|| ToolError::invalid_input(format!("there is no tool named `{name}`")))?;
+        let entry = entry
+            .ok_or_else(|| ToolError::invalid_input(format!("there is no tool named `{name}`")))?;
         let spec = entry.spec;
 
         // 3. Authorize.
@@ -114,7 +129,11 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
         }
 
         // 5. Validate: shape, rules, unknown fields.
-        let raw = if entry.approval == Approval::None { JsonObject::new() } else { args.clone() };
+        let raw = if entry.approval == Approval::None {
+            JsonObject::new()
+        } else {
+            args.clone()
+        };
         let parsed = entry.handler.parse(args)?;
 
         // 6. Approve: only valid calls within their rates get here.
@@ -138,11 +157,17 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
 
         // 7. Run: inside a concurrency permit, under the timeout and the request's cancellation,
         //    after a write-ahead record for tools that change things.
-        let _permit = entry.concurrency.as_ref().map(|c| c.acquire()).transpose()?;
+        let _permit = entry
+            .concurrency
+            .as_ref()
+            .map(|c| c.acquire())
+            .transpose()?;
         if spec.kind.is_mutating() {
             record.write_attempt()?;
         }
-        let cancel = request.as_ref().map_or_else(CancellationToken::new, |r| r.ct.child_token());
+        let cancel = request
+            .as_ref()
+            .map_or_else(CancellationToken::new, |r| r.ct.child_token());
         let ctx = Ctx::new(inner.state.clone(), principal, request, cancel.clone());
         let result = timeout::run(entry.handler.call(ctx, parsed), spec.timeout, &cancel).await?;
 

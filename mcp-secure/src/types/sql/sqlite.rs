@@ -449,6 +449,19 @@ impl Drop for Hooks<'_> {
     }
 }
 
+/// A refused query is the caller's `invalid_input`, a query past its deadline a `timeout`, and a
+/// database error a `failed` call. None of the messages contains the query.
+impl From<QueryError> for crate::ToolError {
+    fn from(e: QueryError) -> Self {
+        let code = match &e {
+            QueryError::Refused { .. } => crate::ErrorCode::InvalidInput,
+            QueryError::DeadlineExceeded { .. } => crate::ErrorCode::Timeout,
+            QueryError::Sqlite { .. } => crate::ErrorCode::Failed,
+        };
+        crate::ToolError::new(code, e.to_string()).with_detail("query_error", e.code())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -571,18 +584,5 @@ mod tests {
         assert_eq!(e.code(), "sqlite");
         assert!(!e.to_string().contains("hunter2_value"), "{e}");
         assert!(!e.to_string().contains("WHERE"), "{e}");
-    }
-}
-
-/// A refused query is the caller's `invalid_input`, a query past its deadline a `timeout`, and a
-/// database error a `failed` call. None of the messages contains the query.
-impl From<QueryError> for crate::ToolError {
-    fn from(e: QueryError) -> Self {
-        let code = match &e {
-            QueryError::Refused { .. } => crate::ErrorCode::InvalidInput,
-            QueryError::DeadlineExceeded { .. } => crate::ErrorCode::Timeout,
-            QueryError::Sqlite { .. } => crate::ErrorCode::Failed,
-        };
-        crate::ToolError::new(code, e.to_string()).with_detail("query_error", e.code())
     }
 }
