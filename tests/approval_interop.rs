@@ -1,40 +1,18 @@
 //! Interop: the official MCP Python SDK (its `elicitation_callback`) approves and declines a
-//! `delete_customer` call on the example server over stdio. Skipped, saying so, when
-//! `python3 -c 'import mcp'` fails (CI installs the SDK in `.ci/run`).
+//! `delete_customer` call on the example server over stdio. Skipped, saying so, only when there
+//! is no `python3`; a missing `mcp` package fails (CI installs the SDK in `.ci/run`).
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Command;
-
-fn example_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let debug = exe.parent().and_then(Path::parent).unwrap();
-    let bin = debug
-        .join("examples")
-        .join(format!("customer_service{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.exists(),
-        "{} is missing: `cargo test` builds it",
-        bin.display()
-    );
-    bin
-}
-
-fn python_sdk_available() -> bool {
-    Command::new("python3")
-        .args(["-c", "import mcp"])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
 
 #[test]
 fn python_sdk_client_approves_and_declines_delete_customer() {
-    if !python_sdk_available() {
-        println!(
-            "SKIPPED python_sdk_client_approves_and_declines_delete_customer: `python3 -c 'import mcp'` failed; install it with `python3 -m pip install 'mcp>=1.9'`"
-        );
+    if !common::python_sdk("python_sdk_client_approves_and_declines_delete_customer") {
         return;
     }
-    let bin = example_binary();
+    let bin = common::example_bin("customer_service");
     let data = tempfile::tempdir().unwrap();
     let keygen = Command::new(&bin)
         .args(["keygen", "--user", "ed", "--role", "editor", "--data"])

@@ -1,6 +1,7 @@
 //! Interop: the customer-service example served over streamable HTTP (`serve --http`), driven by
 //! the official MCP Python SDK (`pip install mcp`, installed by `.ci/run`) with a bearer API key.
-//! Skipped, with a message saying why, only when `python3` or its `mcp` package is missing.
+//! Skipped, with a message saying why, only when there is no `python3`; a missing `mcp` package
+//! fails.
 
 mod common;
 
@@ -17,24 +18,9 @@ impl Drop for KillOnDrop {
     }
 }
 
-fn python_with_mcp() -> Result<(), String> {
-    match Command::new("python3").args(["-c", "import mcp"]).output() {
-        Err(e) => Err(format!("python3 is not available ({e})")),
-        Ok(o) if !o.status.success() => Err(format!(
-            "the `mcp` Python package is not installed ({}); `.ci/run` installs it with pip",
-            String::from_utf8_lossy(&o.stderr)
-                .lines()
-                .last()
-                .unwrap_or_default()
-        )),
-        Ok(_) => Ok(()),
-    }
-}
-
 #[test]
 fn python_sdk_drives_the_example_over_streamable_http() {
-    if let Err(why) = python_with_mcp() {
-        eprintln!("SKIPPED python_sdk_drives_the_example_over_streamable_http: {why}");
+    if !common::python_sdk("python_sdk_drives_the_example_over_streamable_http") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -205,8 +205,23 @@ pub(crate) fn invisible(text: &str) -> Option<char> {
     text.chars().find(|&c| {
         matches!(
             c as u32,
-            0x00AD
-                | 0x180E
+            // C0 controls but tab and line breaks, DEL and C1 controls
+            0x00..=0x08
+                | 0x0B..=0x0C
+                | 0x0E..=0x1F
+                | 0x7F..=0x9F
+                | 0x00AD
+                | 0x034F
+                | 0x061C
+                | 0x115F..=0x1160
+                | 0x17B4..=0x17B5
+                | 0x180B..=0x180F
+                | 0x2028..=0x2029
+                | 0x3164
+                | 0xFFA0
+                | 0xFFF9..=0xFFFB
+                | 0x1D173..=0x1D17A
+                | 0xE0100..=0xE01EF
                 | 0x200B..=0x200F
                 | 0x202A..=0x202E
                 | 0x2060..=0x2064
@@ -345,11 +360,27 @@ mod tests {
 
     #[test]
     fn invisible_characters_are_found() {
-        assert_eq!(invisible("Get one customer.\nBy id."), None);
+        assert_eq!(invisible("Get one customer.\nBy id.\r\n\tIndented."), None);
+        // Emoji presentation selectors are ordinary text.
+        assert_eq!(invisible("heart \u{2764}\u{FE0F}"), None);
         assert_eq!(invisible("accents é, emoji 🦀, CJK 顧客"), None);
         for c in [
             '\u{00AD}',
+            '\u{0000}',
+            '\u{001B}',
+            '\u{007F}',
+            '\u{0085}',
+            '\u{034F}',
+            '\u{061C}',
+            '\u{115F}',
+            '\u{17B4}',
             '\u{180E}',
+            '\u{2028}',
+            '\u{3164}',
+            '\u{FFA0}',
+            '\u{FFFB}',
+            '\u{1D173}',
+            '\u{E0100}',
             '\u{200B}',
             '\u{200F}',
             '\u{202A}',

@@ -27,6 +27,12 @@ impl<S> Ctx<S> {
         request: Option<RequestContext<RoleServer>>,
         cancel: CancellationToken,
     ) -> Self {
+        // The caller's credential has done its work: the body never sees it, so it cannot leak
+        // it or pass it on to anything downstream.
+        let request = request.map(|mut r| {
+            r.meta.0.0.remove(crate::guard::authn::META_AUTH_TOKEN);
+            r
+        });
         Ctx {
             state,
             principal,
@@ -51,7 +57,8 @@ impl<S> Ctx<S> {
     }
 
     /// The rmcp request context (peer, `_meta`, extensions). `None` when the call did not come
-    /// through an MCP transport (e.g. a direct pipeline call in a benchmark).
+    /// through an MCP transport (e.g. a direct pipeline call in a benchmark). The caller's
+    /// `_meta.authToken` has been removed from it, and over HTTP the `Authorization` header.
     pub fn request(&self) -> Option<&RequestContext<RoleServer>> {
         self.request.as_ref()
     }

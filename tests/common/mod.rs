@@ -88,3 +88,26 @@ pub fn keygen(data: &std::path::Path, user: &str, role: &str, env: &str) -> Stri
     );
     token
 }
+
+/// Whether the interop tests can run: `false` (with a message saying so) only when there is
+/// no `python3` at all. With Python present, the official MCP SDK must be importable: `.ci/run`
+/// installs it, and a missing SDK is a failure, not a silent skip.
+pub fn python_sdk(test: &str) -> bool {
+    match std::process::Command::new("python3")
+        .args(["-c", "import mcp"])
+        .output()
+    {
+        Err(e) => {
+            eprintln!("SKIPPED {test}: python3 is not available ({e})");
+            false
+        }
+        Ok(o) if !o.status.success() => panic!(
+            "{test}: python3 is present but the `mcp` package is not ({}); install it with `python3 -m pip install 'mcp>=2,<3'` (`.ci/run` does)",
+            String::from_utf8_lossy(&o.stderr)
+                .lines()
+                .last()
+                .unwrap_or_default()
+        ),
+        Ok(_) => true,
+    }
+}
