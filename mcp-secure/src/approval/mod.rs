@@ -116,17 +116,6 @@ pub fn arguments_digest(args: &JsonObject) -> String {
     ))
 }
 
-/// The arguments with secret fields replaced by `"[REDACTED]"`.
-pub fn redacted(args: &JsonObject, secret_fields: &[&str]) -> JsonObject {
-    let mut out = args.clone();
-    for field in secret_fields {
-        if let Some(v) = out.get_mut(*field) {
-            *v = Value::from("[REDACTED]");
-        }
-    }
-    out
-}
-
 /// A plain sentence saying what a call will do, e.g.
 /// `update_order will run as ed with order_id = "o-5001", status = "shipped"`. Give it redacted
 /// arguments; long values are shortened.
@@ -236,8 +225,16 @@ mod tests {
 
     #[test]
     fn summary_is_plain_and_redacted() {
+        #[allow(dead_code)]
+        #[derive(serde::Deserialize, schemars::JsonSchema)]
+        struct Args {
+            status: String,
+            order_id: String,
+            pin: crate::Secret<String>,
+        }
+        let redactor = crate::audit::Redactor::from_schema(&crate::__private::input_schema::<Args>());
         let args = json!({"status": "shipped", "order_id": "o-5001", "pin": "1234"});
-        let args = redacted(args.as_object().unwrap(), &["pin"]);
+        let args = redactor.redacted(args.as_object().unwrap());
         assert_eq!(
             summary("update_order", "ed", &args),
             r#"update_order will run as ed with order_id = "o-5001", pin = "[REDACTED]", status = "shipped""#

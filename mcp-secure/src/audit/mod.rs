@@ -12,6 +12,7 @@ mod alert;
 pub mod chain;
 mod event;
 mod log;
+mod redact;
 mod sink;
 mod sqlite;
 mod verify;
@@ -27,6 +28,7 @@ pub use event::{AuditEvent, Phase};
 pub use log::{
     AuditLog, AuditLogConfig, ChainHead, Durability, FileStore, LogStore, Receipt, checkpoints_path,
 };
+pub use redact::{REDACTED, Redactor};
 pub use sink::{AuditError, AuditSink, JsonLinesSink, MemorySink, TracingSink};
 pub use sqlite::{AuditQuery, SqliteSink};
 pub use verify::{Break, Unfinished, VerifyReport, verify_log};

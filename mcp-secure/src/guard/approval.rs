@@ -24,7 +24,7 @@ use time::OffsetDateTime;
 
 use crate::approval::{
     ApprovalInput, ApprovalKeys, ApprovalRequest, Approver, Binding, Decision, INPUT_KEY,
-    RedeemError, Redeemed, arguments_digest, open, random_id, redacted, seal, summary,
+    RedeemError, Redeemed, arguments_digest, open, random_id, seal, summary,
 };
 use crate::auth::Principal;
 use crate::clock::Clock;
@@ -59,6 +59,8 @@ pub(crate) struct Approvals {
 /// One call as the approval step sees it.
 pub(crate) struct Call<'a> {
     pub spec: &'static ToolSpec,
+    /// Finds the secret values in the arguments (summaries and prompts never show them).
+    pub redactor: &'a crate::audit::Redactor,
     /// The approval this call needs: the declared one, or stricter by configuration.
     pub required: Approval,
     pub principal: &'a Principal,
@@ -172,7 +174,7 @@ impl Approvals {
                 verdict: Ok(Verdict::Run),
             };
         }
-        let arguments = redacted(call.args, call.spec.secret_fields);
+        let arguments = call.redactor.redacted(call.args);
         let facts = Facts {
             digest: arguments_digest(call.args),
             summary: summary(call.spec.name, &call.principal.user, &arguments),

@@ -306,6 +306,7 @@ impl<S: Send + Sync + 'static> ServerBuilder<S> {
             }
             tools.push(Entry {
                 approval,
+                redactor: crate::audit::Redactor::from_schema(&tool.input_schema),
                 rate: spec
                     .rate
                     .map(|r| KeyedLimit::new(r, self.clock.clone(), DEFAULT_KEY_THRESHOLD)),

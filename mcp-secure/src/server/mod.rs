@@ -83,6 +83,8 @@ struct Entry<S> {
     concurrency: Option<ConcurrencyLimit>,
     /// The approval calls need: the declared one, or stricter by configuration.
     approval: Approval,
+    /// Finds the secret values in the arguments, wherever they are (from the input schema).
+    redactor: crate::audit::Redactor,
 }
 
 impl<S: Send + Sync + 'static> SecureServer<S> {

@@ -106,7 +106,7 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
             &args,
             entry.map_or(ToolSpec::DEFAULT_MAX_INPUT, |e| e.spec.max_input),
         )?;
-        record.set_input(&args, entry.map_or(&[], |e| e.spec.secret_fields));
+        record.set_input(&args, entry.map(|e| &e.redactor));
 
         // 2. Authenticate.
         let principal = authn::authenticate(&*inner.authenticator, credential.as_ref()).await?;
@@ -141,6 +141,7 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
             .approvals
             .check(approval::Call {
                 spec,
+                redactor: &entry.redactor,
                 required: entry.approval,
                 principal: &principal,
                 args: &raw,

@@ -15,7 +15,7 @@ use rmcp::model::{CallToolResult, JsonObject};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::audit::{AlertKind, Alerts, AuditEvent, AuditSink, FailurePolicy, Phase};
+use crate::audit::{AlertKind, Alerts, AuditEvent, AuditSink, FailurePolicy, Phase, Redactor};
 use crate::auth::Principal;
 use crate::clock::Clock;
 use crate::error::{ErrorCode, ToolError};
@@ -122,16 +122,17 @@ impl CallRecord {
         Ok(())
     }
 
-    /// Records the arguments with secret fields replaced (and their keyed digest kept),
-    /// truncated past the limit.
-    pub(super) fn set_input(&mut self, args: &JsonObject, secret_fields: &[&str]) {
+    /// Records the arguments with every secret value replaced (and its keyed digest kept),
+    /// truncated past the limit. Without a redactor (an unknown tool), nothing is known to be
+    /// secret.
+    pub(super) fn set_input(&mut self, args: &JsonObject, redactor: Option<&Redactor>) {
         let mut redacted = args.clone();
-        for field in secret_fields {
-            if let Some(v) = redacted.get_mut(*field) {
-                let digest = self.guard.digest(v);
-                self.event.digests.insert(format!("input.{field}"), digest);
-                *v = Value::from("[REDACTED]");
-            }
+        if let Some(r) = redactor.filter(|r| r.has_secrets()) {
+            let guard = &self.guard;
+            let digests = &mut self.event.digests;
+            r.redact(&mut redacted, |path, v| {
+                digests.insert(format!("input.{path}"), guard.digest(v));
+            });
         }
         self.event.input = bounded(Value::Object(redacted), self.guard.value_limit);
     }
