@@ -501,7 +501,27 @@ async fn negative_token_suite() {
     assert_eq!(r.status, 400);
 
     assert_eq!(f.ran(), 0, "no refused token reached the tool body");
-    assert!(f.audit.events().is_empty(), "refused before the pipeline");
+    // Refused in front of MCP, yet each refusal left exactly one audit record, and none of them
+    // holds a token.
+    let events = f.audit.events();
+    assert_eq!(
+        events.len(),
+        vectors.len() + 2,
+        "one audit record per refused request"
+    );
+    for e in &events {
+        assert_eq!(e.tool, mcp_secure::server::http::HTTP_REFUSAL_TOOL);
+        assert_eq!(e.transport, "http");
+        assert!(
+            matches!(e.outcome.as_str(), "unauthorized" | "forbidden"),
+            "{}",
+            e.outcome
+        );
+        assert!(!e.success && e.user.is_none());
+        assert_eq!(e.input["path"], "/mcp");
+        let line = serde_json::to_string(e).unwrap();
+        assert!(!line.contains(&ok[7..]), "a token reached the audit: {line}");
+    }
     // The same server still accepts a good token.
     let r = f.call_with_headers(&[("authorization", ok.as_str())]).await;
     assert_eq!(r.tool_code(), "ok");

@@ -173,10 +173,15 @@ async fn missing_bad_and_other_environment_keys_get_401_with_a_challenge() {
         r.header("www-authenticate")
     );
     assert_eq!(f.ran(), 0, "no refused request reached a tool");
-    assert!(
-        f.audit.events().is_empty(),
-        "refused at the HTTP layer, before the pipeline"
-    );
+    // Refused at the HTTP layer, before the pipeline, and still on record: one each.
+    let outcomes: Vec<(String, String)> = f
+        .audit
+        .events()
+        .into_iter()
+        .map(|e| (e.tool, e.outcome))
+        .collect();
+    let http = mcp_secure::server::http::HTTP_REFUSAL_TOOL.to_owned();
+    assert_eq!(outcomes, vec![(http, "unauthorized".to_owned()); 3]);
 }
 
 #[tokio::test]
@@ -221,6 +226,15 @@ async fn host_and_origin_outside_the_allow_list_get_403_even_with_a_valid_key() 
         r.body
     );
     assert_eq!(f.ran(), 1);
+    // Each refusal is on record, with the request's method, path and peer, then the call.
+    let events = f.audit.events();
+    let outcomes: Vec<&str> = events.iter().map(|e| e.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["forbidden", "forbidden", "forbidden", "forbidden", "ok"]);
+    for e in &events[..4] {
+        assert_eq!(e.tool, mcp_secure::server::http::HTTP_REFUSAL_TOOL);
+        assert_eq!((e.input["method"].as_str(), e.input["path"].as_str()), (Some("POST"), Some("/mcp")));
+        assert_eq!(e.input["peer"], "127.0.0.1");
+    }
 }
 
 #[tokio::test]

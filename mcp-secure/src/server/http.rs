@@ -32,8 +32,10 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::SecureServer;
+use super::record::{AuditGuard, CallRecord};
 use crate::auth::{AuthError, Authenticator, Credential, CredentialSource, Principal};
 use crate::clock::Clock;
+use crate::error::{ErrorCode, ToolError};
 use crate::guard::authn;
 use crate::guard::rate::KeyedLimit;
 use crate::policy::Rate;
@@ -212,6 +214,7 @@ struct Guards {
     hosts: Vec<(String, Option<u16>)>,
     origins: Vec<String>,
     flood: Option<KeyedLimit>,
+    audit: Arc<AuditGuard>,
 }
 
 #[derive(Clone)]
@@ -219,6 +222,7 @@ struct AuthState {
     authenticator: Arc<dyn Authenticator>,
     known_roles: Arc<HashSet<&'static str>>,
     resource_metadata: Arc<str>,
+    audit: Arc<AuditGuard>,
 }
 
 impl<S: Send + Sync + 'static> SecureServer<S> {
@@ -353,12 +357,14 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
             flood: config
                 .per_ip_rate
                 .map(|r| KeyedLimit::new(r, Clock::system(), 100_000)),
+            audit: Arc::clone(&self.inner.audit),
         });
         let server = self.clone().with_transport("http");
         let auth = AuthState {
             authenticator: Arc::clone(&self.inner.authenticator),
             known_roles: Arc::new(self.inner.roles.names().collect()),
             resource_metadata,
+            audit: Arc::clone(&self.inner.audit),
         };
 
         let mut rmcp_config = StreamableHttpServerConfig::default()
@@ -558,7 +564,9 @@ async fn host_layer(State(guards): State<Arc<Guards>>, request: Request, next: N
         .map(str::to_owned)
         .or_else(|| request.uri().authority().map(|a| a.as_str().to_owned()));
     let Some((host, port)) = host.as_deref().and_then(parse_authority) else {
-        return plain(StatusCode::BAD_REQUEST, "missing or malformed Host header");
+        let message = "missing or malformed Host header";
+        audit_refusal(&guards.audit, &request, ErrorCode::InvalidInput, message);
+        return plain(StatusCode::BAD_REQUEST, message);
     };
     let allowed = guards
         .hosts
@@ -566,7 +574,9 @@ async fn host_layer(State(guards): State<Arc<Guards>>, request: Request, next: N
         .any(|(h, p)| *h == host && p.is_none_or(|p| Some(p) == port));
     if !allowed {
         tracing::warn!(%host, "Host not in the allow-list (possible DNS rebinding): 403");
-        return plain(StatusCode::FORBIDDEN, "Host not allowed");
+        let message = "Host not allowed";
+        audit_refusal(&guards.audit, &request, ErrorCode::Forbidden, message);
+        return plain(StatusCode::FORBIDDEN, message);
     }
     if let Some(origin) = request.headers().get(header::ORIGIN) {
         let ok = origin
@@ -575,7 +585,9 @@ async fn host_layer(State(guards): State<Arc<Guards>>, request: Request, next: N
             .is_some_and(|o| origin_allowed(o, &guards.origins));
         if !ok {
             tracing::warn!(origin = ?origin, "Origin not in the allow-list: 403");
-            return plain(StatusCode::FORBIDDEN, "Origin not allowed");
+            let message = "Origin not allowed";
+            audit_refusal(&guards.audit, &request, ErrorCode::Forbidden, message);
+            return plain(StatusCode::FORBIDDEN, message);
         }
     }
     next.run(request).await
@@ -590,6 +602,7 @@ async fn bearer_layer(State(auth): State<AuthState>, mut request: Request, next:
     {
         return challenge(
             &auth,
+            &request,
             StatusCode::BAD_REQUEST,
             Some("invalid_request"),
             "send the token in the Authorization header, not the URL",
@@ -602,6 +615,7 @@ async fn bearer_layer(State(auth): State<AuthState>, mut request: Request, next:
         (0, _) => {
             return challenge(
                 &auth,
+                &request,
                 StatusCode::UNAUTHORIZED,
                 None,
                 &AuthError::Missing.to_string(),
@@ -612,6 +626,7 @@ async fn bearer_layer(State(auth): State<AuthState>, mut request: Request, next:
             // Another scheme (`Basic`) or `Bearer` without a token.
             return challenge(
                 &auth,
+                &request,
                 StatusCode::UNAUTHORIZED,
                 Some("invalid_token"),
                 "use `Authorization: Bearer <token>`",
@@ -620,6 +635,7 @@ async fn bearer_layer(State(auth): State<AuthState>, mut request: Request, next:
         _ => {
             return challenge(
                 &auth,
+                &request,
                 StatusCode::BAD_REQUEST,
                 Some("invalid_request"),
                 "send one Authorization header",
@@ -636,7 +652,7 @@ async fn bearer_layer(State(auth): State<AuthState>, mut request: Request, next:
             } else {
                 StatusCode::UNAUTHORIZED
             };
-            return challenge(&auth, status, e.bearer_error(), &e.to_string());
+            return challenge(&auth, &request, status, e.bearer_error(), &e.to_string());
         }
     };
     if !principal
@@ -647,6 +663,7 @@ async fn bearer_layer(State(auth): State<AuthState>, mut request: Request, next:
         let e = AuthError::InsufficientScope;
         return challenge(
             &auth,
+            &request,
             StatusCode::FORBIDDEN,
             e.bearer_error(),
             &e.to_string(),
@@ -660,12 +677,21 @@ async fn bearer_layer(State(auth): State<AuthState>, mut request: Request, next:
     next.run(request).await
 }
 
+/// A refusal of the bearer layer: recorded in the audit log (and counted for alerts) like any
+/// refused call, then answered with the `WWW-Authenticate` challenge.
 fn challenge(
     auth: &AuthState,
+    request: &Request,
     status: StatusCode,
     error: Option<&str>,
     description: &str,
 ) -> Response {
+    let code = if status == StatusCode::FORBIDDEN {
+        ErrorCode::Forbidden
+    } else {
+        ErrorCode::Unauthorized
+    };
+    audit_refusal(&auth.audit, request, code, description);
     let mut value = format!("Bearer resource_metadata=\"{}\"", auth.resource_metadata);
     if let Some(e) = error {
         let description: String = description
@@ -682,6 +708,26 @@ fn challenge(
         response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
     }
     response
+}
+
+/// The tool name of audit records written for requests the HTTP layer refused before any MCP
+/// message was read.
+pub const HTTP_REFUSAL_TOOL: &str = "(http)";
+
+/// One audit record for a request refused in front of MCP (Host, Origin, bearer token): what
+/// was asked (method, path, peer address, never a header value) and why it was refused.
+fn audit_refusal(audit: &Arc<AuditGuard>, request: &Request, code: ErrorCode, message: &str) {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string());
+    let mut input = rmcp::model::JsonObject::new();
+    input.insert("method".into(), request.method().as_str().into());
+    input.insert("path".into(), request.uri().path().into());
+    input.insert("peer".into(), peer.into());
+    let mut record = CallRecord::new(Arc::clone(audit), HTTP_REFUSAL_TOOL, "http");
+    record.set_input(&input, None);
+    record.finish(&Err(ToolError::new(code, message)));
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response {
