@@ -520,7 +520,10 @@ async fn negative_token_suite() {
         assert!(!e.success && e.user.is_none());
         assert_eq!(e.input["path"], "/mcp");
         let line = serde_json::to_string(e).unwrap();
-        assert!(!line.contains(&ok[7..]), "a token reached the audit: {line}");
+        assert!(
+            !line.contains(&ok[7..]),
+            "a token reached the audit: {line}"
+        );
     }
     // The same server still accepts a good token.
     let r = f.call_with_headers(&[("authorization", ok.as_str())]).await;

@@ -209,13 +209,18 @@ async fn example_over_stdio_enforces_the_whole_policy() {
         "invalid_input",
     )
     .await;
-    expect(
+    let r = expect(
         None,
         "update_order",
         json!({"order_id": "o-5001", "status": "teleported"}),
         "invalid_input",
     )
     .await;
+    assert!(
+        !text(&r).contains("teleported") && text(&r).contains("expected one of"),
+        "says what is expected, never echoes the value: {}",
+        text(&r)
+    );
     let r = expect(
         None,
         "execute_query",

@@ -229,10 +229,16 @@ async fn host_and_origin_outside_the_allow_list_get_403_even_with_a_valid_key() 
     // Each refusal is on record, with the request's method, path and peer, then the call.
     let events = f.audit.events();
     let outcomes: Vec<&str> = events.iter().map(|e| e.outcome.as_str()).collect();
-    assert_eq!(outcomes, ["forbidden", "forbidden", "forbidden", "forbidden", "ok"]);
+    assert_eq!(
+        outcomes,
+        ["forbidden", "forbidden", "forbidden", "forbidden", "ok"]
+    );
     for e in &events[..4] {
         assert_eq!(e.tool, mcp_secure::server::http::HTTP_REFUSAL_TOOL);
-        assert_eq!((e.input["method"].as_str(), e.input["path"].as_str()), (Some("POST"), Some("/mcp")));
+        assert_eq!(
+            (e.input["method"].as_str(), e.input["path"].as_str()),
+            (Some("POST"), Some("/mcp"))
+        );
         assert_eq!(e.input["peer"], "127.0.0.1");
     }
 }

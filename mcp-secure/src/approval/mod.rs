@@ -232,7 +232,8 @@ mod tests {
             order_id: String,
             pin: crate::Secret<String>,
         }
-        let redactor = crate::audit::Redactor::from_schema(&crate::__private::input_schema::<Args>());
+        let redactor =
+            crate::audit::Redactor::from_schema(&crate::__private::input_schema::<Args>());
         let args = json!({"status": "shipped", "order_id": "o-5001", "pin": "1234"});
         let args = redactor.redacted(args.as_object().unwrap());
         assert_eq!(

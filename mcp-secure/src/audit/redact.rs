@@ -132,10 +132,7 @@ fn compile(schema: &JsonObject, defs: Option<&JsonObject>, depth: usize) -> Opti
     if schema.get("writeOnly") == Some(&Value::Bool(true)) {
         return Some(Node::Secret);
     }
-    let sub = |v: &Value| {
-        v.as_object()
-            .and_then(|o| compile(o, defs, depth + 1))
-    };
+    let sub = |v: &Value| v.as_object().and_then(|o| compile(o, defs, depth + 1));
     let mut parts = Vec::new();
     if let Some(target) = schema.get("$ref").and_then(Value::as_str) {
         let name = target

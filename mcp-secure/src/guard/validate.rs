@@ -46,8 +46,15 @@ fn describe_serde_error(raw: &str) -> String {
             return format!("{} {got}, expected {expected}", prefix.trim_end());
         }
     }
-    // Other serde messages name fields and variants, never values.
-    raw.split(" at line ").next().unwrap_or(raw).to_owned()
+    let raw = raw.split(" at line ").next().unwrap_or(raw);
+    // `unknown variant `<what the caller sent>`, expected one of ...`: the variant is the
+    // caller's value, which may be anything; say only what was expected.
+    if let Some(rest) = raw.strip_prefix("unknown variant ") {
+        let expected = rest.split_once(", expected ").map_or("", |(_, e)| e);
+        return format!("unknown variant, expected {expected}");
+    }
+    // Other serde messages name fields (`unknown field`, `missing field`), never values.
+    raw.to_owned()
 }
 
 fn describe_validation(errors: &ValidationErrors) -> ToolError {
