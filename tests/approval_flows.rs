@@ -513,6 +513,52 @@ async fn explicit_tokens_from_another_key_are_refused_and_rotation_keeps_old_one
 }
 
 #[tokio::test]
+async fn explicit_tokens_from_a_key_file_stay_single_use_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("approval.key");
+    let (store, ed, eve) = keys();
+    let start = || {
+        let keys = ApprovalKeys::load_or_create(&key_file).unwrap();
+        fixture_with(store.clone(), ed.clone(), eve.clone(), move |b| {
+            b.approval_keys(keys)
+        })
+    };
+    let args = json!({"note": "n", "priority": "low"});
+    let before = start();
+    let token = token_of(&call(&before.connect(()).await, &ed, None, "edit", args.clone()).await);
+    let r = call(
+        &before.connect(()).await,
+        &ed,
+        Some(&token),
+        "edit",
+        args.clone(),
+    )
+    .await;
+    assert_eq!(code(&r), "ok", "{}", text(&r));
+    drop(before);
+
+    // The same key file, a new process: the token still verifies, and was already used.
+    let after = start();
+    let r = call(
+        &after.connect(()).await,
+        &ed,
+        Some(&token),
+        "edit",
+        args.clone(),
+    )
+    .await;
+    assert_eq!(code(&r), "approval_denied");
+    assert!(text(&r).contains("already used"), "{}", text(&r));
+    assert_eq!(after.ran("edit"), 0);
+    // An unused token from before the restart still runs once.
+    let unused = token_of(&call(&after.connect(()).await, &ed, None, "edit", args.clone()).await);
+    drop(after);
+    let again = start();
+    let r = call(&again.connect(()).await, &ed, Some(&unused), "edit", args).await;
+    assert_eq!(code(&r), "ok", "{}", text(&r));
+}
+
+#[tokio::test]
 async fn approval_comes_after_validation_and_rate_and_read_tools_never_ask() {
     let f = fixture(|b| b);
     let client = f.connect(()).await;

@@ -19,9 +19,15 @@ const DOMAIN: &[u8] = b"mcp-secure/approval/v1";
 ///
 /// Keys never appear in `Debug` output. With no keys configured, a server makes a random key at
 /// start-up (approvals then do not survive a restart).
+///
+/// Keys read from a file ([`ApprovalKeys::load_or_create`]) outlive the process, and so do the
+/// tokens they seal: their single use is kept in a journal beside the key file
+/// (`<key file>.redeemed`), so a token used before a restart is still refused after it.
 #[derive(Clone)]
 pub struct ApprovalKeys {
     keys: Arc<Vec<Vec<u8>>>,
+    /// The redemptions of tokens these keys sealed, when they must survive restarts.
+    redeemed: Option<Arc<Redeemed>>,
 }
 
 impl std::fmt::Debug for ApprovalKeys {
@@ -41,6 +47,7 @@ impl ApprovalKeys {
         let current = checked(current.into())?;
         Ok(ApprovalKeys {
             keys: Arc::new(vec![current]),
+            redeemed: None,
         })
     }
 
@@ -51,6 +58,7 @@ impl ApprovalKeys {
         keys.push(previous);
         Ok(ApprovalKeys {
             keys: Arc::new(keys),
+            redeemed: self.redeemed,
         })
     }
 
@@ -58,6 +66,7 @@ impl ApprovalKeys {
     pub fn random() -> Self {
         ApprovalKeys {
             keys: Arc::new(vec![random_key()]),
+            redeemed: None,
         }
     }
 
@@ -95,9 +104,21 @@ impl ApprovalKeys {
         if keys.is_empty() {
             return Err(invalid("no key in the file".into()));
         }
+        let mut journal = path.as_os_str().to_owned();
+        journal.push(".redeemed");
+        let redeemed = Redeemed::open(REDEEMED_CAP, Path::new(&journal), unix_now_ms())?;
         Ok(ApprovalKeys {
             keys: Arc::new(keys),
+            redeemed: Some(Arc::new(redeemed)),
         })
+    }
+
+    /// The redemptions these keys' tokens need: the journal of keys loaded from a file, else
+    /// a set in memory (tokens die with the process, and so does their record).
+    pub(crate) fn redeemed(&self) -> Arc<Redeemed> {
+        self.redeemed
+            .clone()
+            .unwrap_or_else(|| Arc::new(Redeemed::new(REDEEMED_CAP)))
     }
 
     fn current(&self) -> &[u8] {
@@ -219,41 +240,148 @@ pub(crate) enum RedeemError {
     /// Too many unexpired seals are on record; nothing is evicted early, since that would
     /// allow a replay.
     Full,
+    /// The redemption could not be written to the journal: the seal is not used (fail closed).
+    Journal,
 }
 
-/// Redeemed seal ids, kept until their expiry, bounded in number.
+/// How many unexpired redemptions are kept at most.
+pub(crate) const REDEEMED_CAP: usize = 100_000;
+
+/// Redeemed seal ids, kept until their expiry, bounded in number; with a journal, each
+/// redemption is written (and synced) before it is accepted, and read back at start-up.
 #[derive(Debug)]
 pub(crate) struct Redeemed {
-    ids: Mutex<HashMap<String, i64>>,
+    state: Mutex<RedeemedState>,
     cap: usize,
+}
+
+#[derive(Debug, Default)]
+struct RedeemedState {
+    ids: HashMap<String, i64>,
+    journal: Option<std::fs::File>,
 }
 
 impl Redeemed {
     pub(crate) fn new(cap: usize) -> Self {
         Redeemed {
-            ids: Mutex::new(HashMap::new()),
+            state: Mutex::new(RedeemedState::default()),
             cap,
         }
     }
 
+    /// Reads the journal at `path` (lines `<id> <expires-ms>`), keeps the unexpired entries,
+    /// rewrites it with only those (mode 0600), and appends to it from then on.
+    pub(crate) fn open(cap: usize, path: &Path, now: i64) -> std::io::Result<Self> {
+        let mut ids = HashMap::new();
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                for line in text.lines() {
+                    // A torn last line (a crash mid-write) is the only malformed one possible;
+                    // its seal was never accepted, so skipping it loses nothing.
+                    let Some((id, expires)) = line.split_once(' ') else {
+                        continue;
+                    };
+                    if let Ok(expires) = expires.trim().parse::<i64>()
+                        && expires >= now
+                    {
+                        ids.insert(id.to_owned(), expires);
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let tmp = Path::new(&tmp);
+        let _ = std::fs::remove_file(tmp);
+        let mut file = private_file(tmp)?;
+        for (id, expires) in &ids {
+            writeln!(file, "{id} {expires}")?;
+        }
+        file.sync_all()?;
+        std::fs::rename(tmp, path)?;
+        let journal = std::fs::OpenOptions::new().append(true).open(path)?;
+        Ok(Redeemed {
+            state: Mutex::new(RedeemedState {
+                ids,
+                journal: Some(journal),
+            }),
+            cap,
+        })
+    }
+
     /// Marks a seal used; fails if it was used before.
     pub(crate) fn redeem(&self, opened: &Opened, now: i64) -> Result<(), RedeemError> {
-        let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
-        ids.retain(|_, expires| *expires >= now);
-        if ids.contains_key(&opened.id) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.ids.retain(|_, expires| *expires >= now);
+        if state.ids.contains_key(&opened.id) {
             return Err(RedeemError::Replayed);
         }
-        if ids.len() >= self.cap {
+        if state.ids.len() >= self.cap {
             return Err(RedeemError::Full);
         }
-        ids.insert(opened.id.clone(), opened.expires);
+        if let Some(journal) = &mut state.journal {
+            let line = format!("{} {}\n", opened.id, opened.expires);
+            if let Err(e) = journal
+                .write_all(line.as_bytes())
+                .and_then(|()| journal.sync_data())
+            {
+                tracing::error!(error = %e, "the approval journal cannot be written; refusing the approval");
+                return Err(RedeemError::Journal);
+            }
+        }
+        state.ids.insert(opened.id.clone(), opened.expires);
         Ok(())
     }
+}
+
+fn unix_now_ms() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis(),
+    )
+    .unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_journal_keeps_redemptions_across_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("approval.key.redeemed");
+        let seal = |id: &str, expires| Opened {
+            id: id.into(),
+            expires,
+        };
+        let r = Redeemed::open(10, &path, 100).unwrap();
+        assert_eq!(r.redeem(&seal("a", 1_000), 100), Ok(()));
+        assert_eq!(r.redeem(&seal("old", 150), 100), Ok(()));
+        drop(r);
+        // A torn line, as a crash mid-write would leave it.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"tor")
+            .unwrap();
+        let r = Redeemed::open(10, &path, 200).unwrap();
+        assert_eq!(r.redeem(&seal("a", 1_000), 200), Err(RedeemError::Replayed));
+        assert_eq!(r.redeem(&seal("b", 1_000), 200), Ok(()));
+        // Expired entries were dropped when the journal was rewritten.
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("old") && !text.contains("tor "), "{text}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
 
     fn binding<'a>(tool: &'a str, digest: &'a str) -> Binding<'a> {
         Binding {

@@ -35,8 +35,6 @@ use crate::policy::{Approval, ToolSpec};
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(5 * 60);
 /// How long a human is waited for by default: 2 minutes.
 pub const DEFAULT_HUMAN_TIMEOUT: Duration = Duration::from_secs(2 * 60);
-/// Most redeemed, unexpired approvals remembered at once (replay protection).
-const REDEEMED_CAP: usize = 100_000;
 
 /// The answer a human gives in the elicitation form.
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
@@ -49,7 +47,7 @@ rmcp::elicit_safe!(HumanApproval);
 /// The server's approval state: keys, redeemed seals, timeouts and the optional approver.
 pub(crate) struct Approvals {
     keys: ApprovalKeys,
-    redeemed: Redeemed,
+    redeemed: Arc<Redeemed>,
     token_ttl: Duration,
     human_timeout: Duration,
     approver: Option<Arc<dyn Approver>>,
@@ -157,8 +155,8 @@ impl Approvals {
         clock: Clock,
     ) -> Self {
         Approvals {
+            redeemed: keys.redeemed(),
             keys,
-            redeemed: Redeemed::new(REDEEMED_CAP),
             token_ttl,
             human_timeout,
             approver,
@@ -262,6 +260,11 @@ impl Approvals {
                 None,
                 "too many approvals are in flight; try again later",
             ),
+            Err(RedeemError::Journal) => f.denied(
+                "explicit",
+                None,
+                "the approval could not be recorded, so it was not used; try again later",
+            ),
         }
     }
 
@@ -331,6 +334,13 @@ impl Approvals {
                     METHOD,
                     None,
                     "too many approvals are in flight; try again later",
+                );
+            }
+            Err(RedeemError::Journal) => {
+                return f.denied(
+                    METHOD,
+                    None,
+                    "the approval could not be recorded, so it was not used; try again later",
                 );
             }
         }

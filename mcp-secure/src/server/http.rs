@@ -727,7 +727,7 @@ fn audit_refusal(audit: &Arc<AuditGuard>, request: &Request, code: ErrorCode, me
     input.insert("peer".into(), peer.into());
     let mut record = CallRecord::new(Arc::clone(audit), HTTP_REFUSAL_TOOL, "http");
     record.set_input(&input, None);
-    record.finish(&Err(ToolError::new(code, message)));
+    record.finish(&Err(ToolError::new(code, message.to_owned())));
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response {
