@@ -369,3 +369,41 @@ async fn a_live_server_refuses_test_keys() {
     );
     client.cancel().await.unwrap();
 }
+
+#[tokio::test]
+async fn configuration_makes_approvals_stricter_and_never_weaker() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let editor = keygen(data, "ed", "editor", "test");
+
+    // Stricter: a read tool that now needs an explicit approval does not run without one.
+    let mut cmd = tokio::process::Command::new(common::example_bin("customer_service"));
+    cmd.args(["serve", "--approval", "get_customer=explicit", "--data"])
+        .arg(data)
+        .env("MCP_SECURE_TOKEN", &editor)
+        .env("RUST_LOG", "warn");
+    let client = ().serve(TokioChildProcess::new(cmd).unwrap()).await.unwrap();
+    let r = call(
+        &client,
+        None,
+        "get_customer",
+        json!({"customer_id": "c-1001"}),
+    )
+    .await;
+    assert_eq!(code(&r), "approval_required", "{}", text(&r));
+    client.cancel().await.unwrap();
+
+    // Weaker: the server refuses to start, and says why.
+    let out = std::process::Command::new(common::example_bin("customer_service"))
+        .args(["serve", "--approval", "delete_customer=explicit", "--data"])
+        .arg(data)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("delete_customer") && stderr.contains("stricter"),
+        "{stderr}"
+    );
+}

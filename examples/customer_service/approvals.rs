@@ -5,8 +5,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use mcp_secure::ServerBuilder;
 use mcp_secure::approval::{ApprovalKeys, FileApprovalQueue, QueueState};
+use mcp_secure::{Approval, ServerBuilder};
 
 use crate::tools::App;
 
@@ -20,17 +20,35 @@ pub fn queue_dir(data: &Path) -> std::path::PathBuf {
     data.join("approvals")
 }
 
-/// Adds the approval configuration: keys from the data folder, and with `queue`, the file
-/// queue an operator answers for clients that cannot ask a human themselves.
+/// The approval settings of `serve`.
+pub struct Settings {
+    /// Queue human approvals for an operator when the client cannot ask a human.
+    pub queue: bool,
+    /// How long a human is waited for.
+    pub timeout: Duration,
+    /// Approvals made stricter than the tools declare (`--approval TOOL=LEVEL`).
+    pub stricter: Vec<(String, Approval)>,
+}
+
+/// Adds the approval configuration: keys from the data folder, approvals made stricter by
+/// configuration (the builder refuses weaker ones), and with `queue`, the file queue an
+/// operator answers for clients that cannot ask a human themselves.
 pub fn configure(
     builder: ServerBuilder<App>,
     data: &Path,
-    queue: bool,
-    timeout: Duration,
+    settings: Settings,
 ) -> Result<ServerBuilder<App>, String> {
+    let Settings {
+        queue,
+        timeout,
+        stricter,
+    } = settings;
     let keys =
         ApprovalKeys::load_or_create(key_path(data)).map_err(|e| format!("approval key: {e}"))?;
-    let builder = builder.approval_keys(keys).human_approval_timeout(timeout);
+    let builder = stricter.into_iter().fold(
+        builder.approval_keys(keys).human_approval_timeout(timeout),
+        |b, (tool, level)| b.require_approval(tool, level),
+    );
     if !queue {
         return Ok(builder);
     }

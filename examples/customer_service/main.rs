@@ -3,6 +3,7 @@
 //! ```text
 //! customer_service serve  [--data DIR] [--env test|live] [--http ADDR [--allowed-host H] [--resource URI]
 //!                         [--jwt-issuer URL --jwks-url URL] [--max-body BYTES]]
+//!                         [--approval-queue] [--approval-timeout 2m] [--approval TOOL=LEVEL]...
 //! customer_service keygen --user U --role R [--role R2] [--env test|live] [--expires 30d] [--data DIR]
 //! customer_service approvals list [--all] [--data DIR]
 //! customer_service approvals approve ID [--by NAME] [--data DIR]
@@ -30,7 +31,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use mcp_secure::auth::{ApiKeyStore, Environment};
-use mcp_secure::{SecureServer, roles, tools};
+use mcp_secure::{Approval, SecureServer, roles, tools};
 
 use tools::*;
 
@@ -68,6 +69,10 @@ enum Command {
         /// How long to wait for a human, e.g. `2m`, `30s`.
         #[arg(long, default_value = "2m", value_parser = parse_wait)]
         approval_timeout: Duration,
+        /// Make a tool's approval stricter than it declares, e.g. `--approval
+        /// update_order=human` (repeatable). A weaker one refuses to start.
+        #[arg(long = "approval", value_name = "TOOL=none|explicit|human", value_parser = parse_stricter)]
+        stricter: Vec<(String, Approval)>,
         /// Streamable HTTP instead of stdio, and JWT access tokens.
         #[command(flatten)]
         http: transport::HttpArgs,
@@ -152,6 +157,23 @@ fn parse_wait(text: &str) -> Result<Duration, String> {
     }
 }
 
+fn parse_stricter(text: &str) -> Result<(String, Approval), String> {
+    let (tool, level) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` must look like `update_order=human`"))?;
+    let level = match level {
+        "none" => Approval::None,
+        "explicit" => Approval::Explicit,
+        "human" => Approval::Human,
+        other => {
+            return Err(format!(
+                "approval `{other}` is not one of `none`, `explicit`, `human`"
+            ));
+        }
+    };
+    Ok((tool.to_owned(), level))
+}
+
 fn parse_lifetime(text: &str) -> Result<Duration, String> {
     let split = text
         .find(|c: char| !c.is_ascii_digit())
@@ -186,8 +208,18 @@ fn main() -> ExitCode {
             env,
             approval_queue,
             approval_timeout,
+            stricter,
             http,
-        } => serve(&data, env, approval_queue, approval_timeout, &http),
+        } => serve(
+            &data,
+            env,
+            approvals::Settings {
+                queue: approval_queue,
+                timeout: approval_timeout,
+                stricter,
+            },
+            &http,
+        ),
         Command::Approvals { action, data } => match action {
             ApprovalAction::List { all } => approvals::list(&data, all),
             ApprovalAction::Approve { id, by } => approvals::decide(&data, &id, true, by),
@@ -240,8 +272,7 @@ fn keygen(
 fn serve(
     data: &Path,
     env: Environment,
-    approval_queue: bool,
-    approval_timeout: Duration,
+    approval: approvals::Settings,
     http: &transport::HttpArgs,
 ) -> Result<(), String> {
     std::fs::create_dir_all(data).map_err(|e| format!("{}: {e}", data.display()))?;
@@ -287,7 +318,7 @@ fn serve(
         Some(webhook) => server.alerter(webhook),
         None => server,
     };
-    let server = approvals::configure(server, data, approval_queue, approval_timeout)?
+    let server = approvals::configure(server, data, approval)?
         .build()
         .map_err(|e| e.to_string())?;
     audit_cmd::close_on_signal(sinks.log.clone(), http.http.is_none());
