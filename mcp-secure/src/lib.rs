@@ -35,6 +35,9 @@ pub use mcp_secure_macros::roles;
 /// Lists tools for a server: `tools![get_customer, update_order]`.
 pub use mcp_secure_macros::tools;
 
+/// `zeroize`, for `#[derive(Zeroize)]` on your own types inside a [`Secret`].
+pub use zeroize;
+
 /// The rmcp version this crate is built on, re-exported so users need not depend on it
 /// separately.
 pub use rmcp;

@@ -2,62 +2,80 @@ use std::borrow::Cow;
 use std::fmt;
 
 use schemars::{JsonSchema, Schema, SchemaGenerator};
+use secrecy::{ExposeSecret, SecretBox};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use zeroize::Zeroize;
 
 use crate::tool::Bounded;
 
 /// A secret tool parameter (a password, a token to forward, a card number).
 ///
-/// Its value never appears in `Debug`/`Display`, in audit records or in error messages: the
-/// `#[tool]` macro marks every `Secret<_>` parameter, and the audit layer writes
-/// `"[REDACTED]"` in its place. Read it with [`Secret::expose`], only where it is used.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret<T>(T);
+/// It is a [`secrecy::SecretBox`]: the value lives on the heap and is zeroized when dropped.
+/// It never appears in `Debug`/`Display`, in serialized output, in audit records or in error
+/// messages: its schema is marked `writeOnly`, the audit layer and approval prompts write
+/// `"[REDACTED]"` in its place wherever it sits in the arguments (a parameter, an `Option`, a
+/// list, a map or a nested struct), and a keyed digest is kept so a record can still be matched.
+/// Read it with [`Secret::expose`], only where it is used.
+///
+/// `T` must be [`Zeroize`](zeroize::Zeroize) (`String`, numbers, byte arrays and vectors are;
+/// derive it for your own types with `#[derive(mcp_secure::zeroize::Zeroize)]`).
+pub struct Secret<T: Zeroize>(SecretBox<T>);
 
-impl<T> Secret<T> {
+impl<T: Zeroize> Secret<T> {
     /// Wraps a value.
     pub fn new(value: T) -> Self {
-        Secret(value)
+        Secret(SecretBox::new(Box::new(value)))
     }
 
     /// The secret value. Keep what you do with it out of logs and results.
     pub fn expose(&self) -> &T {
-        &self.0
-    }
-
-    /// Unwraps the value.
-    pub fn into_inner(self) -> T {
-        self.0
+        self.0.expose_secret()
     }
 }
 
-impl<T> fmt::Debug for Secret<T> {
+impl<T: Zeroize + Clone> Clone for Secret<T> {
+    fn clone(&self) -> Self {
+        Secret::new(self.expose().clone())
+    }
+}
+
+/// Compares the values (not in constant time: for tests and bookkeeping, not for checking
+/// credentials).
+impl<T: Zeroize + PartialEq> PartialEq for Secret<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose() == other.expose()
+    }
+}
+
+impl<T: Zeroize + Eq> Eq for Secret<T> {}
+
+impl<T: Zeroize> fmt::Debug for Secret<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret([REDACTED])")
     }
 }
 
-impl<T> fmt::Display for Secret<T> {
+impl<T: Zeroize> fmt::Display for Secret<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[REDACTED]")
     }
 }
 
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Secret<T> {
+impl<'de, T: Zeroize + Deserialize<'de>> Deserialize<'de> for Secret<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        T::deserialize(d).map(Secret)
+        T::deserialize(d).map(Secret::new)
     }
 }
 
 /// Serializes as `"[REDACTED]"`: whatever serializes a secret (an error's parameters, a log
 /// line, an audit record) never sees its value.
-impl<T> Serialize for Secret<T> {
+impl<T: Zeroize> Serialize for Secret<T> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str("[REDACTED]")
     }
 }
 
-impl<T: JsonSchema> JsonSchema for Secret<T> {
+impl<T: Zeroize + JsonSchema> JsonSchema for Secret<T> {
     fn schema_name() -> Cow<'static, str> {
         T::schema_name()
     }
@@ -71,11 +89,11 @@ impl<T: JsonSchema> JsonSchema for Secret<T> {
     }
 }
 
-impl<T: Bounded> Bounded for Secret<T> {}
+impl<T: Zeroize + Bounded> Bounded for Secret<T> {}
 
-impl<T: validator::ValidateLength<u64>> validator::ValidateLength<u64> for Secret<T> {
+impl<T: Zeroize + validator::ValidateLength<u64>> validator::ValidateLength<u64> for Secret<T> {
     fn length(&self) -> Option<u64> {
-        self.0.length()
+        self.expose().length()
     }
 }
 
@@ -89,5 +107,8 @@ mod tests {
         assert_eq!(format!("{s:?} {s}"), "Secret([REDACTED]) [REDACTED]");
         assert_eq!(s.expose(), "hunter2");
         assert_eq!(serde_json::to_string(&s).unwrap(), "\"[REDACTED]\"");
+        assert_eq!(s.clone(), s);
+        let n: Secret<u32> = serde_json::from_str("42").unwrap();
+        assert_eq!(*n.expose(), 42);
     }
 }
