@@ -259,6 +259,43 @@ async fn bodies_over_the_limit_get_413_before_parsing() {
 }
 
 #[tokio::test]
+async fn a_chunked_body_over_the_limit_is_cut_off_with_413() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let f = start(stateless().max_body_bytes(2048)).await;
+    let addr = f.http.local_addr();
+    let body = tool_call("echo", json!({"text": "x".repeat(8000)})).to_string();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        f.reader
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // No Content-Length: the limit must count the bytes as they stream in.
+    for chunk in body.as_bytes().chunks(1000) {
+        let sent = stream
+            .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .await
+            .and(stream.write_all(chunk).await)
+            .and(stream.write_all(b"\r\n").await);
+        if sent.is_err() {
+            break; // the server may close the connection as soon as it has refused
+        }
+    }
+    let _ = stream.write_all(b"0\r\n\r\n").await;
+    let mut reply = Vec::new();
+    let _ = stream.read_to_end(&mut reply).await;
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(
+        reply.starts_with("HTTP/1.1 413"),
+        "{}",
+        reply.lines().next().unwrap_or_default()
+    );
+    assert_eq!(f.ran(), 0);
+}
+
+#[tokio::test]
 async fn the_flood_guard_answers_429_per_ip_before_auth() {
     let f = start(stateless().per_ip_rate(Some("5/min")).unwrap()).await;
     for _ in 0..5 {
