@@ -385,8 +385,9 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
         let mcp = Router::new()
             .route_service(MCP_PATH, service)
             .layer(middleware::from_fn_with_state(auth, bearer_layer))
-            .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            .layer(middleware::from_fn_with_state(
                 config.max_body_bytes,
+                body_limit_layer,
             ));
         let metadata = Router::new()
             .route(
@@ -554,6 +555,42 @@ async fn flood_layer(State(guards): State<Arc<Guards>>, request: Request, next: 
         }
     }
     next.run(request).await
+}
+
+/// Reads the whole body under the cap before anything parses it: a `Content-Length` over the
+/// cap is refused at once, and a chunked body is cut off (413) as soon as the bytes read pass
+/// the cap, so no body is ever buffered past it and no client learns more than "too large".
+async fn body_limit_layer(State(limit): State<usize>, request: Request, next: Next) -> Response {
+    let too_large = || {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            axum::Json(json!({"error": "too_large", "max_bytes": limit})),
+        )
+            .into_response()
+    };
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return too_large();
+    }
+    let (parts, body) = request.into_parts();
+    match http_body_util::BodyExt::collect(http_body_util::Limited::new(body, limit)).await {
+        Ok(collected) => {
+            next.run(Request::from_parts(parts, Body::from(collected.to_bytes())))
+                .await
+        }
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => too_large(),
+        Err(e) => {
+            tracing::info!(error = %e, "request body could not be read");
+            plain(
+                StatusCode::BAD_REQUEST,
+                "the request body could not be read",
+            )
+        }
+    }
 }
 
 async fn host_layer(State(guards): State<Arc<Guards>>, request: Request, next: Next) -> Response {
