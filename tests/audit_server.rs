@@ -2,6 +2,8 @@
 //! secrets never reach any sink, the SQLite sink answers queries, and the failure policy
 //! refuses calls (fail closed) or runs them and alerts (fail open) while the sink is broken.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,10 +11,10 @@ use std::sync::mpsc::{Receiver, channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::{CollectAlerts, code};
 use mcp_secure::audit::{
-    Alert, AlertKind, AlertPolicy, Alerter, AuditError, AuditEvent, AuditLog, AuditLogConfig,
-    AuditQuery, AuditSink, FailurePolicy, MemorySink, Phase, SqliteSink, WebhookAlerter,
-    verify_log,
+    AlertKind, AlertPolicy, AuditError, AuditEvent, AuditLog, AuditLogConfig, AuditQuery,
+    AuditSink, FailurePolicy, MemorySink, Phase, SqliteSink, WebhookAlerter, verify_log,
 };
 use mcp_secure::auth::{ApiKeyStore, Credential, CredentialSource, Environment};
 use mcp_secure::rmcp::model::CallToolResult;
@@ -96,17 +98,6 @@ async fn call(
     server
         .call(tool, args.as_object().cloned(), Some(who.clone()), None)
         .await
-}
-
-fn code(r: &CallToolResult) -> String {
-    if r.is_error != Some(true) {
-        return "ok".into();
-    }
-    r.structured_content
-        .as_ref()
-        .and_then(|s| s["error"]["code"].as_str())
-        .unwrap_or("?")
-        .to_owned()
 }
 
 /// A webhook receiver on 127.0.0.1: answers 200 to each POST and hands its body over.
@@ -316,26 +307,11 @@ impl AuditSink for Flaky {
     }
 }
 
-#[derive(Clone, Default)]
-struct Collect(Arc<Mutex<Vec<Alert>>>);
-
-impl Alerter for Collect {
-    fn alert(&self, alert: &Alert) {
-        self.0.lock().unwrap().push(alert.clone());
-    }
-}
-
-impl Collect {
-    fn kinds(&self) -> Vec<AlertKind> {
-        self.0.lock().unwrap().iter().map(|a| a.kind).collect()
-    }
-}
-
 #[tokio::test]
 async fn failing_closed_refuses_calls_while_the_sink_is_broken() {
     let keys = keys();
     let sink = Flaky::default();
-    let alerts = Collect::default();
+    let alerts = CollectAlerts::default();
     let server = builder(&keys)
         .audit(sink.clone())
         .alerter(alerts.clone())
@@ -381,7 +357,7 @@ async fn failing_closed_refuses_calls_while_the_sink_is_broken() {
 async fn failing_open_runs_calls_and_alerts() {
     let keys = keys();
     let sink = Flaky::default();
-    let alerts = Collect::default();
+    let alerts = CollectAlerts::default();
     let server = builder(&keys)
         .audit(sink.clone())
         .alerter(alerts.clone())

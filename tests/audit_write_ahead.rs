@@ -2,13 +2,14 @@
 //! body runs (the body itself finds it in the sink), a call whose attempt cannot be stored is
 //! refused and its body never runs, and a failure inside a tool raises an `internal` alert.
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use common::{CollectAlerts, code};
 use mcp_secure::approval::ApprovalInput;
-use mcp_secure::audit::{
-    Alert, AlertKind, Alerter, AuditError, AuditEvent, AuditSink, MemorySink, Phase,
-};
+use mcp_secure::audit::{AlertKind, AuditError, AuditEvent, AuditSink, MemorySink, Phase};
 use mcp_secure::auth::{ApiKeyStore, Credential, CredentialSource, Environment};
 use mcp_secure::rmcp::model::{CallToolResponse, CallToolResult, RequestMetaObject};
 use mcp_secure::{Ctx, SecureServer, ToolError, roles, tool, tools};
@@ -69,19 +70,10 @@ impl AuditSink for Sink {
     }
 }
 
-#[derive(Clone, Default)]
-struct Collect(Arc<Mutex<Vec<Alert>>>);
-
-impl Alerter for Collect {
-    fn alert(&self, alert: &Alert) {
-        self.0.lock().unwrap().push(alert.clone());
-    }
-}
-
 struct Fixture {
     server: SecureServer<Ledger>,
     clerk: Credential,
-    alerts: Collect,
+    alerts: CollectAlerts,
 }
 
 fn fixture(refuse_attempts: bool) -> Fixture {
@@ -91,7 +83,7 @@ fn fixture(refuse_attempts: bool) -> Fixture {
         .unwrap()
         .token;
     let memory = MemorySink::new();
-    let alerts = Collect::default();
+    let alerts = CollectAlerts::default();
     let server = SecureServer::builder(Ledger {
         sink: memory.clone(),
         ran: AtomicUsize::new(0),
@@ -113,16 +105,6 @@ fn fixture(refuse_attempts: bool) -> Fixture {
         clerk: Credential::new(token, CredentialSource::RequestMeta),
         alerts,
     }
-}
-
-fn code(r: &CallToolResult) -> String {
-    if r.is_error != Some(true) {
-        return "ok".into();
-    }
-    r.structured_content.as_ref().unwrap()["error"]["code"]
-        .as_str()
-        .unwrap()
-        .to_owned()
 }
 
 /// The two phases of an explicit approval: the first call's token, then the call with it.

@@ -111,3 +111,20 @@ pub fn python_sdk(test: &str) -> bool {
         Ok(_) => true,
     }
 }
+
+/// An alerter that keeps every alert, for tests to look at.
+#[derive(Clone, Default)]
+pub struct CollectAlerts(pub std::sync::Arc<std::sync::Mutex<Vec<mcp_secure::audit::Alert>>>);
+
+impl mcp_secure::audit::Alerter for CollectAlerts {
+    fn alert(&self, alert: &mcp_secure::audit::Alert) {
+        self.0.lock().unwrap().push(alert.clone());
+    }
+}
+
+impl CollectAlerts {
+    /// The kinds of the alerts so far, in order.
+    pub fn kinds(&self) -> Vec<mcp_secure::audit::AlertKind> {
+        self.0.lock().unwrap().iter().map(|a| a.kind).collect()
+    }
+}
