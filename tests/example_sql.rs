@@ -1,7 +1,7 @@
 //! The example's `execute_query` tool, driven over stdio by a real rmcp client: every SQLite
 //! attack of the corpus (`mcp-secure/tests/sql_corpus/attacks.txt`) is refused with
-//! `invalid_input` naming its rule, the database file is byte-identical afterwards, and a
-//! runaway query is stopped by the deadline with `timeout`.
+//! `invalid_input` naming its rule, the database file is byte-identical afterwards, a runaway
+//! query is stopped by the deadline with `timeout`, and a third one in flight is `overloaded`.
 
 mod common;
 
@@ -111,6 +111,24 @@ async fn execute_query_refuses_every_attack_and_leaves_the_database_byte_identic
     )
     .await;
     assert_eq!(code(&r), "timeout", "{}", text(&r));
+
+    // Two runaway queries may run at once (`concurrency = 2`); a third is refused at once.
+    let runaway_call = |key: &String| {
+        call(
+            &client,
+            Some(key),
+            "execute_query",
+            json!({ "query": runaway }),
+        )
+    };
+    let (a, b, c) = tokio::join!(
+        runaway_call(&keys[0]),
+        runaway_call(&keys[1]),
+        runaway_call(&keys[2])
+    );
+    let mut codes: Vec<String> = [a, b, c].iter().map(code).collect();
+    codes.sort();
+    assert_eq!(codes, ["overloaded", "timeout", "timeout"]);
 
     // Compared while the server still runs: on exit SQLite folds its WAL into the file.
     assert_eq!(

@@ -91,7 +91,13 @@ pub async fn search_products(
 }
 
 /// Run a read-only SQL query (a single SELECT) on the customer database.
-#[tool(kind = "read", role = "editor", rate = "30/min", timeout = "10s")]
+#[tool(
+    kind = "read",
+    role = "editor",
+    rate = "30/min",
+    timeout = "10s",
+    concurrency = 2
+)]
 pub async fn execute_query(
     ctx: Ctx<App>,
     /// One read-only SELECT statement (at most 1000 characters).
