@@ -113,18 +113,25 @@ async fn execute_query_refuses_every_attack_and_leaves_the_database_byte_identic
     assert_eq!(code(&r), "timeout", "{}", text(&r));
 
     // Two runaway queries may run at once (`concurrency = 2`); a third is refused at once.
-    let runaway_call = |key: &String| {
+    let (a, b, c) = tokio::join!(
         call(
             &client,
-            Some(key),
+            Some(&keys[0]),
             "execute_query",
-            json!({ "query": runaway }),
+            json!({ "query": runaway })
+        ),
+        call(
+            &client,
+            Some(&keys[1]),
+            "execute_query",
+            json!({ "query": runaway })
+        ),
+        call(
+            &client,
+            Some(&keys[2]),
+            "execute_query",
+            json!({ "query": runaway })
         )
-    };
-    let (a, b, c) = tokio::join!(
-        runaway_call(&keys[0]),
-        runaway_call(&keys[1]),
-        runaway_call(&keys[2])
     );
     let mut codes: Vec<String> = [a, b, c].iter().map(code).collect();
     codes.sort();
