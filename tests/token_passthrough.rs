@@ -53,7 +53,8 @@ async fn tool_bodies_never_see_the_callers_token() {
     // Other `_meta` keys reach the body: only the credential is taken out.
     let mut params = CallToolRequestParams::new("meta_keys");
     let mut meta = RequestMetaObject::default();
-    meta.0.insert("authToken".into(), Value::from(token.as_str()));
+    meta.0
+        .insert("authToken".into(), Value::from(token.as_str()));
     meta.0.insert("trace".into(), Value::from("t-1"));
     params.meta = Some(meta);
     let r = client.call_tool(params).await.unwrap();
