@@ -46,16 +46,25 @@ pub(crate) fn open_body(event: &AuditEvent) -> Result<Vec<u8>, AuditError> {
 /// Completes an open body as record `seq` after `prev_hash`: appends the line (with its
 /// newline) to `out` and returns the record's hash.
 pub(crate) fn seal(body: &[u8], seq: u64, prev_hash: &str, out: &mut Vec<u8>) -> String {
+    use std::io::Write as _;
     let start = out.len();
     out.extend_from_slice(body);
-    out.extend_from_slice(format!(",\"seq\":{seq},\"prev_hash\":\"{prev_hash}\"}}").as_bytes());
-    let hash = hex::encode(Sha256::digest(&out[start..]));
+    // Written in place: the writer thread seals every record, so no temporary strings.
+    let _ = write!(out, ",\"seq\":{seq},\"prev_hash\":\"{prev_hash}\"}}");
+    let digest = Sha256::digest(&out[start..]);
     out.pop();
     out.extend_from_slice(HASH_PREFIX);
-    out.extend_from_slice(hash.as_bytes());
+    let hex_start = out.len();
+    for byte in digest {
+        out.push(HEX[usize::from(byte >> 4)]);
+        out.push(HEX[usize::from(byte & 0xf)]);
+    }
+    let hash = String::from_utf8_lossy(&out[hex_start..]).into_owned();
     out.extend_from_slice(b"\"}\n");
     hash
 }
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Checks a stored record line (without its newline) against its own `hash`: returns the hash
 /// when it matches, or why not.

@@ -99,12 +99,28 @@ pub enum KeyStoreError {
 /// The key store and [`Authenticator`] for API keys.
 #[derive(Debug, Clone)]
 pub struct ApiKeyStore {
-    inner: Arc<RwLock<HashMap<String, KeyEntry>>>,
+    inner: Arc<RwLock<HashMap<String, Stored>>>,
     environment: Environment,
     clock: Clock,
 }
 
 const PREFIX: &str = "mcs";
+
+/// An entry with its digest decoded once, when it is loaded, not on every check.
+#[derive(Debug)]
+struct Stored {
+    entry: KeyEntry,
+    digest: [u8; 32],
+}
+
+impl Stored {
+    /// `None` when the entry's `hash` is not `sha256:<64 hex digits>` (refused by
+    /// `validate_entry` before anything is stored).
+    fn new(entry: KeyEntry) -> Option<Self> {
+        let digest = parse_hash(&entry.hash)?;
+        Some(Stored { entry, digest })
+    }
+}
 
 impl ApiKeyStore {
     /// An empty store for a server running in `environment`.
@@ -161,15 +177,16 @@ impl ApiKeyStore {
     fn replace_from(&self, entries: Vec<KeyEntry>, origin: &Path) -> Result<(), KeyStoreError> {
         let mut map = HashMap::with_capacity(entries.len());
         for entry in entries {
-            validate_entry(&entry).map_err(|message| KeyStoreError::Format {
+            let invalid = |message| KeyStoreError::Format {
                 path: origin.into(),
                 message,
-            })?;
-            if let Some(dup) = map.insert(entry.id.clone(), entry) {
-                return Err(KeyStoreError::Format {
-                    path: origin.into(),
-                    message: format!("key id `{}` appears twice", dup.id),
-                });
+            };
+            validate_entry(&entry).map_err(invalid)?;
+            let id = entry.id.clone();
+            let stored = Stored::new(entry)
+                .ok_or_else(|| invalid(format!("key `{id}` has a malformed hash")))?;
+            if let Some(dup) = map.insert(id, stored) {
+                return Err(invalid(format!("key id `{}` appears twice", dup.entry.id)));
             }
         }
         *self.inner.write().unwrap_or_else(|p| p.into_inner()) = map;
@@ -190,10 +207,14 @@ impl ApiKeyStore {
         expires: Option<OffsetDateTime>,
     ) -> Result<NewKey, KeyStoreError> {
         let new = make_key(user, roles, env, self.clock.now_utc(), expires)?;
+        let stored = Stored {
+            entry: new.entry.clone(),
+            digest: digest(&new.token),
+        };
         self.inner
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(new.entry.id.clone(), new.entry.clone());
+            .insert(new.entry.id.clone(), stored);
         Ok(new)
     }
 
@@ -266,7 +287,7 @@ impl ApiKeyStore {
             .get_mut(key_id)
         {
             Some(e) => {
-                e.revoked = true;
+                e.entry.revoked = true;
                 true
             }
             None => false,
@@ -280,7 +301,7 @@ impl ApiKeyStore {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .values()
-            .cloned()
+            .map(|s| s.entry.clone())
             .collect();
         v.sort_by(|a, b| a.id.cmp(&b.id));
         v
@@ -291,12 +312,12 @@ impl ApiKeyStore {
         let (env, id) = split_token(token).ok_or(AuthError::Invalid)?;
         let keys = self.inner.read().unwrap_or_else(|p| p.into_inner());
         // Unknown ids and wrong secrets take the same path: compare against a dummy digest.
-        let entry = keys.get(id);
+        let stored = keys.get(id);
         let presented = digest(token);
-        let stored = entry.and_then(|e| parse_hash(&e.hash)).unwrap_or([0u8; 32]);
-        let matches: bool = presented.ct_eq(&stored).into();
-        let entry = match entry {
-            Some(e) if matches => e,
+        let expected = stored.map_or([0u8; 32], |s| s.digest);
+        let matches: bool = presented.ct_eq(&expected).into();
+        let entry = match stored {
+            Some(s) if matches => &s.entry,
             _ => return Err(AuthError::Invalid),
         };
         if env != entry.env {

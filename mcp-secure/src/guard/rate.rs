@@ -17,6 +17,11 @@ type Keyed =
 /// Keys kept before the first eviction pass.
 pub const DEFAULT_KEY_THRESHOLD: usize = 100_000;
 
+/// Calls between two looks at the number of keys. Counting keys visits every shard of the
+/// map (four per CPU), so it is not done on every call; a limiter may pass its threshold by at
+/// most this many keys before it evicts.
+const GC_CHECK_EVERY: usize = 64;
+
 /// One keyed limiter with bounded memory.
 pub struct KeyedLimit {
     limiter: Keyed,
@@ -24,6 +29,7 @@ pub struct KeyedLimit {
     clock: Clock,
     threshold: usize,
     next_gc: AtomicUsize,
+    calls: AtomicUsize,
 }
 
 impl std::fmt::Debug for KeyedLimit {
@@ -47,6 +53,7 @@ impl KeyedLimit {
             clock,
             threshold,
             next_gc: AtomicUsize::new(threshold),
+            calls: AtomicUsize::new(0),
         }
     }
 
@@ -86,6 +93,13 @@ impl KeyedLimit {
     }
 
     fn collect_garbage(&self) {
+        if !self
+            .calls
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(GC_CHECK_EVERY)
+        {
+            return;
+        }
         let len = self.limiter.len();
         let due = self.next_gc.load(Ordering::Relaxed);
         if len > due

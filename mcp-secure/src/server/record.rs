@@ -103,7 +103,7 @@ impl CallRecord {
         CallRecord {
             guard,
             started: Instant::now(),
-            event: AuditEvent::new(hex::encode(id), tool, transport),
+            event: AuditEvent::new(hex_id(&id), tool, transport),
             done: false,
         }
     }
@@ -260,6 +260,18 @@ impl Drop for CallRecord {
             self.write_outcome();
         }
     }
+}
+
+/// Lowercase hex of a call id, without `hex::encode`'s per-character `String` building (every
+/// call makes one).
+fn hex_id(bytes: &[u8; 16]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = Vec::with_capacity(32);
+    for b in bytes {
+        out.push(HEX[usize::from(b >> 4)]);
+        out.push(HEX[usize::from(b & 0xf)]);
+    }
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Keeps small values whole; replaces large ones by their size, digest and a prefix.
