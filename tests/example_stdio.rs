@@ -85,6 +85,7 @@ async fn example_over_stdio_enforces_the_whole_policy() {
             "execute_query",
             "get_customer",
             "list_orders",
+            "read_report",
             "search_products",
             "update_order"
         ]
@@ -143,6 +144,30 @@ async fn example_over_stdio_enforces_the_whole_policy() {
         "ok",
     )
     .await;
+    // A sandboxed tool: its body runs in a worker that sees only `DIR/reports/`.
+    let r = expect(
+        Some(&reader),
+        "read_report",
+        json!({"name": "weekly-summary"}),
+        "ok",
+    )
+    .await;
+    let report = r.structured_content.unwrap();
+    assert!(
+        report["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Weekly summary"),
+        "{report}"
+    );
+    expect(
+        None,
+        "read_report",
+        json!({"name": "../customers"}),
+        "invalid_input",
+    )
+    .await;
+    expect(None, "read_report", json!({"name": "q4"}), "not_found").await;
     expect(
         None,
         "get_customer",

@@ -13,6 +13,7 @@
 //! ```
 //!
 //! `DIR` (default `./customer-service-data`) holds `customers.db` (seeded on first run),
+//! `reports/` (text reports, seeded on first run, read by the sandboxed `read_report`),
 //! `keys.toml` (key digests), `audit.jsonl` (one record per call), `approval.key` (the HMAC key
 //! for approvals, mode 0600, made on first run; add a new first line to rotate) and, with
 //! `serve --approval-queue`, `approvals/` (human approvals an operator answers with
@@ -21,6 +22,7 @@
 mod approvals;
 mod audit_cmd;
 mod db;
+mod reports;
 mod tools;
 mod transport;
 
@@ -31,6 +33,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use mcp_secure::auth::{ApiKeyStore, Environment};
+use mcp_secure::sandbox::SandboxConfig;
 use mcp_secure::{Approval, SecureServer, roles, tools};
 
 use tools::*;
@@ -195,6 +198,11 @@ fn parse_lifetime(text: &str) -> Result<Duration, String> {
 }
 
 fn main() -> ExitCode {
+    // First thing, before any thread starts: a sandbox worker started by the server runs its
+    // one call of a sandboxed tool here and exits.
+    if let Some(code) = mcp_secure::sandbox::worker(tools![reports::read_report]) {
+        return code;
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -286,6 +294,8 @@ fn serve(
             keys_path.display()
         );
     }
+    let reports_dir = data.join("reports");
+    reports::seed(&reports_dir).map_err(|e| format!("{}: {e}", reports_dir.display()))?;
     let sinks = audit_cmd::open(data)?;
     let app = App {
         db: Mutex::new(conn),
@@ -309,7 +319,10 @@ fn serve(
             create_ticket,
             delete_customer,
             rotate_api_key,
+            reports::read_report,
         ])
+        // `read_report` runs in a sandboxed worker that sees only `DIR/reports/`.
+        .sandbox(SandboxConfig::new().root("reports", &reports_dir))
         .authenticator(transport::authenticator(keys.clone(), http)?)
         .audit(sinks.log.clone())
         .audit(sinks.sqlite)

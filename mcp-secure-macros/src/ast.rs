@@ -75,6 +75,50 @@ pub(crate) struct Rate {
     pub(crate) per_secs: u64,
 }
 
+/// What a sandboxed tool's network may reach (`net = "..."`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Net {
+    None,
+    Loopback,
+    Any,
+}
+
+impl Net {
+    /// The name of the runtime variant, `None` for `::mcp_secure::__private::Network::None`.
+    pub(crate) fn variant(self) -> &'static str {
+        match self {
+            Net::None => "None",
+            Net::Loopback => "Loopback",
+            Net::Any => "Any",
+        }
+    }
+}
+
+/// What one entry of `fs = "..."` names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum FsTarget {
+    /// A root configured at run time: `SandboxConfig::root("reports", dir)`.
+    Root(String),
+    /// An absolute path.
+    Path(String),
+    /// The per-call private folder, always read-write.
+    Scratch,
+}
+
+/// One entry of `fs = "..."`: read-only unless `:rw`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct FsEntry {
+    pub(crate) target: FsTarget,
+    pub(crate) write: bool,
+}
+
+/// `sandbox = "process"` with its `net` and `fs`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Sandbox {
+    pub(crate) net: Net,
+    pub(crate) fs: Vec<FsEntry>,
+}
+
 /// One `#[tool]` function, checked.
 pub(crate) struct Tool {
     /// The user's function as it is emitted: unchanged but for the parameter attributes that
@@ -92,6 +136,8 @@ pub(crate) struct Tool {
     pub(crate) concurrency: Option<u32>,
     pub(crate) timeout_ms: Option<u64>,
     pub(crate) max_input: Option<u64>,
+    /// The body runs in a sandboxed worker process (`sandbox = "process"`).
+    pub(crate) sandbox: Option<Sandbox>,
     /// `S` of the `Ctx<S>` parameter; `None` when the tool takes no context.
     pub(crate) state: Option<Type>,
     /// The parameters, in the order the function takes them.

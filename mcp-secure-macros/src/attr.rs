@@ -26,6 +26,9 @@ pub(crate) const TOOL_KEYS: &[&str] = &[
     "name",
     "title",
     "description",
+    "sandbox",
+    "net",
+    "fs",
 ];
 
 /// The keys of `#[tool(...)]` as written, not yet checked.
@@ -41,6 +44,9 @@ pub(crate) struct ToolArgs {
     pub(crate) name: Option<LitStr>,
     pub(crate) title: Option<LitStr>,
     pub(crate) description: Option<LitStr>,
+    pub(crate) sandbox: Option<LitStr>,
+    pub(crate) net: Option<LitStr>,
+    pub(crate) fs: Option<LitStr>,
     /// Every key written, even with a value of the wrong kind, so a bad `kind = read` is not
     /// also reported as a missing `kind`.
     pub(crate) given: Vec<String>,
@@ -82,6 +88,9 @@ impl ToolArgs {
             "name" => string(cx, meta, &mut self.name, "name = \"get_customer\""),
             "title" => string(cx, meta, &mut self.title, "title = \"Get a customer\""),
             "description" => string(cx, meta, &mut self.description, "description = \"...\""),
+            "sandbox" => string(cx, meta, &mut self.sandbox, "sandbox = \"process\""),
+            "net" => string(cx, meta, &mut self.net, "net = \"none\""),
+            "fs" => string(cx, meta, &mut self.fs, "fs = \"reports, scratch\""),
             _ => {
                 let expected: Vec<String> = TOOL_KEYS.iter().map(|k| format!("`{k}`")).collect();
                 cx.error_spanned_by(
@@ -520,7 +529,7 @@ mod tests {
             errors,
             [
                 "duplicate key `kind`; give each key once",
-                "unknown key `colour`; expected one of: `kind`, `role`, `approval`, `rate`, `concurrency`, `timeout`, `max_input`, `name`, `title`, `description`",
+                "unknown key `colour`; expected one of: `kind`, `role`, `approval`, `rate`, `concurrency`, `timeout`, `max_input`, `name`, `title`, `description`, `sandbox`, `net`, `fs`",
                 "`rate` takes a string; write `rate = \"60/min\"`",
             ]
         );

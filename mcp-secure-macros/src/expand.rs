@@ -9,7 +9,7 @@ use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Ident, ItemFn, LitStr};
 
-use crate::ast::{Arg, Kind, RoleCheck, RoleDecl, RoleError, Tool, ToolPath};
+use crate::ast::{Arg, FsTarget, Kind, RoleCheck, RoleDecl, RoleError, Sandbox, Tool, ToolPath};
 
 /// The generated unit struct of a tool: `__mcs_tool_<fn>`.
 pub(crate) fn tool_struct(fn_ident: &Ident) -> Ident {
@@ -173,6 +173,7 @@ fn spec(tool: &Tool) -> TokenStream {
             .map(|b| Literal::usize_unsuffixed(b as usize).into_token_stream()),
     );
     let secrets = tool.fields().filter(|f| f.secret).map(|f| &f.wire_name);
+    let sandbox = option(tool.sandbox.as_ref().map(sandbox));
     quote! {
         #p::ToolSpec::__new(
             #name,
@@ -186,8 +187,24 @@ fn spec(tool: &Tool) -> TokenStream {
             #timeout,
             #max_input,
             &[#(#secrets),*],
+            #sandbox,
         )
     }
+}
+
+/// `SandboxSpec::__new(Network::X, &[FsGrant::__root("reports", false), ..])`.
+fn sandbox(sandbox: &Sandbox) -> TokenStream {
+    let p = quote!(::mcp_secure::__private);
+    let net = Ident::new(sandbox.net.variant(), Span::call_site());
+    let grants = sandbox.fs.iter().map(|e| {
+        let write = e.write;
+        match &e.target {
+            FsTarget::Root(name) => quote!(#p::FsGrant::__root(#name, #write)),
+            FsTarget::Path(path) => quote!(#p::FsGrant::__path(#path, #write)),
+            FsTarget::Scratch => quote!(#p::FsGrant::__scratch()),
+        }
+    });
+    quote!(#p::SandboxSpec::__new(#p::Network::#net, &[#(#grants),*]))
 }
 
 fn option(value: Option<TokenStream>) -> TokenStream {

@@ -5,7 +5,7 @@
 //! A proc macro cannot depend on the runtime, so `rate` is this crate's own copy of the grammar
 //! of `mcp_secure::Rate::parse`; the two are kept in step by their unit tests.
 
-use crate::ast::{Approval, Kind, Rate};
+use crate::ast::{Approval, FsEntry, FsTarget, Kind, Net, Rate};
 
 /// The most calls a rate may allow per period.
 pub(crate) const MAX_RATE: u32 = 1_000_000;
@@ -166,6 +166,153 @@ pub(crate) fn max_input(text: &str) -> Result<u64, String> {
             "max_input `{text}` is more than the maximum; write at most `64MiB`"
         )),
     }
+}
+
+/// `"process"`: the only sandbox so far.
+pub(crate) fn sandbox(text: &str) -> Result<(), String> {
+    match text {
+        "process" => Ok(()),
+        other => Err(format!(
+            "unknown sandbox `{other}`; the only sandbox is `process`: write `sandbox = \"process\"`"
+        )),
+    }
+}
+
+/// `"none" | "loopback" | "any"`.
+pub(crate) fn net(text: &str) -> Result<Net, String> {
+    match text {
+        "none" => Ok(Net::None),
+        "loopback" => Ok(Net::Loopback),
+        "any" => Ok(Net::Any),
+        other => Err(format!(
+            "unknown net `{other}`; expected one of: `none`, `loopback`, `any`"
+        )),
+    }
+}
+
+/// The longest root name in `fs`.
+pub(crate) const MAX_ROOT_NAME: usize = 64;
+
+/// `"reports, scratch, /srv/cache:rw"`: entries separated by commas, each the name of a root
+/// configured at run time, `scratch` (the call's private folder, always read-write) or an
+/// absolute path; read-only unless followed by `:rw` (`:ro` spells the default out).
+pub(crate) fn fs(text: &str) -> Result<Vec<FsEntry>, String> {
+    if text.trim().is_empty() {
+        return Err(
+            "`fs` is empty; list what the tool may use, like `fs = \"reports, scratch\"`, or remove `fs`"
+                .into(),
+        );
+    }
+    let mut entries: Vec<FsEntry> = Vec::new();
+    for raw in text.split(',') {
+        let entry = raw.trim();
+        if entry.is_empty() {
+            return Err(format!(
+                "`fs = \"{text}\"` has an empty entry; separate entries with single commas, like `fs = \"reports, scratch\"`"
+            ));
+        }
+        let (target, mode) = match entry.rsplit_once(':') {
+            Some((target, mode)) => (target.trim(), Some(mode.trim())),
+            None => (entry, None),
+        };
+        if target.is_empty() {
+            return Err(format!(
+                "`{entry}` names nothing; write a root name, `scratch` or an absolute path before the mode, like `reports:rw`"
+            ));
+        }
+        let write = match mode {
+            None | Some("ro") => false,
+            Some("rw") => true,
+            Some(other) => {
+                return Err(format!(
+                    "unknown mode `{other}` in `{entry}`; write `{target}` (read-only) or `{target}:rw` (read-write)"
+                ));
+            }
+        };
+        let target = if target.starts_with('/') {
+            FsTarget::Path(absolute_path(target)?)
+        } else if target.contains('/') {
+            return Err(format!(
+                "`{target}` is a relative path; write an absolute path such as `/{target}`, or the name of a root configured with `SandboxConfig::root`"
+            ));
+        } else if target == "scratch" {
+            if mode == Some("ro") {
+                return Err("`scratch` is always read-write; write `scratch`".into());
+            }
+            FsTarget::Scratch
+        } else {
+            root_name(target)?;
+            FsTarget::Root(target.to_owned())
+        };
+        if entries.iter().any(|e| e.target == target) {
+            let shown = match &target {
+                FsTarget::Root(name) => name.as_str(),
+                FsTarget::Path(path) => path.as_str(),
+                FsTarget::Scratch => "scratch",
+            };
+            return Err(format!("`{shown}` is listed twice in `fs`; list it once"));
+        }
+        let write = write || target == FsTarget::Scratch;
+        entries.push(FsEntry { target, write });
+    }
+    Ok(entries)
+}
+
+/// An absolute path in `fs`: no `.`, `..` or empty components, not `/` itself.
+fn absolute_path(path: &str) -> Result<String, String> {
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.is_empty() {
+        return Err(
+            "`/` would open the whole filesystem to the tool; name the folders it needs".into(),
+        );
+    }
+    for part in trimmed[1..].split('/') {
+        match part {
+            "" => {
+                return Err(format!(
+                    "path `{path}` has an empty component (`//`); write it with single slashes"
+                ));
+            }
+            "." | ".." => {
+                return Err(format!(
+                    "path `{path}` contains `{part}`; write the path without `.` or `..` components"
+                ));
+            }
+            _ => {}
+        }
+    }
+    if let Some(c) = trimmed.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "path `{}` contains {}; write a plain path",
+            path.escape_debug(),
+            code_point(c)
+        ));
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// A root name in `fs`: 1 to 64 of `A-Z a-z 0-9 _ -`.
+fn root_name(name: &str) -> Result<(), String> {
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-')))
+    {
+        let shown = if c.is_whitespace() || c.is_control() || invisible(&c.to_string()).is_some() {
+            code_point(c)
+        } else {
+            format!("`{c}`")
+        };
+        return Err(format!(
+            "root name `{}` contains {shown}; root names use only ASCII letters, digits, `_` and `-` (write an absolute path with a leading `/`)",
+            name.escape_debug()
+        ));
+    }
+    if name.chars().count() > MAX_ROOT_NAME {
+        return Err(format!(
+            "root name `{name}` is longer than {MAX_ROOT_NAME} characters; use a shorter name"
+        ));
+    }
+    Ok(())
 }
 
 /// A tool name: 1 to 64 of `A-Z a-z 0-9 _ . -`.
@@ -343,6 +490,68 @@ mod tests {
         assert!(max_input("16").unwrap_err().contains("no unit"));
         assert!(max_input("-1B").unwrap_err().contains("whole number"));
         assert!(max_input("KiB").is_err());
+    }
+
+    #[test]
+    fn sandbox_and_net() {
+        assert_eq!(sandbox("process"), Ok(()));
+        assert!(sandbox("container").unwrap_err().contains("`container`"));
+        assert_eq!(net("none"), Ok(Net::None));
+        assert_eq!(net("loopback"), Ok(Net::Loopback));
+        assert_eq!(net("any"), Ok(Net::Any));
+        assert_eq!(
+            net("internet").unwrap_err(),
+            "unknown net `internet`; expected one of: `none`, `loopback`, `any`"
+        );
+    }
+
+    #[test]
+    fn fs_grammar() {
+        let root = |n: &str, write| FsEntry {
+            target: FsTarget::Root(n.into()),
+            write,
+        };
+        let path = |p: &str, write| FsEntry {
+            target: FsTarget::Path(p.into()),
+            write,
+        };
+        let scratch = FsEntry {
+            target: FsTarget::Scratch,
+            write: true,
+        };
+        assert_eq!(fs("reports"), Ok(vec![root("reports", false)]));
+        assert_eq!(
+            fs(" reports:rw , scratch, /srv/cache/ , /etc/app.toml:ro, out_2-b"),
+            Ok(vec![
+                root("reports", true),
+                scratch.clone(),
+                path("/srv/cache", false),
+                path("/etc/app.toml", false),
+                root("out_2-b", false),
+            ])
+        );
+        assert_eq!(fs("scratch:rw"), Ok(vec![scratch]));
+        assert!(fs("").unwrap_err().contains("`fs` is empty"));
+        assert!(fs("a,,b").unwrap_err().contains("empty entry"));
+        assert!(fs("a,").unwrap_err().contains("empty entry"));
+        assert!(fs(":rw").unwrap_err().contains("names nothing"));
+        assert_eq!(
+            fs("reports:write").unwrap_err(),
+            "unknown mode `write` in `reports:write`; write `reports` (read-only) or `reports:rw` (read-write)"
+        );
+        assert!(
+            fs("data/reports")
+                .unwrap_err()
+                .contains("`data/reports` is a relative path")
+        );
+        assert!(fs("scratch:ro").unwrap_err().contains("always read-write"));
+        assert!(fs("/").unwrap_err().contains("whole filesystem"));
+        assert!(fs("/srv/../etc").unwrap_err().contains("`..`"));
+        assert!(fs("/srv//x").unwrap_err().contains("empty component"));
+        assert!(fs("my reports").unwrap_err().contains("U+0020"));
+        assert!(fs("rep.orts").unwrap_err().contains("`.`"));
+        assert!(fs(&"r".repeat(65)).unwrap_err().contains("longer than 64"));
+        assert!(fs("a, a:rw").unwrap_err().contains("listed twice"));
     }
 
     #[test]

@@ -67,6 +67,90 @@ fn write_tool_with_secret_and_no_ctx() {
 }
 
 #[test]
+fn sandboxed_tool() {
+    let out = crate::tool_impl(
+        quote!(
+            kind = "read",
+            role = "read-only",
+            timeout = "10s",
+            sandbox = "process",
+            net = "none",
+            fs = "reports, scratch, /srv/cache:rw"
+        ),
+        quote! {
+            /// Read one report.
+            pub async fn read_report(
+                /// The report's name.
+                #[validate(length(min = 1, max = 64))]
+                name: String,
+            ) -> Result<String, ToolError> {
+                let dir = mcp_secure::sandbox::root("reports")?;
+                std::fs::read_to_string(dir.join(name)).map_err(ToolError::failed)
+            }
+        },
+    );
+    insta::assert_snapshot!(pretty(out));
+}
+
+#[test]
+fn sandbox_rules() {
+    let out = crate::tool_impl(
+        quote!(kind = "read", role = "r", net = "any", fs = "data"),
+        quote! {
+            /// Not sandboxed.
+            async fn t() -> Result<String, ToolError> { Ok(String::new()) }
+        },
+    )
+    .to_string();
+    assert!(
+        out.contains(
+            "`net` is enforced only in a sandbox; add `sandbox = \\\"process\\\"`, or remove `net`"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("`fs` is enforced only in a sandbox"), "{out}");
+
+    let out = crate::tool_impl(
+        quote!(kind = "read", role = "r", sandbox = "process"),
+        quote! {
+            /// Sandboxed with state.
+            async fn t(ctx: Ctx<App>) -> Result<String, ToolError> { Ok(String::new()) }
+        },
+    )
+    .to_string();
+    assert!(
+        out.contains("a sandboxed tool cannot take `Ctx<App>`"),
+        "{out}"
+    );
+
+    let out = crate::tool_impl(
+        quote!(
+            kind = "read",
+            role = "r",
+            sandbox = "vm",
+            net = "all",
+            fs = "a,,b"
+        ),
+        quote! {
+            /// Bad values.
+            async fn t(ctx: Ctx<App>) -> Result<String, ToolError> { Ok(String::new()) }
+        },
+    )
+    .to_string();
+    for expected in [
+        "unknown sandbox `vm`",
+        "unknown net `all`",
+        "has an empty entry",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in {out}");
+    }
+    assert!(
+        !out.contains("cannot take `Ctx"),
+        "an invalid sandbox does not cascade: {out}"
+    );
+}
+
+#[test]
 fn roles_expansion() {
     let out = crate::roles_impl(
         quote!("read-only", "editor": "read-only", "lead": ["editor", "support"], "support", "admin": *),

@@ -12,7 +12,7 @@ use syn::{
     ReturnType, Type,
 };
 
-use crate::ast::{Approval, Arg, Field, Kind, RoleDecl, Tool};
+use crate::ast::{Approval, Arg, Field, Kind, Net, RoleDecl, Sandbox, Tool};
 use crate::attr::{self, Parents, RoleEntry, ToolArgs};
 use crate::grammar;
 
@@ -69,7 +69,8 @@ impl Drop for Ctxt {
 /// holds no error; its `func` (with the consumed parameter attributes removed) always is.
 pub(crate) fn tool(cx: &Ctxt, args: ToolArgs, mut func: ItemFn) -> Tool {
     signature(cx, &func);
-    let (state, params) = parameters(cx, &mut func);
+    let sandbox = sandbox(cx, &args);
+    let (state, params) = parameters(cx, &mut func, sandbox.is_some());
     let ret = return_type(cx, &func);
 
     let kind = args.kind.as_ref().and_then(|lit| {
@@ -162,9 +163,43 @@ pub(crate) fn tool(cx: &Ctxt, args: ToolArgs, mut func: ItemFn) -> Tool {
         concurrency,
         timeout_ms,
         max_input,
+        sandbox,
         state,
         args: params,
         ret,
+    }
+}
+
+/// `sandbox = "process"` with `net` (default `none`) and `fs` (default: nothing). `net` and `fs`
+/// without `sandbox` are errors: outside a sandbox nothing would enforce them.
+fn sandbox(cx: &Ctxt, args: &ToolArgs) -> Option<Sandbox> {
+    let Some(lit) = &args.sandbox else {
+        for (key, lit) in [("net", &args.net), ("fs", &args.fs)] {
+            if let Some(lit) = lit {
+                cx.error_spanned_by(
+                    lit,
+                    format!(
+                        "`{key}` is enforced only in a sandbox; add `sandbox = \"process\"`, or remove `{key}`"
+                    ),
+                );
+            }
+        }
+        return None;
+    };
+    let kind_ok = grammar::sandbox(&lit.value())
+        .map_err(|m| cx.error_spanned_by(lit, m))
+        .is_ok();
+    let net = match &args.net {
+        Some(_) => value(cx, &args.net, grammar::net),
+        None => Some(Net::None),
+    };
+    let fs = match &args.fs {
+        Some(_) => value(cx, &args.fs, grammar::fs),
+        None => Some(Vec::new()),
+    };
+    match (kind_ok, net, fs) {
+        (true, Some(net), Some(fs)) => Some(Sandbox { net, fs }),
+        _ => None,
     }
 }
 
@@ -251,8 +286,9 @@ fn signature(cx: &Ctxt, func: &ItemFn) {
     }
 }
 
-/// Sorts the parameters into the context and the fields of the arguments struct.
-fn parameters(cx: &Ctxt, func: &mut ItemFn) -> (Option<Type>, Vec<Arg>) {
+/// Sorts the parameters into the context and the fields of the arguments struct. A sandboxed
+/// tool cannot take the context: its body runs in another process.
+fn parameters(cx: &Ctxt, func: &mut ItemFn, sandboxed: bool) -> (Option<Type>, Vec<Arg>) {
     let mut state: Option<Type> = None;
     let mut seen_ctx = false;
     let mut args = Vec::new();
@@ -276,6 +312,15 @@ fn parameters(cx: &Ctxt, func: &mut ItemFn) -> (Option<Type>, Vec<Arg>) {
                 );
             }
             seen_ctx = true;
+            if sandboxed {
+                cx.error_spanned_by(
+                    &pt.ty,
+                    format!(
+                        "a sandboxed tool cannot take `{}`: its body runs in a separate worker process, which has no application state; remove this parameter, and use `mcp_secure::sandbox::principal()` for the caller, `sandbox::root(\"name\")` and `sandbox::scratch()` for the folders `fs` grants",
+                        type_text(&pt.ty)
+                    ),
+                );
+            }
             match ctx_state(ctx) {
                 Some(s) => state = state.or(Some(s)),
                 None => cx.error_spanned_by(&pt.ty, "`Ctx` needs the state type; write `Ctx<App>`"),

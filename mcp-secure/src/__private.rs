@@ -11,7 +11,7 @@ pub use mcp_secure_macros::__role_error;
 
 pub use crate::ctx::Ctx;
 pub use crate::error::ToolError;
-pub use crate::policy::{Approval, Kind, Rate, RoleDecl, ToolSpec};
+pub use crate::policy::{Approval, FsGrant, Kind, Network, Rate, RoleDecl, SandboxSpec, ToolSpec};
 pub use crate::tool::{Bounded, ParsedArgs, ToolHandler, ToolReturn, Tools};
 
 use std::sync::Arc;

@@ -23,22 +23,15 @@ where
     let guarded = AssertUnwindSafe(body).catch_unwind();
     let limited = async {
         match timeout {
-            Some(d) => tokio::time::timeout(d, guarded).await.map_err(|_| {
-                ToolError::new(
-                    ErrorCode::Timeout,
-                    format!("the tool did not finish within {} ms", d.as_millis()),
-                )
-                .with_detail(
-                    "timeout_ms",
-                    u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
-                )
-            }),
+            Some(d) => tokio::time::timeout(d, guarded)
+                .await
+                .map_err(|_| timed_out(d)),
             None => Ok(guarded.await),
         }
     };
     let outcome = tokio::select! {
         biased;
-        () = cancel.cancelled() => Err(ToolError::new(ErrorCode::Cancelled, "the request was cancelled")),
+        () = cancel.cancelled() => Err(cancelled()),
         r = limited => r,
     };
     match outcome {
@@ -57,6 +50,23 @@ where
             Err(e)
         }
     }
+}
+
+/// The error of a call stopped at its timeout.
+pub(crate) fn timed_out(d: Duration) -> ToolError {
+    ToolError::new(
+        ErrorCode::Timeout,
+        format!("the tool did not finish within {} ms", d.as_millis()),
+    )
+    .with_detail(
+        "timeout_ms",
+        u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+    )
+}
+
+/// The error of a call whose request was cancelled.
+pub(crate) fn cancelled() -> ToolError {
+    ToolError::new(ErrorCode::Cancelled, "the request was cancelled")
 }
 
 #[cfg(test)]

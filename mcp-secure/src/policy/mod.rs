@@ -2,7 +2,9 @@
 //! `#[tool]` generates.
 
 mod roles;
+mod sandbox;
 mod spec;
 
 pub use roles::{RoleDecl, Roles};
+pub use sandbox::{FsGrant, FsTarget, Network, SandboxSpec};
 pub use spec::{Approval, Kind, Rate, ToolSpec};

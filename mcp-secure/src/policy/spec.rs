@@ -1,6 +1,8 @@
 use std::num::NonZeroU32;
 use std::time::Duration;
 
+use super::SandboxSpec;
+
 /// The permission class of a tool. It decides the default approval, the annotations sent to
 /// clients and whether a privileged role is needed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -159,6 +161,8 @@ pub struct ToolSpec {
     pub max_input: usize,
     /// Argument fields whose values never reach an audit record or an error message.
     pub secret_fields: &'static [&'static str],
+    /// The body runs in a sandboxed worker process (`sandbox = "process"`).
+    pub sandbox: Option<SandboxSpec>,
 }
 
 impl ToolSpec {
@@ -180,6 +184,7 @@ impl ToolSpec {
         timeout: Option<Duration>,
         max_input: Option<usize>,
         secret_fields: &'static [&'static str],
+        sandbox: Option<SandboxSpec>,
     ) -> Self {
         ToolSpec {
             name,
@@ -196,6 +201,7 @@ impl ToolSpec {
                 None => Self::DEFAULT_MAX_INPUT,
             },
             secret_fields,
+            sandbox,
         }
     }
 }

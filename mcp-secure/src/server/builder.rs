@@ -13,6 +13,7 @@ use crate::guard::approval::{Approvals, DEFAULT_HUMAN_TIMEOUT, DEFAULT_TOKEN_TTL
 use crate::guard::concurrency::ConcurrencyLimit;
 use crate::guard::rate::{DEFAULT_KEY_THRESHOLD, KeyedLimit};
 use crate::policy::{Approval, Kind, Rate, RoleDecl, Roles};
+use crate::sandbox::{KernelFeature, Prepared, Runner, SandboxConfig};
 use crate::tool::Tools;
 
 /// Why a server could not be built. Every check that can be made before serving is made here.
@@ -58,6 +59,27 @@ pub enum BuildError {
         /// What configuration asked for.
         requested: &'static str,
     },
+    /// A sandboxed tool needs a kernel feature this machine lacks, and configuration does not
+    /// accept running without it.
+    #[error(
+        "tool `{tool}` is sandboxed and needs {feature}, which this kernel does not provide; run it on a kernel that has it, or accept the weaker sandbox with `SandboxConfig::new().accept_weaker(KernelFeature::{feature:?})`"
+    )]
+    SandboxFeature {
+        /// The tool.
+        tool: String,
+        /// What is missing.
+        feature: KernelFeature,
+    },
+    /// A sandboxed tool names a root (`fs = "name"`) that configuration does not give.
+    #[error(
+        "tool `{tool}` uses sandbox root `{root}` (`fs`), which is not configured; add `.sandbox(SandboxConfig::new().root(\"{root}\", dir))`"
+    )]
+    SandboxRoot {
+        /// The tool.
+        tool: String,
+        /// The root's name.
+        root: String,
+    },
 }
 
 /// Builds a [`SecureServer`]. Nothing is served until `build` has checked the whole policy.
@@ -83,6 +105,7 @@ pub struct ServerBuilder<S> {
     human_timeout: std::time::Duration,
     approver: Option<Arc<dyn Approver>>,
     stricter: Vec<(String, Approval)>,
+    sandbox: Option<SandboxConfig>,
 }
 
 impl<S: Send + Sync + 'static> ServerBuilder<S> {
@@ -109,6 +132,7 @@ impl<S: Send + Sync + 'static> ServerBuilder<S> {
             human_timeout: DEFAULT_HUMAN_TIMEOUT,
             approver: None,
             stricter: Vec::new(),
+            sandbox: None,
         }
     }
 
@@ -238,6 +262,14 @@ impl<S: Send + Sync + 'static> ServerBuilder<S> {
         self
     }
 
+    /// How sandboxed tools (`sandbox = "process"`) run: their roots, limits, worker pool and
+    /// the kernel features whose absence is accepted. Without it, sandboxed tools get
+    /// [`SandboxConfig::default`] (which has no roots: a tool naming one fails `build`).
+    pub fn sandbox(mut self, config: SandboxConfig) -> Self {
+        self.sandbox = Some(config);
+        self
+    }
+
     /// Checks the policy and builds the server.
     pub fn build(self) -> Result<SecureServer<S>, BuildError> {
         let decls = self.roles.ok_or(BuildError::MissingRoles)?;
@@ -266,6 +298,12 @@ impl<S: Send + Sync + 'static> ServerBuilder<S> {
             Alerts::new(alerter, self.alert_policy, self.clock.clone()),
             digest_key,
         ));
+        // Sandboxed tools: the kernel is probed and the configuration checked once.
+        let sandboxes = if self.tools.0.iter().any(|h| h.spec().sandbox.is_some()) {
+            Some(Prepared::new(self.sandbox.unwrap_or_default())?)
+        } else {
+            None
+        };
         let mut tools = Vec::with_capacity(self.tools.len());
         let mut by_name = HashMap::new();
         for handler in self.tools.0 {
@@ -304,7 +342,17 @@ impl<S: Send + Sync + 'static> ServerBuilder<S> {
                 }
                 approval = approval.max(*stricter);
             }
+            let sandbox = match (&spec.sandbox, &sandboxes) {
+                (Some(declared), Some(prepared)) => Some(Runner::new(
+                    spec.name,
+                    prepared.policy(spec, declared)?,
+                    declared.has_scratch(),
+                    Arc::clone(&prepared.launch),
+                )),
+                _ => None,
+            };
             tools.push(Entry {
+                sandbox,
                 approval,
                 redactor: crate::audit::Redactor::from_schema(&tool.input_schema),
                 rate: spec

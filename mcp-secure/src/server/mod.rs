@@ -85,6 +85,8 @@ struct Entry<S> {
     approval: Approval,
     /// Finds the secret values in the arguments, wherever they are (from the input schema).
     redactor: crate::audit::Redactor,
+    /// Runs the body in a sandboxed worker process (`sandbox = "process"`).
+    sandbox: Option<crate::sandbox::Runner>,
 }
 
 impl<S: Send + Sync + 'static> SecureServer<S> {

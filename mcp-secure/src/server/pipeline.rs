@@ -128,8 +128,9 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
             limit.check(&principal.user, spec.name)?;
         }
 
-        // 5. Validate: shape, rules, unknown fields.
-        let raw = if entry.approval == Approval::None {
+        // 5. Validate: shape, rules, unknown fields. Approval binds the raw arguments, and a
+        //    sandboxed body gets them to re-parse in its worker.
+        let raw = if entry.approval == Approval::None && entry.sandbox.is_none() {
             JsonObject::new()
         } else {
             args.clone()
@@ -169,8 +170,17 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
         let cancel = request
             .as_ref()
             .map_or_else(CancellationToken::new, |r| r.ct.child_token());
-        let ctx = Ctx::new(inner.state.clone(), principal, request, cancel.clone());
-        let result = timeout::run(entry.handler.call(ctx, parsed), spec.timeout, &cancel).await?;
+        let result = match &entry.sandbox {
+            // In a sandboxed worker process, killed and reaped on timeout or cancellation.
+            Some(sandbox) => {
+                drop(parsed);
+                sandbox.call(raw, &principal, spec.timeout, &cancel).await?
+            }
+            None => {
+                let ctx = Ctx::new(inner.state.clone(), principal, request, cancel.clone());
+                timeout::run(entry.handler.call(ctx, parsed), spec.timeout, &cancel).await?
+            }
+        };
 
         // 8. Output cap.
         output::check(&result, inner.max_output)?;

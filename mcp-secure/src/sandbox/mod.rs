@@ -1,0 +1,71 @@
+//! Sandboxed tools: `#[tool(..., sandbox = "process", net = "none", fs = "reports, scratch")]`
+//! runs the tool's body in a separate, restricted worker process.
+//!
+//! The server keeps the whole pipeline (size, authentication, roles, rate, validation,
+//! approval, concurrency, output cap, audit); only the run step changes. The server sends the
+//! validated arguments and the caller to a worker, which re-parses them with the same generated
+//! code and runs the body; on timeout, cancellation or a dropped request the server kills and
+//! reaps the worker. A worker is the server's own executable started again with
+//! [`WORKER_ENV`] set, whose `main` calls [`worker`] first thing; it serves one call and exits.
+//! By default each sandboxed tool keeps [`SandboxConfig::DEFAULT_POOL`] workers pre-started
+//! and already sandboxed.
+//!
+//! Before the body runs, the worker: takes its protocol pipes to private descriptors (its
+//! stdout becomes its stderr); makes sure it is single-threaded; dies with the server; sets
+//! rlimits (address space, CPU seconds, open files, processes, file size, no core dumps); drops
+//! every capability; sets `no_new_privs`; restricts itself with Landlock (only the granted
+//! paths, read-only unless `:rw`; no TCP bind, TCP connect only to the loopback ports for
+//! `net = "loopback"`; no signals or abstract Unix sockets outside); and installs seccomp
+//! filters refusing with `EPERM` `execve`, `fork`, `clone` of processes (`clone3` gets
+//! `ENOSYS`), `ptrace`, other processes' memory, mounts, namespaces, `chroot`, module and kexec
+//! loading, `bpf`, `perf_event_open`, keyrings, `io_uring`, raising limits, signals to other
+//! processes and, for `net = "none"`, every `socket`.
+//!
+//! Where the kernel lacks a feature ([`KernelFeature`]), `build` refuses the tool unless
+//! [`SandboxConfig::accept_weaker`] accepts running without it, and then logs a warning.
+
+#[cfg(target_os = "linux")]
+mod apply;
+mod config;
+mod kernel;
+#[cfg(target_os = "linux")]
+mod pool;
+#[cfg(target_os = "linux")]
+mod runner;
+mod wire;
+mod worker;
+
+pub use config::SandboxConfig;
+pub use kernel::{KernelFeature, KernelSupport};
+pub use worker::{WORKER_ENV, principal, root, scratch, worker};
+
+pub(crate) use config::Prepared;
+#[cfg(target_os = "linux")]
+pub(crate) use runner::Runner;
+
+/// Outside Linux no sandboxed tool can be built (`Prepared::policy` refuses), so no runner is
+/// ever made.
+#[cfg(not(target_os = "linux"))]
+pub(crate) enum Runner {}
+
+#[cfg(not(target_os = "linux"))]
+impl Runner {
+    pub(crate) fn new(
+        _tool: &'static str,
+        _policy: wire::Policy,
+        _with_scratch: bool,
+        _launch: std::sync::Arc<config::Launch>,
+    ) -> Self {
+        unreachable!("sandboxed tools are refused at build outside Linux")
+    }
+
+    pub(crate) async fn call(
+        &self,
+        _args: rmcp::model::JsonObject,
+        _principal: &crate::auth::Principal,
+        _limit: Option<std::time::Duration>,
+        _cancel: &tokio_util::sync::CancellationToken,
+    ) -> Result<rmcp::model::CallToolResult, crate::ToolError> {
+        match *self {}
+    }
+}
