@@ -1,0 +1,342 @@
+//! Pipeline micro-benchmark (criterion): the guard chain without any JSON transport, stage by
+//! stage through the public guard functions, then whole calls through `SecureServer::call`
+//! (direct transport) with sinks that isolate the cost of auditing.
+//!
+//! Run: `cargo bench --bench pipeline` (`BENCH_SECS=N` measures each case for N seconds,
+//! default 1; criterion's own arguments, e.g. a filter, work as usual). After criterion's
+//! output it prints a table of medians, each with its ratio to the baseline of the same run
+//! (parsing the arguments and running the body: what any server does for a call).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use std::hint::black_box;
+
+use criterion::{BenchmarkId, Criterion};
+use mcp_secure::audit::{
+    AuditError, AuditEvent, AuditLog, AuditLogConfig, AuditSink, Durability, JsonLinesSink,
+};
+use mcp_secure::auth::{ApiKeyStore, Credential, CredentialSource, Environment};
+use mcp_secure::guard::rate::{DEFAULT_KEY_THRESHOLD, KeyedLimit};
+use mcp_secure::guard::{authn, authz, size};
+use mcp_secure::rmcp::model::JsonObject;
+use mcp_secure::{Clock, Rate, Roles, SecureServer, ToolError, ToolHandler, roles, tools};
+use serde_json::json;
+
+roles! { "read-only", "admin": * }
+
+/// Echo text back.
+#[mcp_secure::tool(kind = "read", role = "read-only", rate = "1000000/sec")]
+async fn echo(
+    /// The text.
+    #[validate(length(max = 64))]
+    text: String,
+) -> Result<String, ToolError> {
+    Ok(text)
+}
+
+/// A sink that drops records: isolates the pipeline from audit I/O.
+struct NullSink;
+
+impl AuditSink for NullSink {
+    fn record(&self, event: &AuditEvent) -> Result<(), AuditError> {
+        black_box(event);
+        Ok(())
+    }
+}
+
+/// A sink that serializes each record and drops the bytes: the CPU part of auditing without
+/// the write.
+struct SerializeSink;
+
+impl AuditSink for SerializeSink {
+    fn record(&self, event: &AuditEvent) -> Result<(), AuditError> {
+        let bytes = serde_json::to_vec(event).map_err(|e| AuditError(e.to_string()))?;
+        black_box(bytes);
+        Ok(())
+    }
+}
+
+fn args() -> JsonObject {
+    json!({"text": "hello"})
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The fields the server fills in for a successful call's outcome record.
+fn outcome_event(principal: &mcp_secure::auth::Principal, args: &JsonObject) -> AuditEvent {
+    let mut id = [0u8; 16];
+    rand_fill(&mut id);
+    let mut e = AuditEvent::new(hex_id(&id), "echo", "direct");
+    e.ts = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    e.user = Some(principal.user.clone());
+    e.key_id = principal.key_id.clone();
+    e.roles = principal.roles.clone();
+    e.input = serde_json::Value::Object(args.clone());
+    e.output = Some(json!([{"type": "text", "text": "hello"}]));
+    e.outcome = "ok".into();
+    e.success = true;
+    e
+}
+
+/// A cheap stand-in for the server's random call id (the server uses `rand`; the bench keeps
+/// its dependencies small).
+fn rand_fill(out: &mut [u8; 16]) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0x9e37_79b9_7f4a_7c15);
+    let a = N.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
+    out[..8].copy_from_slice(&a.to_le_bytes());
+    out[8..].copy_from_slice(&a.rotate_left(17).to_le_bytes());
+}
+
+fn hex_id(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+fn bench_dir() -> PathBuf {
+    // <target>/release/deps/pipeline-<hash>: keep criterion's files and the audit logs in
+    // <target>/criterion and <target>/bench-tmp.
+    let exe = std::env::current_exe().expect("current exe");
+    exe.ancestors()
+        .nth(3)
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+}
+
+struct Setup {
+    rt: tokio::runtime::Runtime,
+    keys: ApiKeyStore,
+    credential: Credential,
+    roles: Roles,
+    spec: &'static mcp_secure::ToolSpec,
+    _dir: tempfile::TempDir,
+    dir: PathBuf,
+}
+
+fn setup() -> Setup {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let keys = ApiKeyStore::new(Environment::Test);
+    let token = keys
+        .generate("bench", &["read-only".to_string()], Environment::Test, None)
+        .expect("key")
+        .token;
+    let credential = Credential::new(token, CredentialSource::RequestMeta);
+    let roles = Roles::new(ROLES).expect("roles");
+    let spec = ToolHandler::<()>::spec(&__mcs_tool_echo);
+    let tmp = bench_dir().join("bench-tmp");
+    std::fs::create_dir_all(&tmp).expect("bench-tmp");
+    let dir = tempfile::tempdir_in(&tmp).expect("tempdir");
+    Setup {
+        rt,
+        keys,
+        credential,
+        roles,
+        spec,
+        dir: dir.path().to_path_buf(),
+        _dir: dir,
+    }
+}
+
+fn server(s: &Setup, sink: impl AuditSink) -> SecureServer<()> {
+    SecureServer::builder(())
+        .name("bench", "1")
+        .roles(ROLES)
+        .tools(tools![echo])
+        .authenticator(s.keys.clone())
+        .audit(sink)
+        .build()
+        .expect("server")
+}
+
+fn stages(c: &mut Criterion, s: &Setup) {
+    let principal =
+        s.rt.block_on(authn::authenticate(&s.keys, Some(&s.credential)))
+            .expect("authenticated");
+    let limit = KeyedLimit::new(
+        Rate::parse("1000000/sec").expect("rate"),
+        Clock::system(),
+        DEFAULT_KEY_THRESHOLD,
+    );
+    let log =
+        AuditLog::open(s.dir.join("enqueue.jsonl"), AuditLogConfig::default()).expect("audit log");
+    let a = args();
+
+    let mut g = c.benchmark_group("stage");
+    g.bench_function("baseline: validate + body", |b| {
+        b.iter(|| {
+            let parsed = ToolHandler::<()>::parse(&__mcs_tool_echo, a.clone()).expect("valid");
+            let text = *parsed.downcast::<__mcs_args_echo>().expect("args");
+            s.rt.block_on(echo(text.text)).expect("ok")
+        })
+    });
+    g.bench_function("size", |b| b.iter(|| size::check(black_box(&a), 64 * 1024)));
+    g.bench_function("auth (api key, digest)", |b| {
+        b.iter(|| {
+            // `ApiKeyStore` answers with a ready future: poll it once, no runtime needed.
+            futures_ready(authn::authenticate(&s.keys, Some(black_box(&s.credential))))
+        })
+    });
+    g.bench_function("rbac", |b| {
+        b.iter(|| authz::check(&s.roles, black_box(&principal), s.spec))
+    });
+    g.bench_function("rate", |b| {
+        b.iter(|| limit.check(black_box(&principal.user), "echo"))
+    });
+    g.bench_function("validate", |b| {
+        b.iter(|| ToolHandler::<()>::parse(&__mcs_tool_echo, a.clone()))
+    });
+    g.bench_function("audit record build", |b| {
+        b.iter(|| outcome_event(black_box(&principal), &a))
+    });
+    g.bench_function("audit enqueue (chained log)", |b| {
+        let event = outcome_event(&principal, &a);
+        // The writer drains concurrently; a full queue blocks (back-pressure), so this is
+        // the sustained cost per record, not just a channel send.
+        b.iter(|| drop(log.submit(black_box(&event)).expect("queued")))
+    });
+    g.bench_function("chain: auth + rbac + rate + audit enqueue", |b| {
+        b.iter(|| {
+            let p = futures_ready(authn::authenticate(&s.keys, Some(&s.credential)))
+                .expect("authenticated");
+            authz::check(&s.roles, &p, s.spec).expect("allowed");
+            limit.check(&p.user, "echo").expect("within rate");
+            let event = outcome_event(&p, &a);
+            drop(log.submit(&event).expect("queued"));
+        })
+    });
+    g.finish();
+    log.close().expect("close");
+}
+
+fn calls(c: &mut Criterion, s: &Setup) {
+    let log = AuditLog::open(
+        s.dir.join("calls-chained.jsonl"),
+        AuditLogConfig::default().durability(Durability::Flush),
+    )
+    .expect("audit log");
+    let servers: Vec<(&str, SecureServer<()>)> = vec![
+        ("null sink", server(s, NullSink)),
+        ("serializing sink", server(s, SerializeSink)),
+        (
+            "json-lines file",
+            server(
+                s,
+                JsonLinesSink::open(s.dir.join("calls.jsonl")).expect("file"),
+            ),
+        ),
+        ("chained log (flush)", server(s, log.clone())),
+    ];
+    let mut g = c.benchmark_group("SecureServer::call");
+    for (name, server) in &servers {
+        g.bench_with_input(BenchmarkId::from_parameter(name), server, |b, server| {
+            b.iter(|| {
+                let r = s.rt.block_on(server.call(
+                    "echo",
+                    Some(args()),
+                    Some(s.credential.clone()),
+                    None,
+                ));
+                assert_ne!(r.is_error, Some(true), "the call must succeed");
+                r
+            })
+        });
+    }
+    g.finish();
+    drop(servers);
+    log.close().expect("close");
+}
+
+/// Polls a future that is ready at once (the API-key authenticator's).
+fn futures_ready<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match f.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => panic!("the authenticator was expected to answer at once"),
+    }
+}
+
+/// Median (ns) of a benchmark from criterion's `estimates.json`.
+fn median_ns(root: &std::path::Path, group: &str, id: &str) -> Option<f64> {
+    let clean = |s: &str| {
+        s.chars()
+            .map(|c| match c {
+                '?' | '"' | '/' | '\\' | '*' | '<' | '>' | ':' | '|' | '^' => '_',
+                c => c,
+            })
+            .collect::<String>()
+    };
+    let path = root
+        .join(clean(group))
+        .join(clean(id))
+        .join("new/estimates.json");
+    let text = std::fs::read_to_string(path).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v["median"]["point_estimate"].as_f64()
+}
+
+fn table(root: &std::path::Path) {
+    let rows = [
+        ("stage", "baseline: validate + body"),
+        ("stage", "size"),
+        ("stage", "auth (api key, digest)"),
+        ("stage", "rbac"),
+        ("stage", "rate"),
+        ("stage", "validate"),
+        ("stage", "audit record build"),
+        ("stage", "audit enqueue (chained log)"),
+        ("stage", "chain: auth + rbac + rate + audit enqueue"),
+        ("SecureServer::call", "null sink"),
+        ("SecureServer::call", "serializing sink"),
+        ("SecureServer::call", "json-lines file"),
+        ("SecureServer::call", "chained log (flush)"),
+    ];
+    let baseline = median_ns(root, "stage", "baseline: validate + body");
+    println!();
+    println!("pipeline micro-benchmark: medians (ratio: to `baseline: validate + body`)");
+    println!("{:<62} {:>12} {:>8}", "case", "median ns", "ratio");
+    for (group, id) in rows {
+        let Some(m) = median_ns(root, group, id) else {
+            continue; // filtered out of this run
+        };
+        let ratio = baseline.map_or(String::new(), |b| format!("{:.2}", m / b));
+        println!("{:<62} {:>12.0} {:>8}", format!("{group} / {id}"), m, ratio);
+    }
+    if let Some(chain) = median_ns(root, "stage", "chain: auth + rbac + rate + audit enqueue") {
+        println!(
+            "target: auth + rbac + rate + audit enqueue <= 1000 ns median: {:.0} ns ({})",
+            chain,
+            if chain <= 1000.0 { "met" } else { "missed" }
+        );
+    }
+}
+
+fn main() {
+    let secs: f64 = std::env::var("BENCH_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1.0);
+    let root = bench_dir().join("criterion");
+    let mut c = Criterion::default()
+        .output_directory(&root)
+        .warm_up_time(Duration::from_secs_f64((secs / 3.0).max(0.1)))
+        .measurement_time(Duration::from_secs_f64(secs))
+        .sample_size(30)
+        .configure_from_args();
+    let s = setup();
+    stages(&mut c, &s);
+    calls(&mut c, &s);
+    c.final_summary();
+    table(&root);
+}
