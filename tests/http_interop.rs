@@ -81,7 +81,12 @@ fn python_sdk_drives_the_example_over_streamable_http() {
         .collect();
     assert_eq!(
         tools,
-        ["get_customer", "list_orders", "search_products"],
+        [
+            "get_customer",
+            "list_orders",
+            "read_report",
+            "search_products"
+        ],
         "a read-only key sees the read-only tools"
     );
     assert_eq!(report["get_customer_error"], false);
