@@ -9,3 +9,20 @@ pub use path::{SafePath, SafeRoot};
 pub use secret::Secret;
 pub use sql::{ReadOnlySql, SqlPolicy};
 pub use url::PublicUrl;
+
+/// Quotes a name taken from untrusted input for an error message: in backticks, at most 64
+/// characters, control characters and backticks replaced, so a refusal cannot carry a long
+/// value or break the message's layout.
+pub(crate) fn quote(name: &str) -> String {
+    const MAX: usize = 64;
+    let mut out = String::from("`");
+    for (i, c) in name.chars().enumerate() {
+        if i == MAX {
+            out.push('…');
+            break;
+        }
+        out.push(if c.is_control() || c == '`' { '?' } else { c });
+    }
+    out.push('`');
+    out
+}

@@ -124,20 +124,9 @@ impl SqlRejection {
     }
 }
 
-/// Quotes a name taken from the query for a message: at most 64 characters, control characters
-/// and backticks replaced.
+/// Quotes a name taken from the query for a message (see [`crate::types::quote`]).
 pub(crate) fn quote_name(name: &str) -> String {
-    const MAX: usize = 64;
-    let mut out = String::from("`");
-    for (i, c) in name.chars().enumerate() {
-        if i == MAX {
-            out.push('…');
-            break;
-        }
-        out.push(if c.is_control() || c == '`' { '?' } else { c });
-    }
-    out.push('`');
-    out
+    crate::types::quote(name)
 }
 
 #[cfg(test)]
