@@ -175,7 +175,7 @@ fn stages(c: &mut Criterion, s: &Setup) {
     let mut g = c.benchmark_group("stage");
     g.bench_function("baseline: validate + body", |b| {
         b.iter(|| {
-            let parsed = ToolHandler::<()>::parse(&__mcs_tool_echo, a.clone()).expect("valid");
+            let parsed = ToolHandler::<()>::parse(&__mcs_tool_echo, &a).expect("valid");
             let text = *parsed.downcast::<__mcs_args_echo>().expect("args");
             s.rt.block_on(echo(text.text)).expect("ok")
         })
@@ -194,7 +194,7 @@ fn stages(c: &mut Criterion, s: &Setup) {
         b.iter(|| limit.check(black_box(&principal.user), "echo"))
     });
     g.bench_function("validate", |b| {
-        b.iter(|| ToolHandler::<()>::parse(&__mcs_tool_echo, a.clone()))
+        b.iter(|| ToolHandler::<()>::parse(&__mcs_tool_echo, &a))
     });
     g.bench_function("audit record build", |b| {
         b.iter(|| outcome_event(black_box(&principal), &a))

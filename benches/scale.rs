@@ -132,7 +132,7 @@ impl ToolHandler<()> for GenTool {
     fn output_schema(&self) -> Option<JsonObject> {
         None
     }
-    fn parse(&self, args: JsonObject) -> Result<ParsedArgs, ToolError> {
+    fn parse(&self, args: &JsonObject) -> Result<ParsedArgs, ToolError> {
         mcp_secure::__private::parse_args::<EchoArgs>(args)
     }
     fn call(

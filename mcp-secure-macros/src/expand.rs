@@ -120,7 +120,7 @@ pub(crate) fn tool(tool: &Tool) -> TokenStream {
 
             fn parse(
                 &self,
-                __mcs_args: #p::JsonObject,
+                __mcs_args: &#p::JsonObject,
             ) -> ::core::result::Result<#p::ParsedArgs, #p::ToolError> {
                 #p::parse_args::<#args_ident>(__mcs_args)
             }

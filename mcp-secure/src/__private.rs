@@ -29,7 +29,7 @@ pub fn input_schema<T: schemars::JsonSchema + 'static>() -> JsonObject {
 }
 
 /// Deserializes and validates arguments (guard 5).
-pub fn parse_args<T>(args: JsonObject) -> Result<ParsedArgs, ToolError>
+pub fn parse_args<T>(args: &JsonObject) -> Result<ParsedArgs, ToolError>
 where
     T: serde::de::DeserializeOwned + validator::Validate + Send + 'static,
 {

@@ -26,8 +26,9 @@ pub trait ToolHandler<S>: Send + Sync + 'static {
     fn input_schema(&self) -> JsonObject;
     /// The JSON schema of structured output, for tools returning [`Json<T>`].
     fn output_schema(&self) -> Option<JsonObject>;
-    /// Deserializes (unknown fields refused) and validates the arguments.
-    fn parse(&self, args: JsonObject) -> Result<ParsedArgs, ToolError>;
+    /// Deserializes (unknown fields refused) and validates the arguments. They are borrowed:
+    /// the server keeps them for the audit record and the approval binding.
+    fn parse(&self, args: &JsonObject) -> Result<ParsedArgs, ToolError>;
     /// Runs the body with parsed arguments.
     fn call(
         &self,

@@ -79,9 +79,9 @@ fn main() {
     assert!(ToolHandler::<App>::output_schema(&__mcs_tool_hello).is_none());
 
     let args = |v: serde_json::Value| v.as_object().cloned().unwrap();
-    assert!(ToolHandler::<App>::parse(&t, args(json!({ "customer_id": "c-1" }))).is_ok());
-    assert!(ToolHandler::<App>::parse(&t, args(json!({ "customer_id": "" }))).is_err());
-    assert!(ToolHandler::<App>::parse(&t, args(json!({ "customer_id": "c-1", "x": 1 }))).is_err());
+    assert!(ToolHandler::<App>::parse(&t, &args(json!({ "customer_id": "c-1" }))).is_ok());
+    assert!(ToolHandler::<App>::parse(&t, &args(json!({ "customer_id": "" }))).is_err());
+    assert!(ToolHandler::<App>::parse(&t, &args(json!({ "customer_id": "c-1", "x": 1 }))).is_err());
 
     let ship = ToolHandler::<App>::spec(&orders::__mcs_tool_ship_order);
     assert_eq!(ship.approval, mcp_secure::Approval::Explicit);

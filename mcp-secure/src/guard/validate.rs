@@ -11,10 +11,9 @@ use crate::tool::ParsedArgs;
 /// Deserializes (unknown fields refused by the generated struct) and runs the `validator`
 /// rules.
 pub fn parse<T: DeserializeOwned + Validate + Send + 'static>(
-    args: JsonObject,
+    args: &JsonObject,
 ) -> Result<ParsedArgs, ToolError> {
-    let value = serde_json::Value::Object(args);
-    let parsed: T = serde_path_to_error::deserialize(value).map_err(|e| {
+    let parsed: T = serde_path_to_error::deserialize(args).map_err(|e| {
         let path = e.path().to_string();
         let msg = describe_serde_error(&e.into_inner().to_string());
         if path.is_empty() || path == "." {

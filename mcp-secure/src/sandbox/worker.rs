@@ -159,7 +159,7 @@ mod imp {
             Err(e) => return Err(format!("reading the call: {e}")),
         };
         let _ = PRINCIPAL.set(principal.clone());
-        let result = match handler.parse(args) {
+        let result = match handler.parse(&args) {
             Ok(parsed) => {
                 let ctx = Ctx::new(
                     Arc::new(()),

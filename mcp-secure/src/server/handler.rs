@@ -54,15 +54,16 @@ impl<S: Send + Sync + 'static> ServerHandler for SecureServer<S> {
         let credential = authn::credential(&context.meta, transport.as_ref());
         let approval = ApprovalInput::from_meta(request.meta.iter().chain([&context.meta]))
             .with_round_trip(request.request_state, request.input_responses);
-        Ok(self
-            .respond(
-                &request.name,
-                request.arguments,
-                credential,
-                Some(context),
-                approval,
-            )
-            .await)
+        // Boxed: rmcp moves the request's future around (into its task, between states); a
+        // pointer is cheaper to move than the whole pipeline's state.
+        Ok(Box::pin(self.respond(
+            &request.name,
+            request.arguments,
+            credential,
+            Some(context),
+            approval,
+        ))
+        .await)
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {

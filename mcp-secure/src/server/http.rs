@@ -762,9 +762,8 @@ fn audit_refusal(audit: &Arc<AuditGuard>, request: &Request, code: ErrorCode, me
     input.insert("method".into(), request.method().as_str().into());
     input.insert("path".into(), request.uri().path().into());
     input.insert("peer".into(), peer.into());
-    let mut record = CallRecord::new(Arc::clone(audit), HTTP_REFUSAL_TOOL, "http");
-    record.set_input(&input, None);
-    record.finish(&Err(ToolError::new(code, message.to_owned())));
+    let record = CallRecord::new(audit, HTTP_REFUSAL_TOOL, "http", input);
+    record.finish(Err(&ToolError::new(code, message.to_owned())));
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response {

@@ -13,7 +13,7 @@ use crate::auth::Credential;
 use crate::ctx::Ctx;
 use crate::error::{ErrorCode, ToolError};
 use crate::guard::{approval, authn, authz, output, size, timeout};
-use crate::policy::{Approval, ToolSpec};
+use crate::policy::ToolSpec;
 
 impl<S: Send + Sync + 'static> SecureServer<S> {
     /// Runs one call through every guard and returns the tool result (refusals included, as
@@ -52,21 +52,18 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
         request: Option<RequestContext<RoleServer>>,
         approval: ApprovalInput,
     ) -> CallToolResponse {
-        let inner = &*self.inner;
-        let mut record = CallRecord::new(inner.audit.clone(), name, self.transport);
+        let mut record = CallRecord::new(
+            &self.inner.audit,
+            name,
+            self.transport,
+            args.unwrap_or_default(),
+        );
         let result = self
-            .guarded(
-                &mut record,
-                name,
-                args.unwrap_or_default(),
-                credential,
-                request,
-                &approval,
-            )
+            .guarded(&mut record, name, credential, request, &approval)
             .await;
         match result {
             Ok(CallToolResponse::Complete(r)) => {
-                record.finish(&Ok(r.clone()));
+                record.finish(Ok(&r));
                 r.into()
             }
             Ok(asked) => {
@@ -75,22 +72,20 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
                     "waiting for a human's answer (input required)",
                 )
                 .with_detail("approval_kind", "human");
-                record.finish(&Err(waiting));
+                record.finish(Err(&waiting));
                 asked
             }
             Err(e) => {
-                let response = e.to_call_result().into();
-                record.finish(&Err(e));
-                response
+                record.finish(Err(&e));
+                e.to_call_result().into()
             }
         }
     }
 
-    async fn guarded(
-        &self,
-        record: &mut CallRecord,
+    async fn guarded<'a>(
+        &'a self,
+        record: &mut CallRecord<'a>,
         name: &str,
-        args: JsonObject,
         credential: Option<Credential>,
         request: Option<RequestContext<RoleServer>>,
         approval_input: &ApprovalInput,
@@ -102,11 +97,11 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
         record.ready()?;
 
         // 1. Size, before anything reads the arguments.
-        size::check(
-            &args,
+        let size = size::check(
+            record.args(),
             entry.map_or(ToolSpec::DEFAULT_MAX_INPUT, |e| e.spec.max_input),
         )?;
-        record.set_input(&args, entry.map(|e| &e.redactor));
+        record.describe_input(Some(size), entry.map(|e| &e.redactor));
 
         // 2. Authenticate.
         let principal = authn::authenticate(&*inner.authenticator, credential.as_ref()).await?;
@@ -128,14 +123,9 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
             limit.check(&principal.user, spec.name)?;
         }
 
-        // 5. Validate: shape, rules, unknown fields. Approval binds the raw arguments, and a
-        //    sandboxed body gets them to re-parse in its worker.
-        let raw = if entry.approval == Approval::None && entry.sandbox.is_none() {
-            JsonObject::new()
-        } else {
-            args.clone()
-        };
-        let parsed = entry.handler.parse(args)?;
+        // 5. Validate: shape, rules, unknown fields (parsing borrows the arguments: approval
+        //    binds them as called, and a sandboxed body gets them to re-parse in its worker).
+        let parsed = entry.handler.parse(record.args())?;
 
         // 6. Approve: only valid calls within their rates get here.
         let checked = inner
@@ -145,7 +135,7 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
                 redactor: &entry.redactor,
                 required: entry.approval,
                 principal: &principal,
-                args: &raw,
+                args: record.args(),
                 input: approval_input,
                 request: request.as_ref(),
             })
@@ -174,6 +164,7 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
             // In a sandboxed worker process, killed and reaped on timeout or cancellation.
             Some(sandbox) => {
                 drop(parsed);
+                let raw = record.args().clone();
                 sandbox.call(raw, &principal, spec.timeout, &cancel).await?
             }
             None => {

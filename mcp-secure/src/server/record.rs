@@ -6,6 +6,7 @@
 //! refuses calls while the sink fails), and the alerts (refusal bursts, internal errors, sink
 //! failures).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -89,23 +90,48 @@ impl AuditGuard {
     }
 }
 
-pub(super) struct CallRecord {
-    guard: Arc<AuditGuard>,
+/// The audit record of one call in the making. It owns the call's arguments: the pipeline
+/// reads them through [`CallRecord::args`] (parsing borrows them), and the record turns them
+/// into the audited input only when it writes, so a call's arguments are never copied for the
+/// audit unless a secret must be redacted.
+pub(super) struct CallRecord<'a> {
+    guard: &'a AuditGuard,
     started: Instant,
     event: AuditEvent,
+    /// The arguments as called (secrets included: never written as they are).
+    args: JsonObject,
+    /// Their compact JSON size, once measured by the size guard.
+    args_size: Option<usize>,
+    /// Finds the secrets in the arguments; `None` for an unknown tool.
+    redactor: Option<&'a Redactor>,
+    principal: Option<Arc<Principal>>,
     done: bool,
 }
 
-impl CallRecord {
-    pub(super) fn new(guard: Arc<AuditGuard>, tool: &str, transport: &str) -> Self {
+impl<'a> CallRecord<'a> {
+    pub(super) fn new(
+        guard: &'a AuditGuard,
+        tool: &str,
+        transport: &str,
+        args: JsonObject,
+    ) -> Self {
         let mut id = [0u8; 16];
         rand::RngCore::fill_bytes(&mut rand::rng(), &mut id);
         CallRecord {
             guard,
             started: Instant::now(),
             event: AuditEvent::new(hex_id(&id), tool, transport),
+            args,
+            args_size: None,
+            redactor: None,
+            principal: None,
             done: false,
         }
+    }
+
+    /// The call's arguments, as called.
+    pub(super) fn args(&self) -> &JsonObject {
+        &self.args
     }
 
     /// Fail closed: while the audit sink fails, no call runs. The refusal's own record is the
@@ -122,25 +148,16 @@ impl CallRecord {
         Ok(())
     }
 
-    /// Records the arguments with every secret value replaced (and its keyed digest kept),
-    /// truncated past the limit. Without a redactor (an unknown tool), nothing is known to be
-    /// secret.
-    pub(super) fn set_input(&mut self, args: &JsonObject, redactor: Option<&Redactor>) {
-        let mut redacted = args.clone();
-        if let Some(r) = redactor.filter(|r| r.has_secrets()) {
-            let guard = &self.guard;
-            let digests = &mut self.event.digests;
-            r.redact(&mut redacted, |path, v| {
-                digests.insert(format!("input.{path}"), guard.digest(v));
-            });
-        }
-        self.event.input = bounded(Value::Object(redacted), self.guard.value_limit);
+    /// What is known about the arguments: their measured size and the tool's redactor (every
+    /// secret value is replaced in the record, and its keyed digest kept). Without a redactor
+    /// (an unknown tool), nothing is known to be secret.
+    pub(super) fn describe_input(&mut self, size: Option<usize>, redactor: Option<&'a Redactor>) {
+        self.args_size = size;
+        self.redactor = redactor;
     }
 
-    pub(super) fn set_principal(&mut self, p: &Principal) {
-        self.event.user = Some(p.user.clone());
-        self.event.key_id = p.key_id.clone();
-        self.event.roles = p.roles.clone();
+    pub(super) fn set_principal(&mut self, p: &Arc<Principal>) {
+        self.principal = Some(Arc::clone(p));
     }
 
     /// How the call was approved (from the approval step).
@@ -150,8 +167,10 @@ impl CallRecord {
 
     /// Writes the write-ahead record, and returns once the sink has stored it. An error means
     /// the attempt is not on record, so (failing closed) the body must not run.
-    pub(super) fn write_attempt(&self) -> Result<(), ToolError> {
+    pub(super) fn write_attempt(&mut self) -> Result<(), ToolError> {
         let mut attempt = self.event.clone();
+        attempt.input = self.audited_input(false, &mut attempt.digests);
+        self.fill_principal(&mut attempt, false);
         attempt.phase = Phase::Attempt;
         attempt.outcome = "attempt".into();
         attempt.ts = self.now();
@@ -173,7 +192,7 @@ impl CallRecord {
     }
 
     /// Writes the one outcome record.
-    pub(super) fn finish(mut self, result: &Result<CallToolResult, ToolError>) {
+    pub(super) fn finish(mut self, result: Result<&CallToolResult, &ToolError>) {
         match result {
             Ok(r) => {
                 // A tool may build its own `isError` result: pass it on, record a failure.
@@ -189,7 +208,7 @@ impl CallRecord {
                     .structured_content
                     .clone()
                     .unwrap_or_else(|| json!(r.content));
-                self.event.output = Some(bounded(output, self.guard.value_limit));
+                self.event.output = Some(bounded(output, None, self.guard.value_limit));
             }
             Err(e) => {
                 self.event.outcome = e.code().as_str().into();
@@ -200,8 +219,55 @@ impl CallRecord {
         self.write_outcome();
     }
 
+    /// The arguments as the record shows them: secrets replaced (their digests added to
+    /// `digests`), large inputs cut. `consume` hands the arguments over when the call is over.
+    fn audited_input(&mut self, consume: bool, digests: &mut BTreeMap<String, String>) -> Value {
+        let (args, size) = match self.redactor.filter(|r| r.has_secrets()) {
+            Some(r) => {
+                let mut redacted = self.args.clone();
+                let guard = self.guard;
+                r.redact(&mut redacted, |path, v| {
+                    digests.insert(format!("input.{path}"), guard.digest(v));
+                });
+                // Redaction changed the size: measure again.
+                (redacted, None)
+            }
+            None if consume => (std::mem::take(&mut self.args), self.args_size),
+            None => (self.args.clone(), self.args_size),
+        };
+        bounded(Value::Object(args), size, self.guard.value_limit)
+    }
+
+    /// Copies the principal into a record (moves it out when the call is over and nothing
+    /// else holds it).
+    fn fill_principal(&mut self, event: &mut AuditEvent, consume: bool) {
+        let principal = if consume {
+            self.principal.take()
+        } else {
+            self.principal.clone()
+        };
+        let Some(p) = principal else { return };
+        match Arc::try_unwrap(p) {
+            Ok(p) => {
+                event.user = Some(p.user);
+                event.key_id = p.key_id;
+                event.roles = p.roles;
+            }
+            Err(p) => {
+                event.user = Some(p.user.clone());
+                event.key_id.clone_from(&p.key_id);
+                event.roles.clone_from(&p.roles);
+            }
+        }
+    }
+
     fn alert_on(&self, code: ErrorCode) {
-        let (user, tool) = (self.event.user.as_deref(), self.event.tool.as_str());
+        let user = self
+            .principal
+            .as_deref()
+            .map(|p| p.user.as_str())
+            .or(self.event.user.as_deref());
+        let tool = self.event.tool.as_str();
         match code {
             ErrorCode::Unauthorized
             | ErrorCode::Forbidden
@@ -224,10 +290,15 @@ impl CallRecord {
 
     fn write_outcome(&mut self) {
         self.done = true;
-        self.event.ts = self.now();
-        self.event.duration_ms = self.elapsed_ms();
-        if let Err(e) = self.guard.store(&self.event) {
-            tracing::error!(error = %e, tool = %self.event.tool, outcome = %self.event.outcome, "audit record failed");
+        let mut digests = std::mem::take(&mut self.event.digests);
+        self.event.input = self.audited_input(true, &mut digests);
+        self.event.digests = digests;
+        let mut event = std::mem::replace(&mut self.event, AuditEvent::new(String::new(), "", ""));
+        self.fill_principal(&mut event, true);
+        event.ts = self.now();
+        event.duration_ms = self.elapsed_ms();
+        if let Err(e) = self.guard.store(&event) {
+            tracing::error!(error = %e, tool = %event.tool, outcome = %event.outcome, "audit record failed");
         }
     }
 
@@ -244,7 +315,7 @@ impl CallRecord {
     }
 }
 
-impl Drop for CallRecord {
+impl Drop for CallRecord<'_> {
     fn drop(&mut self) {
         if !self.done {
             let code = if std::thread::panicking() {
@@ -274,9 +345,13 @@ fn hex_id(bytes: &[u8; 16]) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
-/// Keeps small values whole; replaces large ones by their size, digest and a prefix.
-fn bounded(value: Value, limit: usize) -> Value {
-    if crate::guard::size::encoded_size(&value, limit).is_some() {
+/// Keeps small values whole; replaces large ones by their size, digest and a prefix. `size` is
+/// the value's compact JSON size when already measured.
+fn bounded(value: Value, size: Option<usize>, limit: usize) -> Value {
+    if size.map_or_else(
+        || crate::guard::size::json_size(&value, limit).is_some(),
+        |n| n <= limit,
+    ) {
         return value;
     }
     let text = value.to_string();
