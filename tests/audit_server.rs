@@ -219,17 +219,41 @@ async fn no_secret_value_reaches_any_sink() {
     )
     .await;
     assert_eq!(code(&extra), "invalid_input");
+    // Refused before authentication: no caller at all.
+    let anonymous = server
+        .call(
+            "open_account",
+            json!({"user": "a", "pin": CANARY}).as_object().cloned(),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(code(&anonymous), "unauthorized");
+    // Refused before anything reads the arguments: over the size cap. The record keeps no
+    // input at all (not even a truncated head, which would hold the secret's neighbours).
+    let huge = call(
+        &server,
+        &keys.reader,
+        "open_account",
+        json!({"user": "x".repeat(100_000), "pin": CANARY}),
+    )
+    .await;
+    assert_eq!(code(&huge), "too_large");
     drop(server);
     log.close().unwrap();
 
     let events = memory.events();
-    assert_eq!(events.len(), 3);
+    assert_eq!(events.len(), 5);
+    assert_eq!(events[3].outcome, "unauthorized");
+    assert_eq!(events[3].input["pin"], "[REDACTED]");
+    assert_eq!(events[4].outcome, "too_large");
+    assert!(events[4].input.is_null(), "{}", events[4].input);
     let first = &events[0];
     assert_eq!(first.input["pin"], "[REDACTED]");
     let digest = first.digests["input.pin"].clone();
     assert!(digest.starts_with("hmac-sha256:"), "{digest}");
     assert!(
-        events.iter().all(|e| e.digests["input.pin"] == digest),
+        events[..4].iter().all(|e| e.digests["input.pin"] == digest),
         "the same value has the same digest"
     );
     let output = first.output.as_ref().unwrap();
@@ -259,7 +283,7 @@ async fn no_secret_value_reaches_any_sink() {
             .query(&AuditQuery::new().tool("open_account"))
             .unwrap()
             .len(),
-        3
+        5
     );
 }
 

@@ -93,15 +93,17 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
         let inner = &*self.inner;
         let entry = inner.by_name.get(name).map(|&i| &inner.tools[i]);
 
+        // The record must know which arguments are secret before anything can end the call.
+        record.set_redactor(entry.map(|e| &e.redactor));
+
         // 0. Audit: failing closed, nothing runs while the audit log cannot store records.
         record.ready()?;
 
         // 1. Size, before anything reads the arguments.
-        let size = size::check(
-            record.args(),
-            entry.map_or(ToolSpec::DEFAULT_MAX_INPUT, |e| e.spec.max_input),
-        )?;
-        record.describe_input(Some(size), entry.map(|e| &e.redactor));
+        let max_input = entry.map_or(ToolSpec::DEFAULT_MAX_INPUT, |e| e.spec.max_input);
+        let size = size::check(record.args(), max_input);
+        record.set_args_size(size.as_ref().ok().copied());
+        size?;
 
         // 2. Authenticate.
         let principal = authn::authenticate(&*inner.authenticator, credential.as_ref()).await?;

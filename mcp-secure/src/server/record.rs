@@ -102,6 +102,8 @@ pub(super) struct CallRecord<'a> {
     args: JsonObject,
     /// Their compact JSON size, once measured by the size guard.
     args_size: Option<usize>,
+    /// Arguments over the size cap are not kept in the record (only their refusal is).
+    args_dropped: bool,
     /// Finds the secrets in the arguments; `None` for an unknown tool.
     redactor: Option<&'a Redactor>,
     principal: Option<Arc<Principal>>,
@@ -123,6 +125,7 @@ impl<'a> CallRecord<'a> {
             event: AuditEvent::new(hex_id(&id), tool, transport),
             args,
             args_size: None,
+            args_dropped: false,
             redactor: None,
             principal: None,
             done: false,
@@ -148,12 +151,22 @@ impl<'a> CallRecord<'a> {
         Ok(())
     }
 
-    /// What is known about the arguments: their measured size and the tool's redactor (every
-    /// secret value is replaced in the record, and its keyed digest kept). Without a redactor
-    /// (an unknown tool), nothing is known to be secret.
-    pub(super) fn describe_input(&mut self, size: Option<usize>, redactor: Option<&'a Redactor>) {
-        self.args_size = size;
+    /// The tool's redactor: every secret value is replaced in the record, and its keyed
+    /// digest kept. Without one (an unknown tool), nothing is known to be secret. Set before
+    /// anything can end the call, so that no record shows a secret.
+    pub(super) fn set_redactor(&mut self, redactor: Option<&'a Redactor>) {
         self.redactor = redactor;
+    }
+
+    /// The arguments' compact JSON size (from the size guard), or `None` when they are over
+    /// the cap: then the record keeps no input at all (copying or hashing an oversized input
+    /// for the record would multiply the work the refusal is there to prevent).
+    pub(super) fn set_args_size(&mut self, size: Option<usize>) {
+        self.args_size = size;
+        if size.is_none() {
+            self.args_dropped = true;
+            self.args = JsonObject::new();
+        }
     }
 
     pub(super) fn set_principal(&mut self, p: &Arc<Principal>) {
@@ -222,6 +235,9 @@ impl<'a> CallRecord<'a> {
     /// The arguments as the record shows them: secrets replaced (their digests added to
     /// `digests`), large inputs cut. `consume` hands the arguments over when the call is over.
     fn audited_input(&mut self, consume: bool, digests: &mut BTreeMap<String, String>) -> Value {
+        if self.args_dropped {
+            return Value::Null;
+        }
         let (args, size) = match self.redactor.filter(|r| r.has_secrets()) {
             Some(r) => {
                 let mut redacted = self.args.clone();
