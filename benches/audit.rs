@@ -8,7 +8,8 @@
 //!
 //! Run: `cargo bench --bench audit` (`RECORDS_SCALE=N` multiplies every record count;
 //! `WINDOW=N` changes the outstanding receipts per producer, default 256; `AUDIT_MODES=flush`
-//! or `fsync` runs one mode).
+//! or `fsync` runs one mode; `AUDIT_CASES=pipelined` (or `baseline`, `waited`, comma-separated)
+//! runs only those rows, e.g. under `perf stat`).
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -171,6 +172,11 @@ fn scratch() -> PathBuf {
     dir
 }
 
+/// Whether `AUDIT_CASES` (unset: all) includes `name`.
+fn case(name: &str) -> bool {
+    std::env::var("AUDIT_CASES").map_or(true, |c| c.split(',').any(|x| x == name))
+}
+
 fn main() {
     let scale: f64 = std::env::var("RECORDS_SCALE")
         .ok()
@@ -200,19 +206,24 @@ fn main() {
             continue;
         }
         let baseline_n = if fsync { n(3_200) } else { n(160_000) };
-        let baseline = unchained(&file(&format!("plain-{mode}.jsonl")), fsync, baseline_n);
-        let piped = chained(
-            &file(&format!("chained-{mode}.jsonl")),
-            durability,
-            Producer::Pipelined(window),
-            base,
-        );
-        let waiting = chained(
-            &file(&format!("chained-{mode}-waiting.jsonl")),
-            durability,
-            Producer::Waiting,
-            if fsync { n(16_000) } else { n(64_000) },
-        );
+        let baseline = case("baseline")
+            .then(|| unchained(&file(&format!("plain-{mode}.jsonl")), fsync, baseline_n));
+        let piped = case("pipelined").then(|| {
+            chained(
+                &file(&format!("chained-{mode}.jsonl")),
+                durability,
+                Producer::Pipelined(window),
+                base,
+            )
+        });
+        let waiting = case("waited").then(|| {
+            chained(
+                &file(&format!("chained-{mode}-waiting.jsonl")),
+                durability,
+                Producer::Waiting,
+                if fsync { n(16_000) } else { n(64_000) },
+            )
+        });
         let rows = [
             (
                 if fsync {
@@ -231,6 +242,7 @@ fn main() {
             ("AuditLog chained, each record waited for", &waiting, None),
         ];
         for (name, o, target) in rows {
+            let Some(o) = o else { continue };
             let verdict = target.map_or(String::new(), |t: f64| {
                 format!(
                     ">= {}k {}",
@@ -238,13 +250,16 @@ fn main() {
                     if o.rate() >= t { "met" } else { "missed" }
                 )
             });
+            let ratio = baseline
+                .as_ref()
+                .map_or(String::new(), |b| format!("{:.2}", o.rate() / b.rate()));
             println!(
-                "{:<8} {:<44} {:>9} {:>12.0} {:>8.2} {:>14}",
+                "{:<8} {:<44} {:>9} {:>12.0} {:>8} {:>14}",
                 mode,
                 name,
                 o.records,
                 o.rate(),
-                o.rate() / baseline.rate(),
+                ratio,
                 verdict
             );
         }

@@ -28,40 +28,67 @@ const HASH_PREFIX: &[u8] = b",\"hash\":\"";
 /// `,"hash":"` + 64 hex digits + `"}`.
 const HASH_SUFFIX_LEN: usize = HASH_PREFIX.len() + 64 + 2;
 
-/// The canonical form of `event` without `seq`, `prev_hash`, `hash` and the closing brace:
-/// the part a producer can serialize before the record's place in the chain is known.
-pub(crate) fn open_body(event: &AuditEvent) -> Result<Vec<u8>, AuditError> {
-    let mut bytes = if event.seq == 0 && event.prev_hash.is_empty() && event.hash.is_empty() {
-        serde_json::to_vec(event)
+/// Appends to `out` the canonical form of `event` without `seq`, `prev_hash`, `hash` and the
+/// closing brace (its "open body"): the part that can be serialized before the record's place
+/// in the chain is known. On error `out` is left as it was.
+pub(crate) fn open_body_into(event: &AuditEvent, out: &mut Vec<u8>) -> Result<(), AuditError> {
+    let start = out.len();
+    let written = if event.seq == 0 && event.prev_hash.is_empty() && event.hash.is_empty() {
+        serde_json::to_writer(&mut *out, event)
     } else {
         let mut e = event.clone();
         (e.seq, e.prev_hash, e.hash) = (0, String::new(), String::new());
-        serde_json::to_vec(&e)
+        serde_json::to_writer(&mut *out, &e)
+    };
+    if let Err(e) = written {
+        out.truncate(start);
+        return Err(AuditError(format!("cannot serialize an audit record: {e}")));
     }
-    .map_err(|e| AuditError(format!("cannot serialize an audit record: {e}")))?;
-    bytes.pop(); // the closing `}`
-    Ok(bytes)
+    out.pop(); // the closing `}`
+    Ok(())
 }
 
 /// Completes an open body as record `seq` after `prev_hash`: appends the line (with its
 /// newline) to `out` and returns the record's hash.
+#[cfg(test)]
 pub(crate) fn seal(body: &[u8], seq: u64, prev_hash: &str, out: &mut Vec<u8>) -> String {
-    use std::io::Write as _;
     let start = out.len();
     out.extend_from_slice(body);
-    // Written in place: the writer thread seals every record, so no temporary strings.
-    let _ = write!(out, ",\"seq\":{seq},\"prev_hash\":\"{prev_hash}\"}}");
+    let mut hash = prev_hash.to_owned();
+    seal_in_place(out, start, seq, &mut hash);
+    hash
+}
+
+/// Completes the open body at `out[start..]` as record `seq`: appends `seq`, `prev_hash` (the
+/// previous record's hash, which `hash` holds on entry), the record's own hash (which `hash`
+/// holds on return) and the newline. No allocation: the writer thread seals every record.
+pub(crate) fn seal_in_place(out: &mut Vec<u8>, start: usize, seq: u64, hash: &mut String) {
+    out.extend_from_slice(b",\"seq\":");
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = seq;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+    out.extend_from_slice(b",\"prev_hash\":\"");
+    out.extend_from_slice(hash.as_bytes());
+    out.extend_from_slice(b"\"}");
     let digest = Sha256::digest(&out[start..]);
     out.pop();
     out.extend_from_slice(HASH_PREFIX);
-    let hex_start = out.len();
+    hash.clear();
     for byte in digest {
-        out.push(HEX[usize::from(byte >> 4)]);
-        out.push(HEX[usize::from(byte & 0xf)]);
+        hash.push(char::from(HEX[usize::from(byte >> 4)]));
+        hash.push(char::from(HEX[usize::from(byte & 0xf)]));
     }
-    let hash = String::from_utf8_lossy(&out[hex_start..]).into_owned();
+    out.extend_from_slice(hash.as_bytes());
     out.extend_from_slice(b"\"}\n");
-    hash
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -248,7 +275,8 @@ mod tests {
     #[test]
     fn sealed_lines_check_and_edits_do_not() {
         let event = AuditEvent::new("c1".into(), "echo", "test");
-        let body = open_body(&event).unwrap();
+        let mut body = Vec::new();
+        open_body_into(&event, &mut body).unwrap();
         let mut out = Vec::new();
         let hash = seal(&body, 1, GENESIS_HASH, &mut out);
         let line = &out[..out.len() - 1];
@@ -274,6 +302,27 @@ mod tests {
             .unwrap()
             .replace("echo", "ecko");
         assert!(check_line_hash(edited.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn sealing_in_place_chains_and_writes_every_seq() {
+        let mut body = Vec::new();
+        open_body_into(&AuditEvent::new("c2".into(), "echo", "test"), &mut body).unwrap();
+        let mut hash = GENESIS_HASH.to_owned();
+        for seq in [1, 9, 10, 99, 100, 1_234_567_890, u64::MAX] {
+            let prev = hash.clone();
+            let mut out = b"earlier lines\n".to_vec();
+            let start = out.len();
+            out.extend_from_slice(&body);
+            seal_in_place(&mut out, start, seq, &mut hash);
+            let line = &out[start..out.len() - 1];
+            assert_eq!(check_line_hash(line).unwrap(), hash);
+            let parsed: AuditEvent = serde_json::from_slice(line).unwrap();
+            assert_eq!(
+                (parsed.seq, parsed.prev_hash, parsed.hash),
+                (seq, prev, hash.clone())
+            );
+        }
     }
 
     #[test]

@@ -1,18 +1,37 @@
 //! The chained, durable audit log: a bounded queue in front of one writer thread.
 //!
-//! Producers serialize their record, put it on a bounded queue (blocking while it is full:
-//! back-pressure, never a drop) and wait for the writer's acknowledgement. The writer takes
-//! every queued record at once (group commit), gives each its `seq` and `prev_hash` in arrival
-//! order, hashes it (see [`crate::audit::chain`] for the canonical form), adds a signed
-//! checkpoint every `checkpoint_every` records, writes the batch, flushes or fsyncs once, and
-//! only then acknowledges the batch. A batch that cannot be stored is rolled back whole and
-//! every producer in it gets the error, so the chain on disk never has a gap or a fork.
+//! Producers serialize their record on their own thread (in parallel; the writer, which is
+//! serial, only seals) and append it to a bounded queue, blocking while it is full
+//! (back-pressure, never a drop). The writer takes every queued record at once (group commit),
+//! gives each its `seq` and `prev_hash` in arrival order, hashes it (see
+//! [`crate::audit::chain`] for the canonical form), adds a signed checkpoint every
+//! `checkpoint_every` records, and writes the records in store batches of at most `max_batch`,
+//! flushing or fsyncing once per store batch. Only then are that store batch's records
+//! acknowledged. A store batch that cannot be stored is rolled back whole and every producer
+//! in it gets the error, so the chain on disk never has a gap or a fork; the writer goes on
+//! with the next records.
+//!
+//! **Wake-ups are per batch, not per record.** The queue is one `Mutex` around a `Vec` of
+//! records (their serialized bytes in one shared buffer) that the writer swaps out whole. The
+//! writer is woken only when the queue turns non-empty while it is idle; producers blocked on a
+//! full queue are woken together (`notify_all`) once per hand-off. All the records of one
+//! hand-off share one outcome: a [`Receipt`] is that outcome plus the record's index in it, and
+//! [`Receipt::wait`] sleeps on the outcome's condition variable, which the writer signals once
+//! per store batch (and not at all when no receipt is waiting). No channel or allocation per
+//! record is needed to acknowledge it.
+//!
+//! If the writer dies (a panicking [`LogStore`]), every record it held or that is still queued
+//! is failed ("the audit writer stopped"), so no receipt waits forever and none reports a
+//! record as stored that was not. [`AuditLog::close`] refuses new records (producers still
+//! blocked on a full queue included), writes everything already queued, adds a final
+//! checkpoint and flushes.
 
+use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
 use ed25519_dalek::SigningKey;
@@ -308,25 +327,197 @@ fn write_synced(file: &mut File, bytes: &[u8], durability: Durability) -> std::i
     Ok(())
 }
 
-type Ack = SyncSender<Result<u64, AuditError>>;
+/// What a producer hands to the writer.
+enum Item {
+    /// A record its producer serialized: an open body (see [`chain::open_body_into`]) at this range
+    /// of the queue's `bodies`.
+    Body(Range<usize>),
+    /// A request for a checkpoint.
+    Checkpoint,
+}
 
-enum Msg {
-    Record(Vec<u8>, Ack),
-    Checkpoint(Ack),
+/// Everything the writer took from the queue at once. Its [`Receipt`]s wait here; the writer
+/// publishes the outcome one store batch (`max_batch` items) at a time and wakes the waiting
+/// receipts once per store batch, not once per record.
+struct Batch {
+    state: Mutex<Outcome>,
+    done: Condvar,
+}
+
+/// How the items of a batch ended, as far as the writer got.
+#[derive(Default)]
+struct Outcome {
+    /// Items `0..resolved` are stored or failed.
+    resolved: usize,
+    /// By item: the record's `seq` (a checkpoint request's: the `seq` the checkpoint covers).
+    seqs: Vec<u64>,
+    /// Items that were not stored, by index range, and why. Looked up before `seqs`.
+    failed: Vec<(Range<usize>, Arc<str>)>,
+    /// Receipts blocked in [`Receipt::wait`] (no wake-up call when there are none).
+    waiters: usize,
+}
+
+impl Outcome {
+    fn result(&self, index: usize) -> Result<u64, AuditError> {
+        if let Some((_, why)) = self.failed.iter().find(|(r, _)| r.contains(&index)) {
+            return Err(AuditError(why.to_string()));
+        }
+        self.seqs
+            .get(index)
+            .copied()
+            .ok_or_else(|| AuditError(STOPPED.into()))
+    }
+}
+
+impl Batch {
+    fn new() -> Arc<Self> {
+        Arc::new(Batch {
+            state: Mutex::new(Outcome::default()),
+            done: Condvar::new(),
+        })
+    }
+
+    /// Publishes the outcome of the next items (`seqs` has one entry per item; `failed`, in
+    /// batch indices, those of them not stored) and wakes the receipts waiting.
+    fn publish(&self, seqs: &[u64], failed: &[(Range<usize>, Arc<str>)]) {
+        let mut state = lock(&self.state);
+        state.resolved += seqs.len();
+        state.seqs.extend_from_slice(seqs);
+        state.failed.extend_from_slice(failed);
+        let wake = state.waiters > 0;
+        drop(state);
+        if wake {
+            self.done.notify_all();
+        }
+    }
+
+    /// Fails every item not yet published (the writer is gone).
+    fn abandon(&self) {
+        let mut state = lock(&self.state);
+        let from = state.resolved;
+        state.failed.push((from..usize::MAX, STOPPED.into()));
+        state.resolved = usize::MAX;
+        drop(state);
+        self.done.notify_all();
+    }
+}
+
+/// The most capacity a reused buffer keeps (queue bodies, store batch).
+const KEEP_BUFFER: usize = 8 << 20;
+
+const STOPPED: &str = "the audit writer stopped";
+const CLOSED: &str = "the audit log is closed";
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn wait<'a, T>(condvar: &Condvar, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+    condvar.wait(guard).unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A record on its way to the log: [`Receipt::wait`] returns its `seq` once it is stored as
-/// durably as configured.
-#[derive(Debug)]
+/// durably as configured, or the error that kept it (and the rest of its batch) out.
 #[must_use = "a record is not known to be stored until its receipt is waited for"]
-pub struct Receipt(Receiver<Result<u64, AuditError>>);
+pub struct Receipt {
+    batch: Arc<Batch>,
+    index: usize,
+}
+
+impl std::fmt::Debug for Receipt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receipt")
+            .field("index", &self.index)
+            .finish_non_exhaustive()
+    }
+}
 
 impl Receipt {
     /// Blocks until the record's batch is stored; returns the record's `seq`.
     pub fn wait(self) -> Result<u64, AuditError> {
-        self.0
-            .recv()
-            .unwrap_or_else(|_| Err(AuditError("the audit writer stopped".into())))
+        let mut state = lock(&self.batch.state);
+        loop {
+            if self.index < state.resolved {
+                return state.result(self.index);
+            }
+            state.waiters += 1;
+            state = wait(&self.batch.done, state);
+            state.waiters -= 1;
+        }
+    }
+}
+
+/// The bounded queue between the producers and the writer.
+struct Queue {
+    state: Mutex<QueueState>,
+    /// The writer waits here for work.
+    work: Condvar,
+    /// Producers wait here while the queue is full.
+    space: Condvar,
+    capacity: usize,
+}
+
+struct QueueState {
+    /// Items not yet taken by the writer, in arrival order.
+    pending: Vec<Item>,
+    /// The open bodies of the `pending` records, one after the other (one buffer, not an
+    /// allocation per record, freed by another thread).
+    bodies: Vec<u8>,
+    /// The batch `pending` will become: its receipts' outcome.
+    batch: Arc<Batch>,
+    /// [`AuditLog::close`] was called: no more items are taken.
+    closed: bool,
+    /// The writer is gone (closed and drained, or it panicked).
+    stopped: bool,
+    /// The writer waits on `work` (a producer adding the first item wakes it).
+    writer_idle: bool,
+    /// Producers waiting on `space`.
+    blocked: usize,
+}
+
+impl Queue {
+    /// Adds a record (its open body) or, for `None`, a checkpoint request, blocking while the
+    /// queue is full.
+    fn push(&self, record: Option<&[u8]>) -> Result<Receipt, AuditError> {
+        let mut state = lock(&self.state);
+        loop {
+            if state.closed {
+                return Err(AuditError(CLOSED.into()));
+            }
+            if state.stopped {
+                return Err(AuditError(STOPPED.into()));
+            }
+            if state.pending.len() < self.capacity {
+                break;
+            }
+            state.blocked += 1;
+            state = wait(&self.space, state);
+            state.blocked -= 1;
+        }
+        let index = state.pending.len();
+        let item = match record {
+            Some(body) => {
+                let start = state.bodies.len();
+                state.bodies.extend_from_slice(body);
+                Item::Body(start..state.bodies.len())
+            }
+            None => Item::Checkpoint,
+        };
+        state.pending.push(item);
+        let batch = Arc::clone(&state.batch);
+        let wake = std::mem::take(&mut state.writer_idle);
+        drop(state);
+        if wake {
+            self.work.notify_one();
+        }
+        Ok(Receipt { batch, index })
+    }
+
+    /// Stops taking items and wakes everyone who waits for the queue.
+    fn close(&self) {
+        lock(&self.state).closed = true;
+        self.work.notify_one();
+        self.space.notify_all();
     }
 }
 
@@ -338,11 +529,19 @@ pub struct AuditLog {
     shared: Arc<Shared>,
 }
 
-#[derive(Debug)]
 struct Shared {
-    tx: RwLock<Option<SyncSender<Msg>>>,
+    queue: Arc<Queue>,
     worker: Mutex<Option<JoinHandle<Result<(), AuditError>>>>,
     path: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("queue", &self.queue.capacity)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
 }
 
 impl AuditLog {
@@ -362,22 +561,39 @@ impl AuditLog {
         head: ChainHead,
         config: AuditLogConfig,
     ) -> Result<Self, AuditError> {
-        let (tx, rx) = sync_channel(config.queue);
+        let queue = Arc::new(Queue {
+            state: Mutex::new(QueueState {
+                pending: Vec::with_capacity(config.queue),
+                bodies: Vec::new(),
+                batch: Batch::new(),
+                closed: false,
+                stopped: false,
+                writer_idle: false,
+                blocked: 0,
+            }),
+            work: Condvar::new(),
+            space: Condvar::new(),
+            capacity: config.queue,
+        });
+        let writer = Writer {
+            queue: Arc::clone(&queue),
+            store,
+            head,
+            since_checkpoint: 0,
+            current: None,
+            out: Vec::new(),
+            checkpoints: Vec::new(),
+            seqs: Vec::new(),
+            failed: Vec::new(),
+            config,
+        };
         let worker = std::thread::Builder::new()
             .name("mcp-secure-audit".into())
-            .spawn(move || {
-                Writer {
-                    store,
-                    head,
-                    config,
-                    since_checkpoint: 0,
-                }
-                .run(rx)
-            })
+            .spawn(move || writer.run())
             .map_err(|e| AuditError(format!("cannot start the audit writer: {e}")))?;
         Ok(AuditLog {
             shared: Arc::new(Shared {
-                tx: RwLock::new(Some(tx)),
+                queue,
                 worker: Mutex::new(Some(worker)),
                 path: None,
             }),
@@ -390,42 +606,56 @@ impl AuditLog {
     }
 
     /// Queues a record, blocking while the queue is full. Wait on the receipt to know it is
-    /// stored; many receipts may be outstanding at once.
+    /// stored; many receipts may be outstanding at once, and waited for in any order.
     pub fn submit(&self, event: &AuditEvent) -> Result<Receipt, AuditError> {
-        let body = chain::open_body(event)?;
-        let (ack, receipt) = sync_channel(1);
-        self.send(Msg::Record(body, ack))?;
-        Ok(Receipt(receipt))
+        with_scratch(|body| {
+            chain::open_body_into(event, body)?;
+            self.shared.queue.push(Some(body))
+        })
     }
 
     /// Writes a checkpoint now (if any record is not yet covered by one) and waits for it;
     /// returns the `seq` it covers.
     pub fn checkpoint(&self) -> Result<u64, AuditError> {
-        let (ack, receipt) = sync_channel(1);
-        self.send(Msg::Checkpoint(ack))?;
-        Receipt(receipt).wait()
+        self.shared.queue.push(None)?.wait()
     }
 
     /// Stops taking records, writes what is queued and a final checkpoint, flushes, and waits
-    /// for the writer to finish. Later records are refused. Calling it again does nothing.
+    /// for the writer to finish. Later records are refused, and so are producers still blocked
+    /// on a full queue. Calling it again does nothing.
     pub fn close(&self) -> Result<(), AuditError> {
         self.shared.close()
     }
+}
 
-    fn send(&self, msg: Msg) -> Result<(), AuditError> {
-        let tx = self.shared.tx.read().unwrap_or_else(|p| p.into_inner());
-        let tx = tx
-            .as_ref()
-            .ok_or_else(|| AuditError("the audit log is closed".into()))?;
-        tx.send(msg)
-            .map_err(|_| AuditError("the audit writer stopped".into()))
+/// Runs `f` with this thread's (empty) serialization buffer, so that serializing a record
+/// allocates nothing in the steady state; with a fresh one where the thread's cannot be used.
+fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    thread_local! {
+        static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    }
+    let mut f = Some(f);
+    let done = SCRATCH.try_with(|cell| {
+        let mut buffer = cell.try_borrow_mut().ok()?;
+        let f = f.take()?;
+        buffer.clear();
+        let result = f(&mut buffer);
+        if buffer.capacity() > 64 * 1024 {
+            *buffer = Vec::new(); // an outsized record: do not keep its buffer
+        }
+        Some(result)
+    });
+    match (done, f) {
+        (Ok(Some(result)), _) => result,
+        (_, Some(f)) => f(&mut Vec::new()),
+        (_, None) => unreachable!("`f` is taken only by a run that returns its result"),
     }
 }
 
 impl Shared {
     fn close(&self) -> Result<(), AuditError> {
-        drop(self.tx.write().unwrap_or_else(|p| p.into_inner()).take());
-        let worker = self.worker.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.queue.close();
+        let worker = lock(&self.worker).take();
         match worker.map(JoinHandle::join) {
             None => Ok(()),
             Some(Ok(result)) => result,
@@ -449,95 +679,406 @@ impl AuditSink for AuditLog {
 }
 
 struct Writer<S> {
+    queue: Arc<Queue>,
     store: S,
     head: ChainHead,
     config: AuditLogConfig,
     since_checkpoint: u64,
+    /// The batch being written (its unpublished items are failed by `Drop` if the writer
+    /// unwinds).
+    current: Option<Arc<Batch>>,
+    /// The lines of the store batch being written, and its checkpoint lines.
+    out: Vec<u8>,
+    checkpoints: Vec<Vec<u8>>,
+    /// The outcome of the store batch being written, by item, and its failures.
+    seqs: Vec<u64>,
+    failed: Vec<(Range<usize>, Arc<str>)>,
 }
 
 impl<S: LogStore> Writer<S> {
-    fn run(mut self, rx: Receiver<Msg>) -> Result<(), AuditError> {
+    fn run(mut self) -> Result<(), AuditError> {
         if !self.head.checkpointed {
             // Records from before a crash are not covered yet: cover them at the next chance.
             self.since_checkpoint = 1;
         }
-        let mut batch = Vec::with_capacity(self.config.max_batch);
-        while let Ok(first) = rx.recv() {
-            batch.push(first);
-            while batch.len() < self.config.max_batch {
-                match rx.try_recv() {
-                    Ok(msg) => batch.push(msg),
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-                }
+        let mut items = Vec::with_capacity(self.queue.capacity);
+        let mut bodies = Vec::new();
+        while let Some(batch) = self.take(&mut items, &mut bodies) {
+            let batch = self.current.insert(batch).clone();
+            for (n, chunk) in items.chunks(self.config.max_batch).enumerate() {
+                // A failed store batch is reported to each of its producers; the writer goes on.
+                let _ = self.write(chunk, &bodies, n * self.config.max_batch);
+                batch.publish(&self.seqs, &self.failed);
             }
-            // A failed batch was reported to each of its producers; the writer goes on.
-            let _ = self.write(&mut batch);
+            self.current = None;
+            items.clear();
+            bodies.clear();
+            // Buffers are reused from batch to batch; an outsized one is not kept.
+            bodies.shrink_to(KEEP_BUFFER);
+            self.out.shrink_to(KEEP_BUFFER);
         }
         // Clean shutdown: every queued record is written; close with a checkpoint.
         if self.since_checkpoint > 0 {
-            let (ack, _receipt) = sync_channel(1);
-            let mut last = vec![Msg::Checkpoint(ack)];
-            return self.write(&mut last);
+            return self.write(&[Item::Checkpoint], &[], 0);
         }
         Ok(())
     }
 
-    /// Writes one batch and acknowledges each of its messages.
-    fn write(&mut self, batch: &mut Vec<Msg>) -> Result<(), AuditError> {
-        let saved = (self.head.clone(), self.since_checkpoint);
-        let mut out = Vec::with_capacity(batch.len() * 512);
-        let mut checkpoints = Vec::new();
-        let mut acks = Vec::with_capacity(batch.len());
-        for msg in batch.drain(..) {
-            match msg {
-                Msg::Record(body, ack) => {
-                    self.head.seq += 1;
-                    self.head.hash = chain::seal(&body, self.head.seq, &self.head.hash, &mut out);
-                    self.since_checkpoint += 1;
-                    acks.push((ack, self.head.seq));
-                    if self.since_checkpoint >= self.config.checkpoint_every {
-                        self.add_checkpoint(&mut out, &mut checkpoints);
-                    }
-                }
-                Msg::Checkpoint(ack) => {
-                    if self.since_checkpoint > 0 {
-                        self.add_checkpoint(&mut out, &mut checkpoints);
-                    }
-                    acks.push((ack, self.head.seq));
-                }
+    /// Waits for items and swaps them all, with their bodies, into `items` and `bodies` (empty,
+    /// and becoming the queue's next buffers); returns their batch, or `None` once the log is
+    /// closed and drained. Producers blocked on a full queue are woken once here, not once per
+    /// item.
+    fn take(&self, items: &mut Vec<Item>, bodies: &mut Vec<u8>) -> Option<Arc<Batch>> {
+        let next = Batch::new();
+        let mut state = lock(&self.queue.state);
+        while state.pending.is_empty() {
+            if state.closed {
+                return None;
             }
+            state.writer_idle = true;
+            state = wait(&self.queue.work, state);
         }
-        let result = if out.is_empty() {
-            Ok(())
-        } else {
-            self.store
-                .write_batch(&out, &checkpoints, self.config.durability)
-                .map_err(|e| {
-                    (self.head, self.since_checkpoint) = saved;
-                    AuditError(format!("cannot write the audit log: {e}"))
-                })
-        };
-        for (ack, seq) in acks {
-            let _ = ack.send(
-                result
-                    .as_ref()
-                    .map(|()| seq)
-                    .map_err(|e| AuditError(e.0.clone())),
-            );
+        state.writer_idle = false;
+        std::mem::swap(&mut state.pending, items);
+        std::mem::swap(&mut state.bodies, bodies);
+        let batch = std::mem::replace(&mut state.batch, next);
+        let wake = state.blocked > 0;
+        drop(state);
+        if wake {
+            self.queue.space.notify_all();
         }
-        result
+        Some(batch)
     }
 
-    fn add_checkpoint(&mut self, out: &mut Vec<u8>, checkpoints: &mut Vec<Vec<u8>>) {
+    /// Writes `chunk` (at most `max_batch` items, starting at index `first` of their batch) as
+    /// one store batch, leaving each item's outcome in `seqs` and `failed`. A store batch that
+    /// cannot be stored is rolled back whole: the chain goes on from where it was before it.
+    fn write(&mut self, chunk: &[Item], bodies: &[u8], first: usize) -> Result<(), AuditError> {
+        let saved = (self.head.clone(), self.since_checkpoint);
+        self.out.clear();
+        self.checkpoints.clear();
+        self.seqs.clear();
+        self.failed.clear();
+        for item in chunk {
+            let start = self.out.len();
+            match item {
+                Item::Body(body) => self.out.extend_from_slice(&bodies[body.clone()]),
+                Item::Checkpoint => {
+                    if self.since_checkpoint > 0 {
+                        self.add_checkpoint();
+                    }
+                    self.seqs.push(self.head.seq);
+                    continue;
+                }
+            }
+            self.head.seq += 1;
+            chain::seal_in_place(&mut self.out, start, self.head.seq, &mut self.head.hash);
+            self.head.checkpointed = false;
+            self.since_checkpoint += 1;
+            self.seqs.push(self.head.seq);
+            if self.since_checkpoint >= self.config.checkpoint_every {
+                self.add_checkpoint();
+            }
+        }
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let written = self
+            .store
+            .write_batch(&self.out, &self.checkpoints, self.config.durability);
+        written.map_err(|e| {
+            (self.head, self.since_checkpoint) = saved;
+            let why = format!("cannot write the audit log: {e}");
+            self.failed
+                .push((first..first + chunk.len(), why.as_str().into()));
+            AuditError(why)
+        })
+    }
+
+    fn add_checkpoint(&mut self) {
         let line = Checkpoint::new(
             self.head.seq,
             &self.head.hash,
             self.config.signing_key.as_ref(),
         )
         .to_line();
-        out.extend_from_slice(&line);
-        checkpoints.push(line);
+        self.out.extend_from_slice(&line);
+        self.checkpoints.push(line);
         self.since_checkpoint = 0;
         self.head.checkpointed = true;
+    }
+}
+
+impl<S> Drop for Writer<S> {
+    /// The writer is gone (done, or unwinding from a panic in its store): nothing it took or
+    /// that is still queued can be stored any more, so every waiting producer is told.
+    fn drop(&mut self) {
+        if let Some(batch) = self.current.take() {
+            batch.abandon();
+        }
+        let mut state = lock(&self.queue.state);
+        state.stopped = true;
+        state.pending.clear();
+        state.bodies.clear();
+        let batch = std::mem::replace(&mut state.batch, Batch::new());
+        drop(state);
+        batch.abandon();
+        self.queue.space.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::mpsc;
+
+    use super::*;
+    use crate::audit::verify_log;
+
+    fn event(id: String) -> AuditEvent {
+        let mut e = AuditEvent::new(id, "update_order", "test");
+        e.user = Some("alice".into());
+        e.outcome = "ok".into();
+        e
+    }
+
+    /// Record lines (not checkpoint lines) in a batch.
+    fn records_in(batch: &[u8]) -> usize {
+        batch
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty() && !l.starts_with(b"{\"checkpoint\""))
+            .count()
+    }
+
+    /// A file store whose `fail_at`-th batch (counting from 1) fails; it says how many records
+    /// that batch held.
+    struct FailOnce {
+        inner: FileStore,
+        calls: usize,
+        fail_at: usize,
+        failed: Arc<AtomicUsize>,
+    }
+
+    impl LogStore for FailOnce {
+        fn write_batch(
+            &mut self,
+            records: &[u8],
+            checkpoints: &[Vec<u8>],
+            durability: Durability,
+        ) -> std::io::Result<()> {
+            self.calls += 1;
+            if self.calls == self.fail_at {
+                self.failed.store(records_in(records), Ordering::SeqCst);
+                return Err(std::io::Error::other("disk on fire"));
+            }
+            self.inner.write_batch(records, checkpoints, durability)
+        }
+    }
+
+    #[test]
+    fn a_failed_batch_fails_each_of_its_receipts_and_no_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let (inner, head) = FileStore::open(&path).unwrap();
+        let failed = Arc::new(AtomicUsize::new(usize::MAX));
+        let store = FailOnce {
+            inner,
+            calls: 0,
+            fail_at: 5,
+            failed: failed.clone(),
+        };
+        // A queue larger than a batch: one hand-off is written as several store batches, and
+        // only the failed one's receipts may err.
+        let config = AuditLogConfig::default()
+            .queue(64)
+            .max_batch(16)
+            .checkpoint_every(100);
+        let log = AuditLog::with_store(store, head, config).unwrap();
+        let (producers, each) = (8, 2_000);
+        let results: Vec<Result<u64, AuditError>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..producers)
+                .map(|p| {
+                    let log = &log;
+                    s.spawn(move || {
+                        // Every receipt stays outstanding until all are submitted.
+                        let receipts: Vec<Receipt> = (0..each)
+                            .map(|n| log.submit(&event(format!("{p}-{n}"))).unwrap())
+                            .collect();
+                        receipts.into_iter().map(Receipt::wait).collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .collect()
+        });
+        log.close().unwrap();
+
+        let failed = failed.load(Ordering::SeqCst);
+        assert!(failed > 0 && failed <= 16, "a batch of records failed");
+        let errors: Vec<&AuditError> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+        assert_eq!(
+            errors.len(),
+            failed,
+            "every record of the failed batch is told"
+        );
+        assert!(errors.iter().all(|e| e.0.contains("disk on fire")));
+        let mut seqs: Vec<u64> = results
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .copied()
+            .collect();
+        seqs.sort_unstable();
+        let stored = (producers * each - failed) as u64;
+        assert_eq!(seqs, (1..=stored).collect::<Vec<_>>(), "no gap, no repeat");
+        let report = verify_log(&path, None).unwrap();
+        assert!(report.is_intact(), "{report}");
+        assert_eq!((report.records, report.last_seq), (stored, stored));
+        assert_eq!(report.unanchored, 0, "closed with a checkpoint");
+    }
+
+    /// A file store whose first batch waits for the test's go-ahead.
+    struct Gate {
+        inner: FileStore,
+        entered: Option<mpsc::Sender<()>>,
+        go: mpsc::Receiver<()>,
+    }
+
+    impl LogStore for Gate {
+        fn write_batch(
+            &mut self,
+            records: &[u8],
+            checkpoints: &[Vec<u8>],
+            durability: Durability,
+        ) -> std::io::Result<()> {
+            if let Some(entered) = self.entered.take() {
+                entered.send(()).unwrap();
+                self.go.recv().unwrap();
+            }
+            self.inner.write_batch(records, checkpoints, durability)
+        }
+    }
+
+    /// Spins (no timing) until the queue's state satisfies `done`.
+    fn until(log: &AuditLog, done: impl Fn(&QueueState) -> bool) {
+        while !done(&lock(&log.shared.queue.state)) {
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn close_refuses_producers_blocked_on_a_full_queue_and_writes_what_is_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let (inner, head) = FileStore::open(&path).unwrap();
+        let (entered_tx, entered) = mpsc::channel();
+        let (go, go_rx) = mpsc::channel();
+        let store = Gate {
+            inner,
+            entered: Some(entered_tx),
+            go: go_rx,
+        };
+        let config = AuditLogConfig::default().queue(4).max_batch(4);
+        let log = AuditLog::with_store(store, head, config).unwrap();
+        let producers = 6;
+        let (receipts, refusals) = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..producers)
+                .map(|p| {
+                    let log = &log;
+                    s.spawn(move || {
+                        let mut receipts = Vec::new();
+                        for n in 0.. {
+                            match log.submit(&event(format!("{p}-{n}"))) {
+                                Ok(r) => receipts.push(r),
+                                Err(e) => return (receipts, e),
+                            }
+                        }
+                        unreachable!()
+                    })
+                })
+                .collect();
+            // The writer is stuck in its first batch; the queue fills; every producer blocks.
+            entered.recv().unwrap();
+            until(&log, |q| q.blocked == producers && q.pending.len() == 4);
+            let closer = s.spawn(|| log.close());
+            until(&log, |q| q.closed);
+            go.send(()).unwrap();
+            closer.join().unwrap().unwrap();
+            let mut receipts = Vec::new();
+            let mut refusals = Vec::new();
+            for h in handles {
+                let (r, e) = h.join().unwrap();
+                receipts.extend(r);
+                refusals.push(e);
+            }
+            (receipts, refusals)
+        });
+        assert_eq!(refusals.len(), producers);
+        assert!(refusals.iter().all(|e| e.0 == CLOSED), "{refusals:?}");
+        // Everything accepted before the close is stored: the stuck batch and the full queue.
+        let mut seqs: Vec<u64> = receipts.into_iter().map(|r| r.wait().unwrap()).collect();
+        seqs.sort_unstable();
+        let n = seqs.len() as u64;
+        assert!(n >= 5, "the stuck batch and the full queue");
+        assert_eq!(seqs, (1..=n).collect::<Vec<_>>());
+        assert_eq!(log.submit(&event("late".into())).unwrap_err().0, CLOSED);
+        assert_eq!(log.checkpoint().unwrap_err().0, CLOSED);
+        log.close().unwrap();
+        let report = verify_log(&path, None).unwrap();
+        assert!(report.is_intact(), "{report}");
+        assert_eq!((report.records, report.unanchored), (n, 0));
+    }
+
+    #[test]
+    fn receipts_can_be_waited_for_in_any_order_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let config = AuditLogConfig::default().queue(50).max_batch(7);
+        let log = AuditLog::open(&path, config).unwrap();
+        let mut receipts: Vec<(u64, Receipt)> = (1..=3_000)
+            .map(|n| (n, log.submit(&event(format!("c{n}"))).unwrap()))
+            .collect();
+        // One producer: seq is the submission order, whichever receipt is waited for first.
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        for i in (1..receipts.len()).rev() {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            receipts.swap(i, (rng % (i as u64 + 1)) as usize);
+        }
+        for (i, (n, receipt)) in receipts.into_iter().enumerate() {
+            if i % 10 == 0 {
+                drop(receipt); // never waited for: the record is stored all the same
+            } else {
+                assert_eq!(receipt.wait().unwrap(), n);
+            }
+        }
+        assert_eq!(log.checkpoint().unwrap(), 3_000);
+        let late = log.submit(&event("late".into())).unwrap();
+        log.close().unwrap();
+        assert_eq!(late.wait().unwrap(), 3_001, "a receipt outlives its log");
+        let report = verify_log(&path, None).unwrap();
+        assert!(report.is_intact(), "{report}");
+        assert_eq!((report.records, report.unanchored), (3_001, 0));
+    }
+
+    struct Panics;
+
+    impl LogStore for Panics {
+        fn write_batch(&mut self, _: &[u8], _: &[Vec<u8>], _: Durability) -> std::io::Result<()> {
+            panic!("a broken store");
+        }
+    }
+
+    #[test]
+    fn a_writer_that_dies_fails_its_receipts_instead_of_leaving_them_waiting() {
+        let log =
+            AuditLog::with_store(Panics, ChainHead::genesis(), AuditLogConfig::default()).unwrap();
+        let first = log.submit(&event("a".into())).unwrap();
+        assert_eq!(first.wait().unwrap_err().0, STOPPED);
+        until(&log, |q| q.stopped);
+        assert_eq!(log.submit(&event("b".into())).unwrap_err().0, STOPPED);
+        assert!(log.close().unwrap_err().0.contains("panicked"));
     }
 }
