@@ -11,7 +11,7 @@ use syn::{Ident, ItemFn, LitStr};
 
 use crate::ast::{Arg, FsTarget, Kind, RoleCheck, RoleDecl, RoleError, Sandbox, Tool, ToolPath};
 
-/// The generated unit struct of a tool: `__mcs_tool_<fn>`.
+/// The generated handler constant of a tool: `__mcs_tool_<fn>`.
 pub(crate) fn tool_struct(fn_ident: &Ident) -> Ident {
     let name = fn_ident.to_string();
     format_ident!(
@@ -46,13 +46,16 @@ pub(crate) fn tool(tool: &Tool) -> TokenStream {
     });
     let schema_name = &tool.name;
 
-    // The handler: `ToolHandler<App>` for a tool with `Ctx<App>`, any state otherwise.
-    let (impl_generics, state) = match &tool.state {
-        Some(state) => (quote!(), state.to_token_stream()),
-        None => (
-            quote!(<__S: ::core::marker::Send + ::core::marker::Sync + 'static>),
-            quote!(__S),
-        ),
+    // The handler: `WithState<App>` (a `ToolHandler<App>`) for a tool with `Ctx<App>`,
+    // `Stateless` (a `ToolHandler` for any state) otherwise. Both are runtime types holding
+    // function pointers, so nothing generic is generated per tool.
+    let handler = match &tool.state {
+        Some(state) => quote!(#p::WithState<#state>),
+        None => quote!(#p::Stateless),
+    };
+    let handler_ctor = match &tool.state {
+        Some(_) => quote!(#p::WithState),
+        None => quote!(#p::Stateless),
     };
     let ret = &tool.ret;
     let spec = spec(tool);
@@ -71,9 +74,9 @@ pub(crate) fn tool(tool: &Tool) -> TokenStream {
             }
         }
     }
-    let drop_ctx = match &tool.state {
-        Some(_) => quote!(),
-        None => quote!(::core::mem::drop(__mcs_ctx);),
+    let ctx_param = match &tool.state {
+        Some(_) => quote!(__mcs_ctx),
+        None => quote!(_),
     };
     let call = quote_spanned! {fn_ident.span()=> #fn_ident(#(#call_args),*).await };
 
@@ -100,46 +103,24 @@ pub(crate) fn tool(tool: &Tool) -> TokenStream {
         }
 
         #[doc(hidden)]
-        #[allow(non_camel_case_types)]
-        #vis struct #tool_ident;
-
-        #[automatically_derived]
-        impl #impl_generics #p::ToolHandler<#state> for #tool_ident {
-            fn spec(&self) -> &'static #p::ToolSpec {
-                static __MCS_SPEC: #p::ToolSpec = #spec;
-                &__MCS_SPEC
-            }
-
-            fn input_schema(&self) -> #p::JsonObject {
-                #p::input_schema::<#args_ident>()
-            }
-
-            fn output_schema(&self) -> ::core::option::Option<#p::JsonObject> {
-                #p::output_schema::<#ret>()
-            }
-
-            fn parse(
-                &self,
-                __mcs_args: &#p::JsonObject,
-            ) -> ::core::result::Result<#p::ParsedArgs, #p::ToolError> {
-                #p::parse_args::<#args_ident>(__mcs_args)
-            }
-
-            fn call(
-                &self,
-                __mcs_ctx: #p::Ctx<#state>,
-                __mcs_args: #p::ParsedArgs,
-            ) -> #p::BoxFuture<'static, ::core::result::Result<#p::CallToolResult, #p::ToolError>> {
-                #drop_ctx
-                ::std::boxed::Box::pin(async move {
-                    let #args_ident { #(#bindings),* } = match #p::downcast::<#args_ident>(__mcs_args) {
-                        ::core::result::Result::Ok(__mcs_args) => __mcs_args,
-                        ::core::result::Result::Err(__mcs_err) => return ::core::result::Result::Err(__mcs_err),
-                    };
-                    #p::into_result(#call)
-                })
-            }
-        }
+        #[allow(non_upper_case_globals, private_interfaces)]
+        #vis const #tool_ident: #handler = #handler_ctor {
+            fns: &#p::ToolFns {
+                spec: #spec,
+                input_schema: #p::input_schema::<#args_ident>,
+                output_schema: #p::output_schema::<#ret>,
+                parse: #p::parse_args::<#args_ident>,
+                call: |#ctx_param, __mcs_args| {
+                    ::std::boxed::Box::pin(async move {
+                        let #args_ident { #(#bindings),* } = match #p::downcast::<#args_ident>(__mcs_args) {
+                            ::core::result::Result::Ok(__mcs_args) => __mcs_args,
+                            ::core::result::Result::Err(__mcs_err) => return ::core::result::Result::Err(__mcs_err),
+                        };
+                        #p::into_result(#call)
+                    })
+                },
+            },
+        };
     }
 }
 

@@ -239,7 +239,7 @@ fn raw_identifiers_and_mut_parameters() {
         },
     );
     let text = pretty(out);
-    assert!(text.contains("struct __mcs_tool_match;"), "{text}");
+    assert!(text.contains("const __mcs_tool_match:"), "{text}");
     assert!(text.contains("r#type: u8,"), "{text}");
     assert!(
         text.contains("\"match\","),

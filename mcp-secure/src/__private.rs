@@ -38,9 +38,14 @@ where
 
 /// Recovers the typed arguments `parse_args` produced.
 pub fn downcast<T: 'static>(args: ParsedArgs) -> Result<T, ToolError> {
-    args.downcast::<T>()
-        .map(|b| *b)
-        .map_err(|_| ToolError::internal("arguments of another tool were passed to this tool"))
+    match args.downcast::<T>() {
+        Ok(b) => Ok(*b),
+        Err(_) => Err(wrong_arguments()),
+    }
+}
+
+fn wrong_arguments() -> ToolError {
+    ToolError::internal("arguments of another tool were passed to this tool")
 }
 
 /// Converts the body's return value.
@@ -51,6 +56,80 @@ pub fn into_result<R: ToolReturn>(r: R) -> Result<CallToolResult, ToolError> {
 /// The output schema of a return type.
 pub fn output_schema<R: ToolReturn>() -> Option<JsonObject> {
     R::output_schema()
+}
+
+/// The entry points of one `#[tool]`, as plain function pointers: the macro fills them with
+/// instances of the generic helpers above and one non-generic `call` per tool, so no trait
+/// impl (and no generic code) is generated per tool. `C` is what `call` receives: `()` for a
+/// tool without context, `Ctx<App>` for one with.
+pub struct ToolFns<C> {
+    /// The policy.
+    pub spec: ToolSpec,
+    /// `input_schema::<Args>`.
+    pub input_schema: fn() -> JsonObject,
+    /// `output_schema::<Return>`.
+    pub output_schema: fn() -> Option<JsonObject>,
+    /// `parse_args::<Args>`.
+    pub parse: fn(&JsonObject) -> Result<ParsedArgs, ToolError>,
+    /// Runs the body with parsed arguments.
+    pub call: fn(C, ParsedArgs) -> BoxFuture<'static, Result<CallToolResult, ToolError>>,
+}
+
+/// A tool without a context parameter: it runs on a server with any state.
+pub struct Stateless {
+    /// The tool's entry points.
+    pub fns: &'static ToolFns<()>,
+}
+
+/// A tool taking `Ctx<S>`: it runs on a server with state `S`.
+pub struct WithState<S: 'static> {
+    /// The tool's entry points.
+    pub fns: &'static ToolFns<Ctx<S>>,
+}
+
+impl<S: Send + Sync + 'static> ToolHandler<S> for Stateless {
+    fn spec(&self) -> &'static ToolSpec {
+        &self.fns.spec
+    }
+    fn input_schema(&self) -> JsonObject {
+        (self.fns.input_schema)()
+    }
+    fn output_schema(&self) -> Option<JsonObject> {
+        (self.fns.output_schema)()
+    }
+    fn parse(&self, args: &JsonObject) -> Result<ParsedArgs, ToolError> {
+        (self.fns.parse)(args)
+    }
+    fn call(
+        &self,
+        ctx: Ctx<S>,
+        args: ParsedArgs,
+    ) -> BoxFuture<'static, Result<CallToolResult, ToolError>> {
+        drop(ctx);
+        (self.fns.call)((), args)
+    }
+}
+
+impl<S: 'static> ToolHandler<S> for WithState<S> {
+    fn spec(&self) -> &'static ToolSpec {
+        &self.fns.spec
+    }
+    fn input_schema(&self) -> JsonObject {
+        (self.fns.input_schema)()
+    }
+    fn output_schema(&self) -> Option<JsonObject> {
+        (self.fns.output_schema)()
+    }
+    fn parse(&self, args: &JsonObject) -> Result<ParsedArgs, ToolError> {
+        (self.fns.parse)(args)
+    }
+    fn call(
+        &self,
+        ctx: Ctx<S>,
+        args: ParsedArgs,
+    ) -> BoxFuture<'static, Result<CallToolResult, ToolError>> {
+        (self.fns.call)(ctx, args)
+    }
 }
 
 /// Boxes a generated tool for `tools!`.

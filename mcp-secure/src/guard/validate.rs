@@ -1,8 +1,11 @@
 //! Guard 5: turn raw JSON arguments into the tool's typed arguments, or refuse with a clear
 //! message that never repeats the offending value (it may be a secret).
 
+use std::fmt::Write as _;
+
 use rmcp::model::JsonObject;
-use serde::de::DeserializeOwned;
+use serde::de::{self, DeserializeOwned, DeserializeSeed, MapAccess, Visitor};
+use serde_json::Value;
 use validator::{Validate, ValidationErrors, ValidationErrorsKind};
 
 use crate::error::ToolError;
@@ -10,20 +13,124 @@ use crate::tool::ParsedArgs;
 
 /// Deserializes (unknown fields refused by the generated struct) and runs the `validator`
 /// rules.
+///
+/// Generic only where it must be: the struct's own `Deserialize` runs on [`Arguments`], a
+/// concrete deserializer, and its errors and validation are described by non-generic code. The
+/// field path of an error is tracked by `serde_path_to_error` inside each field's value only,
+/// so its wrappers are instantiated once per field type, not once per tool.
 pub fn parse<T: DeserializeOwned + Validate + Send + 'static>(
     args: &JsonObject,
 ) -> Result<ParsedArgs, ToolError> {
-    let parsed: T = serde_path_to_error::deserialize(args).map_err(|e| {
-        let path = e.path().to_string();
-        let msg = describe_serde_error(&e.into_inner().to_string());
-        if path.is_empty() || path == "." {
-            ToolError::invalid_input(msg)
-        } else {
-            ToolError::invalid_input(format!("`{path}`: {msg}")).with_detail("field", path)
-        }
-    })?;
-    parsed.validate().map_err(|e| describe_validation(&e))?;
+    let mut path = String::new();
+    let parsed = match T::deserialize(Arguments::new(args, &mut path)) {
+        Ok(parsed) => parsed,
+        Err(e) => return Err(describe_deserialize(&e, &path)),
+    };
+    if let Err(e) = parsed.validate() {
+        return Err(describe_validation(&e));
+    }
     Ok(Box::new(parsed))
+}
+
+/// The error of a failed deserialization, with the field path where it happened (empty for
+/// the object itself: a missing field).
+fn describe_deserialize(e: &serde_json::Error, path: &str) -> ToolError {
+    let msg = describe_serde_error(&e.to_string());
+    if path.is_empty() {
+        ToolError::invalid_input(msg)
+    } else {
+        ToolError::invalid_input(format!("`{path}`: {msg}")).with_detail("field", path)
+    }
+}
+
+/// The arguments object as a deserializer: the generated struct's visitor reads its entries in
+/// order. A failing key or value writes its path (`field`, `field.inner[2]`, as
+/// `serde_path_to_error` prints paths) to `path`.
+struct Arguments<'a, 'p> {
+    iter: serde_json::map::Iter<'a>,
+    value: Option<(&'a str, &'a Value)>,
+    path: &'p mut String,
+}
+
+impl<'a, 'p> Arguments<'a, 'p> {
+    fn new(args: &'a JsonObject, path: &'p mut String) -> Self {
+        Arguments {
+            iter: args.iter(),
+            value: None,
+            path,
+        }
+    }
+}
+
+impl<'de> de::Deserializer<'de> for Arguments<'de, '_> {
+    type Error = serde_json::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(mut self, visitor: V) -> Result<V::Value, Self::Error> {
+        visitor.visit_map(&mut self)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map struct enum
+        identifier ignored_any
+    }
+}
+
+impl<'de> MapAccess<'de> for Arguments<'de, '_> {
+    type Error = serde_json::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Self::Error> {
+        let Some((key, value)) = self.iter.next() else {
+            return Ok(None);
+        };
+        self.value = Some((key.as_str(), value));
+        match seed.deserialize(de::value::BorrowedStrDeserializer::new(key.as_str())) {
+            Ok(k) => Ok(Some(k)),
+            Err(e) => {
+                // An unknown field: its path is its name.
+                key.clone_into(self.path);
+                Err(e)
+            }
+        }
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, Self::Error> {
+        let (key, value) = self
+            .value
+            .take()
+            .ok_or_else(|| de::Error::custom("value requested before its key"))?;
+        let mut track = serde_path_to_error::Track::new();
+        match seed.deserialize(serde_path_to_error::Deserializer::new(value, &mut track)) {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                write_path(self.path, key, &track.path());
+                Err(e)
+            }
+        }
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.iter.len())
+    }
+}
+
+/// `key` followed by the path inside its value, printed as `serde_path_to_error` prints a
+/// whole path: segments separated by `.`, indexes as `[i]` without a separator.
+fn write_path(out: &mut String, key: &str, inner: &serde_path_to_error::Path) {
+    out.clear();
+    out.push_str(key);
+    for segment in inner {
+        if !matches!(segment, serde_path_to_error::Segment::Seq { .. }) {
+            out.push('.');
+        }
+        let _ = write!(out, "{segment}");
+    }
 }
 
 /// serde's messages quote the unexpected value (`invalid type: string "hunter2", expected
@@ -121,6 +228,178 @@ fn describe_rule(e: &validator::ValidationError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde::Deserialize;
+    use std::collections::BTreeMap;
+
+    #[derive(Deserialize, Validate, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)] // read through `Debug`
+    struct Inner {
+        #[validate(range(max = 10))]
+        qty: u32,
+        tags: Vec<String>,
+    }
+
+    #[derive(Deserialize, Debug)]
+    #[serde(rename_all = "snake_case")]
+    #[allow(dead_code)]
+    enum Mode {
+        Fast,
+        Slow { depth: u8 },
+    }
+
+    #[derive(Deserialize, Validate, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Args {
+        #[validate(length(max = 4))]
+        text: String,
+        n: u32,
+        #[serde(default)]
+        note: Option<String>,
+        maybe: Option<u8>,
+        #[validate(nested)]
+        inner: Option<Inner>,
+        #[serde(rename = "list")]
+        items: Option<Vec<Vec<u8>>>,
+        mode: Option<Mode>,
+        map: Option<BTreeMap<String, u16>>,
+    }
+
+    #[derive(Deserialize, Validate, Debug)]
+    #[serde(deny_unknown_fields)]
+    struct Empty {}
+
+    /// What `parse` returned before it ran on `Arguments`: `serde_path_to_error` around the
+    /// whole struct.
+    fn old_parse<T: DeserializeOwned + Validate + Send + 'static>(
+        args: JsonObject,
+    ) -> Result<ParsedArgs, ToolError> {
+        let value = serde_json::Value::Object(args);
+        let parsed: T = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let msg = describe_serde_error(&e.into_inner().to_string());
+            if path.is_empty() || path == "." {
+                ToolError::invalid_input(msg)
+            } else {
+                ToolError::invalid_input(format!("`{path}`: {msg}")).with_detail("field", path)
+            }
+        })?;
+        parsed.validate().map_err(|e| describe_validation(&e))?;
+        Ok(Box::new(parsed))
+    }
+
+    fn same<T: DeserializeOwned + Validate + Send + std::fmt::Debug + 'static>(
+        json: serde_json::Value,
+    ) -> Option<ToolError> {
+        let serde_json::Value::Object(args) = json else {
+            panic!("not an object")
+        };
+        let new = parse::<T>(&args);
+        let old = old_parse::<T>(args);
+        match (new, old) {
+            (Ok(a), Ok(b)) => {
+                assert_eq!(
+                    format!("{:?}", a.downcast::<T>().unwrap()),
+                    format!("{:?}", b.downcast::<T>().unwrap())
+                );
+                None
+            }
+            (Err(a), Err(b)) => {
+                assert_eq!(a, b);
+                Some(a)
+            }
+            (a, b) => panic!("{:?} vs {:?}", a.err(), b.err()),
+        }
+    }
+
+    #[test]
+    fn errors_and_paths_match_a_whole_struct_path_tracker() {
+        use serde_json::json;
+        let ok = json!({"text": "abc", "n": 1, "inner": {"qty": 2, "tags": ["a"]}, "list": [[1]],
+            "mode": {"slow": {"depth": 3}}, "map": {"k": 1}});
+        assert!(same::<Args>(ok).is_none());
+        assert!(same::<Args>(json!({"text": "", "n": 0, "mode": "fast"})).is_none());
+        assert!(same::<Empty>(json!({})).is_none());
+        let cases = [
+            (json!({"n": 1}), "missing field `text`"),
+            (
+                json!({"text": 5, "n": 1}),
+                "`text`: invalid type: integer, expected a string",
+            ),
+            (
+                json!({"text": "a", "n": -1}),
+                "`n`: invalid value: integer, expected u32",
+            ),
+            (
+                json!({"text": "a", "n": 1, "evil": 1}),
+                "`evil`: unknown field `evil`",
+            ),
+            (json!({"a": 1, "text": 5}), "`a`: unknown field `a`"),
+            (json!({"text": "a", "n": "x", "zz": 1}), "`n`: invalid type"),
+            (
+                json!({"text": "a", "n": 1, "inner": {"qty": 1, "tags": [1]}}),
+                "`inner.tags[0]`: invalid type",
+            ),
+            (
+                json!({"text": "a", "n": 1, "inner": {"qty": 1}}),
+                "`inner`: missing field `tags`",
+            ),
+            (
+                json!({"text": "a", "n": 1, "inner": {"qty": 1, "tags": [], "x": 0}}),
+                "`inner.x`: unknown field `x`",
+            ),
+            (
+                json!({"text": "a", "n": 1, "list": [[1], [1, 256]]}),
+                "`list[1][1]`: invalid value",
+            ),
+            (
+                json!({"text": "a", "n": 1, "items": []}),
+                "`items`: unknown field `items`",
+            ),
+            (
+                json!({"text": "a", "n": 1, "mode": "medium"}),
+                "`mode`: unknown variant, expected",
+            ),
+            (
+                json!({"text": "a", "n": 1, "mode": {"slow": {"depth": "d"}}}),
+                "`mode.slow.depth`: invalid type",
+            ),
+            (
+                json!({"text": "a", "n": 1, "map": {"a.b": "x"}}),
+                "`map.a.b`: invalid type",
+            ),
+            (
+                json!({"text": "a", "n": 1, "maybe": null, "note": 3}),
+                "`note`: invalid type",
+            ),
+            (
+                json!({"text": "abcdef", "n": 1}),
+                "`text`: length must be at most 4",
+            ),
+            (
+                json!({"text": "a", "n": 1, "inner": {"qty": 11, "tags": []}}),
+                "`inner.qty`: must be at most 10",
+            ),
+            (
+                json!({"x": 1}),
+                "`x`: unknown field `x`, there are no fields",
+            ),
+        ];
+        for (json, expected) in cases {
+            let err = if expected.contains("no fields") {
+                same::<Empty>(json.clone())
+            } else {
+                same::<Args>(json.clone())
+            };
+            let err = err.unwrap_or_else(|| panic!("{json} was accepted"));
+            assert!(
+                err.message().starts_with(expected),
+                "{json}: {}",
+                err.message()
+            );
+        }
+    }
 
     #[test]
     fn serde_messages_never_repeat_values() {
