@@ -87,19 +87,26 @@ pub struct WithState<S: 'static> {
     pub fns: &'static ToolFns<Ctx<S>>,
 }
 
+/// The methods both handler types answer from their `ToolFns` alike (only `call` differs).
+macro_rules! from_tool_fns {
+    () => {
+        fn spec(&self) -> &'static ToolSpec {
+            &self.fns.spec
+        }
+        fn input_schema(&self) -> JsonObject {
+            (self.fns.input_schema)()
+        }
+        fn output_schema(&self) -> Option<JsonObject> {
+            (self.fns.output_schema)()
+        }
+        fn parse(&self, args: &JsonObject) -> Result<ParsedArgs, ToolError> {
+            (self.fns.parse)(args)
+        }
+    };
+}
+
 impl<S: Send + Sync + 'static> ToolHandler<S> for Stateless {
-    fn spec(&self) -> &'static ToolSpec {
-        &self.fns.spec
-    }
-    fn input_schema(&self) -> JsonObject {
-        (self.fns.input_schema)()
-    }
-    fn output_schema(&self) -> Option<JsonObject> {
-        (self.fns.output_schema)()
-    }
-    fn parse(&self, args: &JsonObject) -> Result<ParsedArgs, ToolError> {
-        (self.fns.parse)(args)
-    }
+    from_tool_fns!();
     fn call(
         &self,
         ctx: Ctx<S>,
@@ -111,18 +118,7 @@ impl<S: Send + Sync + 'static> ToolHandler<S> for Stateless {
 }
 
 impl<S: 'static> ToolHandler<S> for WithState<S> {
-    fn spec(&self) -> &'static ToolSpec {
-        &self.fns.spec
-    }
-    fn input_schema(&self) -> JsonObject {
-        (self.fns.input_schema)()
-    }
-    fn output_schema(&self) -> Option<JsonObject> {
-        (self.fns.output_schema)()
-    }
-    fn parse(&self, args: &JsonObject) -> Result<ParsedArgs, ToolError> {
-        (self.fns.parse)(args)
-    }
+    from_tool_fns!();
     fn call(
         &self,
         ctx: Ctx<S>,
