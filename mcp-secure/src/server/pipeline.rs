@@ -7,7 +7,7 @@ use rmcp::service::RequestContext;
 use tokio_util::sync::CancellationToken;
 
 use super::SecureServer;
-use super::record::CallRecord;
+use super::record::{ArgsSize, CallRecord};
 use crate::approval::ApprovalInput;
 use crate::auth::Credential;
 use crate::ctx::Ctx;
@@ -102,7 +102,10 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
         // 1. Size, before anything reads the arguments.
         let max_input = entry.map_or(ToolSpec::DEFAULT_MAX_INPUT, |e| e.spec.max_input);
         let size = size::check(record.args(), max_input);
-        record.set_args_size(size.as_ref().ok().copied());
+        record.set_args_size(
+            size.as_ref()
+                .map_or(ArgsSize::OverCap, |&n| ArgsSize::Bytes(n)),
+        );
         size?;
 
         // 2. Authenticate.

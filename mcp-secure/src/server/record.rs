@@ -94,16 +94,25 @@ impl AuditGuard {
 /// reads them through [`CallRecord::args`] (parsing borrows them), and the record turns them
 /// into the audited input only when it writes, so a call's arguments are never copied for the
 /// audit unless a secret must be redacted.
+/// The arguments' size as the size guard found it.
+#[derive(Clone, Copy)]
+pub(super) enum ArgsSize {
+    /// Not measured yet (the call ended before the size guard).
+    Unmeasured,
+    /// Their compact JSON size.
+    Bytes(usize),
+    /// Over the cap: the record keeps no input at all (only the refusal).
+    OverCap,
+}
+
 pub(super) struct CallRecord<'a> {
     guard: &'a AuditGuard,
     started: Instant,
     event: AuditEvent,
     /// The arguments as called (secrets included: never written as they are).
     args: JsonObject,
-    /// Their compact JSON size, once measured by the size guard.
-    args_size: Option<usize>,
-    /// Arguments over the size cap are not kept in the record (only their refusal is).
-    args_dropped: bool,
+    /// What the size guard found.
+    args_size: ArgsSize,
     /// Finds the secrets in the arguments; `None` for an unknown tool.
     redactor: Option<&'a Redactor>,
     principal: Option<Arc<Principal>>,
@@ -124,8 +133,7 @@ impl<'a> CallRecord<'a> {
             started: Instant::now(),
             event: AuditEvent::new(hex_id(&id), tool, transport),
             args,
-            args_size: None,
-            args_dropped: false,
+            args_size: ArgsSize::Unmeasured,
             redactor: None,
             principal: None,
             done: false,
@@ -158,13 +166,12 @@ impl<'a> CallRecord<'a> {
         self.redactor = redactor;
     }
 
-    /// The arguments' compact JSON size (from the size guard), or `None` when they are over
-    /// the cap: then the record keeps no input at all (copying or hashing an oversized input
-    /// for the record would multiply the work the refusal is there to prevent).
-    pub(super) fn set_args_size(&mut self, size: Option<usize>) {
+    /// What the size guard found. Over the cap, the record keeps no input at all: copying or
+    /// hashing an oversized input for the record would multiply the work the refusal is there
+    /// to prevent.
+    pub(super) fn set_args_size(&mut self, size: ArgsSize) {
         self.args_size = size;
-        if size.is_none() {
-            self.args_dropped = true;
+        if let ArgsSize::OverCap = size {
             self.args = JsonObject::new();
         }
     }
@@ -235,9 +242,11 @@ impl<'a> CallRecord<'a> {
     /// The arguments as the record shows them: secrets replaced (their digests added to
     /// `digests`), large inputs cut. `consume` hands the arguments over when the call is over.
     fn audited_input(&mut self, consume: bool, digests: &mut BTreeMap<String, String>) -> Value {
-        if self.args_dropped {
-            return Value::Null;
-        }
+        let size = match self.args_size {
+            ArgsSize::OverCap => return Value::Null,
+            ArgsSize::Bytes(n) => Some(n),
+            ArgsSize::Unmeasured => None,
+        };
         let (args, size) = match self.redactor.filter(|r| r.has_secrets()) {
             Some(r) => {
                 let mut redacted = self.args.clone();
@@ -248,8 +257,8 @@ impl<'a> CallRecord<'a> {
                 // Redaction changed the size: measure again.
                 (redacted, None)
             }
-            None if consume => (std::mem::take(&mut self.args), self.args_size),
-            None => (self.args.clone(), self.args_size),
+            None if consume => (std::mem::take(&mut self.args), size),
+            None => (self.args.clone(), size),
         };
         bounded(Value::Object(args), size, self.guard.value_limit)
     }
@@ -278,11 +287,8 @@ impl<'a> CallRecord<'a> {
     }
 
     fn alert_on(&self, code: ErrorCode) {
-        let user = self
-            .principal
-            .as_deref()
-            .map(|p| p.user.as_str())
-            .or(self.event.user.as_deref());
+        // The principal is copied into the event only when it is written, after this.
+        let user = self.principal.as_deref().map(|p| p.user.as_str());
         let tool = self.event.tool.as_str();
         match code {
             ErrorCode::Unauthorized
