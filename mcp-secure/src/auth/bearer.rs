@@ -53,7 +53,7 @@ impl Authenticator for BearerAuthenticator {
     fn authenticate<'a>(
         &'a self,
         credential: &'a Credential,
-    ) -> BoxFuture<'a, Result<Principal, AuthError>> {
+    ) -> BoxFuture<'a, Result<Arc<Principal>, AuthError>> {
         let token = credential.expose();
         let target = if token.starts_with("mcs_") {
             self.api_keys.as_ref()

@@ -615,7 +615,7 @@ impl Authenticator for JwtAuthenticator {
     fn authenticate<'a>(
         &'a self,
         credential: &'a Credential,
-    ) -> BoxFuture<'a, Result<Principal, AuthError>> {
+    ) -> BoxFuture<'a, Result<Arc<Principal>, AuthError>> {
         Box::pin(async move {
             let principal = self
                 .check(credential.expose())
@@ -624,7 +624,7 @@ impl Authenticator for JwtAuthenticator {
             if principal.roles.is_empty() {
                 return Err(AuthError::InsufficientScope);
             }
-            Ok(principal)
+            Ok(Arc::new(principal))
         })
     }
 }

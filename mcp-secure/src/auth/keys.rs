@@ -106,11 +106,13 @@ pub struct ApiKeyStore {
 
 const PREFIX: &str = "mcs";
 
-/// An entry with its digest decoded once, when it is loaded, not on every check.
+/// An entry with its digest decoded once, when it is loaded, and the principal it grants built
+/// once too: a check hands out a shared reference, it copies no string.
 #[derive(Debug)]
 struct Stored {
     entry: KeyEntry,
     digest: [u8; 32],
+    principal: Arc<Principal>,
 }
 
 impl Stored {
@@ -118,7 +120,20 @@ impl Stored {
     /// `validate_entry` before anything is stored).
     fn new(entry: KeyEntry) -> Option<Self> {
         let digest = parse_hash(&entry.hash)?;
-        Some(Stored { entry, digest })
+        Some(Stored::with_digest(entry, digest))
+    }
+
+    fn with_digest(entry: KeyEntry, digest: [u8; 32]) -> Self {
+        let principal = Arc::new(
+            Principal::new(entry.user.clone(), entry.roles.iter().cloned())
+                .with_key_id(entry.id.clone())
+                .with_environment(entry.env),
+        );
+        Stored {
+            entry,
+            digest,
+            principal,
+        }
     }
 }
 
@@ -207,10 +222,7 @@ impl ApiKeyStore {
         expires: Option<OffsetDateTime>,
     ) -> Result<NewKey, KeyStoreError> {
         let new = make_key(user, roles, env, self.clock.now_utc(), expires)?;
-        let stored = Stored {
-            entry: new.entry.clone(),
-            digest: digest(&new.token),
-        };
+        let stored = Stored::with_digest(new.entry.clone(), digest(&new.token));
         self.inner
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -307,8 +319,8 @@ impl ApiKeyStore {
         v
     }
 
-    /// Checks a token synchronously.
-    pub fn check(&self, token: &str) -> Result<Principal, AuthError> {
+    /// Checks a token synchronously. The principal is shared by every call made with the key.
+    pub fn check(&self, token: &str) -> Result<Arc<Principal>, AuthError> {
         let (env, id) = split_token(token).ok_or(AuthError::Invalid)?;
         let keys = self.inner.read().unwrap_or_else(|p| p.into_inner());
         // Unknown ids and wrong secrets take the same path: compare against a dummy digest.
@@ -316,8 +328,8 @@ impl ApiKeyStore {
         let presented = digest(token);
         let expected = stored.map_or([0u8; 32], |s| s.digest);
         let matches: bool = presented.ct_eq(&expected).into();
-        let entry = match stored {
-            Some(s) if matches => &s.entry,
+        let (entry, principal) = match stored {
+            Some(s) if matches => (&s.entry, &s.principal),
             _ => return Err(AuthError::Invalid),
         };
         if env != entry.env {
@@ -336,11 +348,7 @@ impl ApiKeyStore {
         if entry.expires.is_some_and(|exp| self.clock.now_utc() >= exp) {
             return Err(AuthError::Expired);
         }
-        Ok(
-            Principal::new(entry.user.clone(), entry.roles.iter().cloned())
-                .with_key_id(entry.id.clone())
-                .with_environment(entry.env),
-        )
+        Ok(Arc::clone(principal))
     }
 }
 
@@ -348,7 +356,7 @@ impl Authenticator for ApiKeyStore {
     fn authenticate<'a>(
         &'a self,
         credential: &'a Credential,
-    ) -> BoxFuture<'a, Result<Principal, AuthError>> {
+    ) -> BoxFuture<'a, Result<Arc<Principal>, AuthError>> {
         let result = self.check(credential.expose());
         Box::pin(std::future::ready(result))
     }

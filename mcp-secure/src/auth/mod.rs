@@ -141,10 +141,13 @@ impl AuthError {
 }
 
 /// Resolves credentials to principals. Implement it to plug in another identity source.
+///
+/// The principal is shared (`Arc`): an authenticator that knows its principals in advance (the
+/// API-key store) hands out the same one for every call instead of copying it.
 pub trait Authenticator: Send + Sync + 'static {
     /// Checks a credential.
     fn authenticate<'a>(
         &'a self,
         credential: &'a Credential,
-    ) -> BoxFuture<'a, Result<Principal, AuthError>>;
+    ) -> BoxFuture<'a, Result<Arc<Principal>, AuthError>>;
 }

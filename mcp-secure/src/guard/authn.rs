@@ -72,7 +72,6 @@ pub async fn authenticate(
     authenticator
         .authenticate(credential)
         .await
-        .map(Arc::new)
         .map_err(|e| refusal(&e))
 }
 

@@ -708,9 +708,7 @@ async fn bearer_layer(State(auth): State<AuthState>, mut request: Request, next:
     }
     // The token stops here: nothing downstream (rmcp, tools) can read or forward it.
     request.headers_mut().remove(header::AUTHORIZATION);
-    request
-        .extensions_mut()
-        .insert(Authenticated(Arc::new(principal)));
+    request.extensions_mut().insert(Authenticated(principal));
     next.run(request).await
 }
 
