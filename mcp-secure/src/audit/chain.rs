@@ -19,6 +19,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::event::JsonForm;
 use super::{AuditError, AuditEvent};
 
 /// The `prev_hash` of the first record.
@@ -33,19 +34,10 @@ const HASH_SUFFIX_LEN: usize = HASH_PREFIX.len() + 64 + 2;
 /// in the chain is known. On error `out` is left as it was.
 pub(crate) fn open_body_into(event: &AuditEvent, out: &mut Vec<u8>) -> Result<(), AuditError> {
     let start = out.len();
-    let written = if event.seq == 0 && event.prev_hash.is_empty() && event.hash.is_empty() {
-        serde_json::to_writer(&mut *out, event)
-    } else {
-        let mut e = event.clone();
-        (e.seq, e.prev_hash, e.hash) = (0, String::new(), String::new());
-        serde_json::to_writer(&mut *out, &e)
-    };
-    if let Err(e) = written {
+    event.write_json(out, JsonForm::Open).map_err(|e| {
         out.truncate(start);
-        return Err(AuditError(format!("cannot serialize an audit record: {e}")));
-    }
-    out.pop(); // the closing `}`
-    Ok(())
+        AuditError(format!("cannot serialize an audit record: {e}"))
+    })
 }
 
 /// Completes an open body as record `seq` after `prev_hash`: appends the line (with its

@@ -71,6 +71,123 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+/// How much of a record [`AuditEvent::write_json`] writes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JsonForm {
+    /// The whole object.
+    Whole,
+    /// Without `seq`, `prev_hash`, `hash` and the closing brace: the part of the canonical
+    /// form a chained log's producer writes before the record's place in the chain is known.
+    Open,
+}
+
+impl AuditEvent {
+    /// Appends the record as compact JSON: byte for byte what `serde_json` writes for it (its
+    /// derived `Serialize`; a test holds the two together), with the keys written as constants
+    /// and plain strings copied without serde's per-character escaping. Every call's record is
+    /// written this way, so this is on every call's path.
+    pub(crate) fn write_json(&self, out: &mut Vec<u8>, form: JsonForm) -> serde_json::Result<()> {
+        out.extend_from_slice(b"{\"id\":");
+        json_str(out, &self.id)?;
+        out.extend_from_slice(b",\"ts\":");
+        json_str(out, &self.ts)?;
+        out.extend_from_slice(match self.phase {
+            Phase::Attempt => b",\"phase\":\"attempt\",\"tool\":",
+            Phase::Outcome => b",\"phase\":\"outcome\",\"tool\":",
+        });
+        json_str(out, &self.tool)?;
+        out.extend_from_slice(b",\"user\":");
+        json_opt_str(out, self.user.as_deref())?;
+        out.extend_from_slice(b",\"key_id\":");
+        json_opt_str(out, self.key_id.as_deref())?;
+        out.extend_from_slice(b",\"roles\":[");
+        for (i, role) in self.roles.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            json_str(out, role)?;
+        }
+        out.extend_from_slice(b"],\"transport\":");
+        json_str(out, &self.transport)?;
+        out.extend_from_slice(b",\"input\":");
+        serde_json::to_writer(&mut *out, &self.input)?;
+        out.extend_from_slice(b",\"output\":");
+        serde_json::to_writer(&mut *out, &self.output)?;
+        out.extend_from_slice(b",\"outcome\":");
+        json_str(out, &self.outcome)?;
+        out.extend_from_slice(b",\"error\":");
+        json_opt_str(out, self.error.as_deref())?;
+        out.extend_from_slice(if self.success {
+            b",\"success\":true,\"duration_ms\":"
+        } else {
+            b",\"success\":false,\"duration_ms\":"
+        });
+        json_u64(out, self.duration_ms);
+        out.extend_from_slice(b",\"approval\":");
+        serde_json::to_writer(&mut *out, &self.approval)?;
+        if !self.digests.is_empty() {
+            out.extend_from_slice(b",\"digests\":");
+            serde_json::to_writer(&mut *out, &self.digests)?;
+        }
+        if form == JsonForm::Open {
+            return Ok(());
+        }
+        if self.seq != 0 {
+            out.extend_from_slice(b",\"seq\":");
+            json_u64(out, self.seq);
+        }
+        if !self.prev_hash.is_empty() {
+            out.extend_from_slice(b",\"prev_hash\":");
+            json_str(out, &self.prev_hash)?;
+        }
+        if !self.hash.is_empty() {
+            out.extend_from_slice(b",\"hash\":");
+            json_str(out, &self.hash)?;
+        }
+        out.push(b'}');
+        Ok(())
+    }
+}
+
+/// A JSON string: copied between quotes when nothing in it needs escaping (what `serde_json`
+/// escapes: `"`, `\\` and control characters below U+0020), else written by `serde_json`.
+fn json_str(out: &mut Vec<u8>, s: &str) -> serde_json::Result<()> {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        Ok(())
+    } else {
+        serde_json::to_writer(&mut *out, s)
+    }
+}
+
+fn json_opt_str(out: &mut Vec<u8>, s: Option<&str>) -> serde_json::Result<()> {
+    match s {
+        Some(s) => json_str(out, s),
+        None => {
+            out.extend_from_slice(b"null");
+            Ok(())
+        }
+    }
+}
+
+fn json_u64(out: &mut Vec<u8>, n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
 impl AuditEvent {
     /// An outcome record of call `id` to `tool`, with everything else empty (the server fills
     /// it in; tests and other producers set the public fields).
@@ -96,5 +213,132 @@ impl AuditEvent {
             prev_hash: String::new(),
             hash: String::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn serde_bytes(e: &AuditEvent) -> Vec<u8> {
+        serde_json::to_vec(e).unwrap()
+    }
+
+    fn written(e: &AuditEvent, form: JsonForm) -> Vec<u8> {
+        let mut out = b"before".to_vec();
+        e.write_json(&mut out, form).unwrap();
+        out.split_off(6)
+    }
+
+    /// Any text, control characters, quotes, backslashes and non-ASCII included.
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-z0-9_.:-]{0,12}",
+            any::<String>(),
+            proptest::collection::vec(
+                prop_oneof![
+                    Just('"'),
+                    Just('\\'),
+                    Just('\n'),
+                    Just('\u{0}'),
+                    Just('\u{1f}'),
+                    Just('\u{7f}'),
+                    Just('é'),
+                    Just('\u{2028}'),
+                    Just('😀'),
+                    Just('a'),
+                ],
+                0..8
+            )
+            .prop_map(|c| c.into_iter().collect()),
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            any::<bool>().prop_map(Value::from),
+            text().prop_map(Value::from),
+            (text(), text()).prop_map(|(k, v)| json!({ k: v, "n": [1, 2.5, null] })),
+        ]
+    }
+
+    prop_compose! {
+        fn event()(
+            strings in proptest::collection::vec(text(), 8),
+            user in proptest::option::of(text()),
+            key_id in proptest::option::of(text()),
+            error in proptest::option::of(text()),
+            roles in proptest::collection::vec(text(), 0..3),
+            input in value(),
+            output in proptest::option::of(value()),
+            approval in proptest::option::of(value()),
+            digests in proptest::collection::btree_map(text(), text(), 0..3),
+            attempt in any::<bool>(),
+            success in any::<bool>(),
+            duration_ms in any::<u64>(),
+            seq in prop_oneof![Just(0u64), any::<u64>()],
+            chained in any::<bool>(),
+        ) -> AuditEvent {
+            let mut e = AuditEvent::new(strings[0].clone(), &strings[1], &strings[2]);
+            e.ts = strings[3].clone();
+            e.phase = if attempt { Phase::Attempt } else { Phase::Outcome };
+            e.user = user;
+            e.key_id = key_id;
+            e.roles = roles;
+            e.input = input;
+            e.output = output;
+            e.outcome = strings[4].clone();
+            e.error = error;
+            e.success = success;
+            e.duration_ms = duration_ms;
+            e.approval = approval;
+            e.digests = digests;
+            if chained {
+                e.seq = seq;
+                e.prev_hash = strings[5].clone();
+                e.hash = strings[6].clone();
+            }
+            e
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+        #[test]
+        fn written_json_is_serde_json_byte_for_byte(e in event()) {
+            prop_assert_eq!(written(&e, JsonForm::Whole), serde_bytes(&e));
+            // The open form is the whole form of the record without its chain fields, less
+            // the closing brace.
+            let mut unchained = e.clone();
+            (unchained.seq, unchained.prev_hash, unchained.hash) = (0, String::new(), String::new());
+            let mut open = serde_bytes(&unchained);
+            open.pop();
+            prop_assert_eq!(written(&e, JsonForm::Open), open);
+        }
+    }
+
+    #[test]
+    fn a_full_record_writes_as_serde_does() {
+        let mut e = AuditEvent::new("c1".into(), "update_order", "stdio");
+        e.ts = "2026-11-25T17:20:01.5Z".into();
+        e.user = Some("alice".into());
+        e.roles = vec!["editor".into(), "read-only".into()];
+        e.input = json!({"order_id": "A-1", "password": "[REDACTED]"});
+        e.output = Some(json!([{"type": "text", "text": "line \"one\"\n"}]));
+        e.outcome = "ok".into();
+        e.success = true;
+        e.duration_ms = 12;
+        e.approval = Some(json!({"kind": "explicit"}));
+        e.digests
+            .insert("input.password".into(), "hmac-sha256:00".into());
+        e.seq = 7;
+        e.prev_hash = "ab".repeat(32);
+        e.hash = "cd".repeat(32);
+        assert_eq!(written(&e, JsonForm::Whole), serde_bytes(&e));
     }
 }

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use super::AuditEvent;
+use super::event::JsonForm;
 
 /// An audit sink failed to record an event.
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +71,10 @@ impl JsonLinesSink {
 
 impl AuditSink for JsonLinesSink {
     fn record(&self, event: &AuditEvent) -> Result<(), AuditError> {
-        let mut line = serde_json::to_vec(event).map_err(|e| AuditError(e.to_string()))?;
+        let mut line = Vec::with_capacity(512);
+        event
+            .write_json(&mut line, JsonForm::Whole)
+            .map_err(|e| AuditError(e.to_string()))?;
         line.push(b'\n');
         let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
         // One write per record: with O_APPEND, lines from several processes never interleave.

@@ -325,11 +325,7 @@ impl<'a> CallRecord<'a> {
     }
 
     fn now(&self) -> String {
-        self.guard
-            .clock
-            .now_utc()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default()
+        self.guard.clock.now_rfc3339()
     }
 
     fn elapsed_ms(&self) -> u64 {
