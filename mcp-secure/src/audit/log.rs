@@ -28,13 +28,17 @@
 
 use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
+use std::future::Future;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
 
 use ed25519_dalek::SigningKey;
+use futures::future::BoxFuture;
 
 use super::chain::{self, Checkpoint, CheckpointLine, GENESIS_HASH};
 use super::{AuditError, AuditEvent, AuditSink};
@@ -355,9 +359,22 @@ struct Outcome {
     failed: Vec<(Range<usize>, Arc<str>)>,
     /// Receipts blocked in [`Receipt::wait`] (no wake-up call when there are none).
     waiters: usize,
+    /// Tasks awaiting [`Receipt::stored`], woken (and dropped from here) at every publish.
+    wakers: Vec<Waker>,
+    /// How many times `wakers` was emptied: a task registered in the current round is still
+    /// in the list and need not add its waker again.
+    wake_round: u64,
 }
 
 impl Outcome {
+    fn take_wakers(&mut self) -> Vec<Waker> {
+        if self.wakers.is_empty() {
+            return Vec::new();
+        }
+        self.wake_round += 1;
+        std::mem::take(&mut self.wakers)
+    }
+
     fn result(&self, index: usize) -> Result<u64, AuditError> {
         if let Some((_, why)) = self.failed.iter().find(|(r, _)| r.contains(&index)) {
             return Err(AuditError(why.to_string()));
@@ -385,10 +402,12 @@ impl Batch {
         state.seqs.extend_from_slice(seqs);
         state.failed.extend_from_slice(failed);
         let wake = state.waiters > 0;
+        let tasks = state.take_wakers();
         drop(state);
         if wake {
             self.done.notify_all();
         }
+        tasks.into_iter().for_each(Waker::wake);
     }
 
     /// Fails every item not yet published (the writer is gone).
@@ -397,8 +416,10 @@ impl Batch {
         let from = state.resolved;
         state.failed.push((from..usize::MAX, STOPPED.into()));
         state.resolved = usize::MAX;
+        let tasks = state.take_wakers();
         drop(state);
         self.done.notify_all();
+        tasks.into_iter().for_each(Waker::wake);
     }
 }
 
@@ -444,6 +465,47 @@ impl Receipt {
             state = wait(&self.batch.done, state);
             state.waiters -= 1;
         }
+    }
+
+    /// Waits, without blocking the thread, until the record's batch is stored; returns the
+    /// record's `seq`. For async callers: a task waiting here leaves its runtime thread free,
+    /// so the records of many concurrent calls share one write (and one `fsync`). Dropping the
+    /// future does not take the record back: it is written all the same.
+    pub fn stored(self) -> Stored {
+        Stored {
+            receipt: self,
+            registered: None,
+        }
+    }
+}
+
+/// The future of [`Receipt::stored`].
+#[must_use = "futures do nothing unless awaited"]
+#[derive(Debug)]
+pub struct Stored {
+    receipt: Receipt,
+    /// The round of the batch's waker list this task's waker is in, and that waker.
+    registered: Option<(u64, Waker)>,
+}
+
+impl Future for Stored {
+    type Output = Result<u64, AuditError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let mut state = lock(&this.receipt.batch.state);
+        if this.receipt.index < state.resolved {
+            return Poll::Ready(state.result(this.receipt.index));
+        }
+        let listed = this
+            .registered
+            .as_ref()
+            .is_some_and(|(round, w)| *round == state.wake_round && w.will_wake(cx.waker()));
+        if !listed {
+            state.wakers.push(cx.waker().clone());
+            this.registered = Some((state.wake_round, cx.waker().clone()));
+        }
+        Poll::Pending
     }
 }
 
@@ -675,6 +737,15 @@ impl Drop for Shared {
 impl AuditSink for AuditLog {
     fn record(&self, event: &AuditEvent) -> Result<(), AuditError> {
         self.submit(event)?.wait().map(drop)
+    }
+
+    /// Queues the record at once (blocking only while the queue is full) and waits for its
+    /// batch without blocking the thread.
+    fn record_async<'a>(&'a self, event: &AuditEvent) -> BoxFuture<'a, Result<(), AuditError>> {
+        match self.submit(event) {
+            Ok(receipt) => Box::pin(async move { receipt.stored().await.map(drop) }),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
     }
 }
 
@@ -1030,6 +1101,114 @@ mod tests {
         assert_eq!((report.records, report.unanchored), (n, 0));
     }
 
+    /// A file store whose first batch reports its size and waits for the test's go-ahead, and
+    /// that counts its batches.
+    struct SizedGate {
+        inner: FileStore,
+        entered: Option<mpsc::Sender<usize>>,
+        go: mpsc::Receiver<()>,
+        batches: Arc<AtomicUsize>,
+    }
+
+    impl LogStore for SizedGate {
+        fn write_batch(
+            &mut self,
+            records: &[u8],
+            checkpoints: &[Vec<u8>],
+            durability: Durability,
+        ) -> std::io::Result<()> {
+            if let Some(entered) = self.entered.take() {
+                entered.send(records_in(records)).unwrap();
+                self.go.recv().unwrap();
+            }
+            if records_in(records) > 0 {
+                self.batches.fetch_add(1, Ordering::SeqCst);
+            }
+            self.inner.write_batch(records, checkpoints, durability)
+        }
+    }
+
+    #[test]
+    fn async_waits_leave_the_thread_free_so_concurrent_records_share_a_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let (inner, head) = FileStore::open(&path).unwrap();
+        let (entered_tx, entered) = mpsc::channel();
+        let (go, go_rx) = mpsc::channel();
+        let batches = Arc::new(AtomicUsize::new(0));
+        let store = SizedGate {
+            inner,
+            entered: Some(entered_tx),
+            go: go_rx,
+            batches: batches.clone(),
+        };
+        let log = AuditLog::with_store(store, head, AuditLogConfig::default()).unwrap();
+        let calls = 16;
+        // One runtime thread: with a blocking wait, the first call would hold it until its
+        // record is stored, and no other call could even hand its record over.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        std::thread::scope(|s| {
+            let runner = s.spawn(|| {
+                rt.block_on(futures::future::join_all((0..calls).map(|n| {
+                    let log = log.clone();
+                    async move { log.record_async(&event(format!("call-{n}"))).await }
+                })))
+            });
+            // The writer is stuck storing its first batch; every other call must still get
+            // its record queued on the one thread.
+            let first = entered.recv().unwrap();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            let mut queued = first;
+            while queued < calls && std::time::Instant::now() < deadline {
+                std::thread::yield_now();
+                queued = first + lock(&log.shared.queue.state).pending.len();
+            }
+            go.send(()).unwrap(); // (also when failing: the stuck call can then end)
+            assert_eq!(
+                queued, calls,
+                "the calls waiting for the audit log blocked the runtime's thread"
+            );
+            let results = runner.join().unwrap();
+            assert!(results.iter().all(Result::is_ok), "{results:?}");
+        });
+        // 16 records in at most two writes: the first batch, then all that queued behind it.
+        let writes = batches.load(Ordering::SeqCst);
+        assert!((1..=2).contains(&writes), "{writes} writes");
+        log.close().unwrap();
+        let report = verify_log(&path, None).unwrap();
+        assert!(report.is_intact(), "{report}");
+        assert_eq!(report.records, calls as u64);
+    }
+
+    #[test]
+    fn a_dropped_async_wait_still_writes_its_record_and_a_closed_log_refuses_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&path, AuditLogConfig::default()).unwrap();
+        // Polled once, then dropped: the record was handed over at the call.
+        let mut pending = log.record_async(&event("dropped".into()));
+        let waker = std::task::Waker::noop();
+        let _ = pending.as_mut().poll(&mut Context::from_waker(waker));
+        drop(pending);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(log.record_async(&event("awaited".into())))
+            .unwrap();
+        log.close().unwrap();
+        // A closed log refuses at once, through the future.
+        let refused = rt.block_on(log.record_async(&event("late".into())));
+        assert_eq!(refused.unwrap_err().0, CLOSED);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("\"id\":\"dropped\""), "{text}");
+        assert!(text.contains("\"id\":\"awaited\""));
+        assert!(!text.contains("\"id\":\"late\""));
+        let report = verify_log(&path, None).unwrap();
+        assert!(report.is_intact() && report.records == 2, "{report}");
+    }
+
     #[test]
     fn receipts_can_be_waited_for_in_any_order_or_not_at_all() {
         let dir = tempfile::tempdir().unwrap();
@@ -1076,7 +1255,13 @@ mod tests {
         let log =
             AuditLog::with_store(Panics, ChainHead::genesis(), AuditLogConfig::default()).unwrap();
         let first = log.submit(&event("a".into())).unwrap();
+        let second = log.submit(&event("a2".into())).unwrap();
         assert_eq!(first.wait().unwrap_err().0, STOPPED);
+        // An async wait is woken with the same answer.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        assert_eq!(rt.block_on(second.stored()).unwrap_err().0, STOPPED);
         until(&log, |q| q.stopped);
         assert_eq!(log.submit(&event("b".into())).unwrap_err().0, STOPPED);
         assert!(log.close().unwrap_err().0.contains("panicked"));

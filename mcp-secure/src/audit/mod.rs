@@ -26,7 +26,8 @@ pub use chain::{
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
 pub use event::{AuditEvent, Phase};
 pub use log::{
-    AuditLog, AuditLogConfig, ChainHead, Durability, FileStore, LogStore, Receipt, checkpoints_path,
+    AuditLog, AuditLogConfig, ChainHead, Durability, FileStore, LogStore, Receipt, Stored,
+    checkpoints_path,
 };
 pub use redact::{REDACTED, Redactor};
 pub use sink::{AuditError, AuditSink, JsonLinesSink, MemorySink, TracingSink};

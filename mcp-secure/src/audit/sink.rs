@@ -3,6 +3,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use futures::future::BoxFuture;
+
 use super::AuditEvent;
 use super::event::JsonForm;
 
@@ -16,6 +18,15 @@ pub struct AuditError(pub String);
 pub trait AuditSink: Send + Sync + 'static {
     /// Stores one record.
     fn record(&self, event: &AuditEvent) -> Result<(), AuditError>;
+
+    /// Stores one record, for async callers (the server uses this on every call). The record
+    /// is taken when this is called (a dropped future does not take it back); the future
+    /// resolves once it is stored. The default stores it with [`AuditSink::record`] right
+    /// away; a sink that waits for a writer (the chained [`AuditLog`](crate::audit::AuditLog))
+    /// waits without blocking the runtime's thread, so concurrent calls share a write.
+    fn record_async<'a>(&'a self, event: &AuditEvent) -> BoxFuture<'a, Result<(), AuditError>> {
+        Box::pin(std::future::ready(self.record(event)))
+    }
 }
 
 /// Emits each record as a `tracing` event at `info` (target `mcp_secure::audit`).
@@ -130,11 +141,29 @@ impl AuditSink for Vec<Arc<dyn AuditSink>> {
         }
         first_error.map_or(Ok(()), Err)
     }
+
+    /// Hands the record to every sink first, then waits for them all.
+    fn record_async<'a>(&'a self, event: &AuditEvent) -> BoxFuture<'a, Result<(), AuditError>> {
+        let pending: Vec<_> = self.iter().map(|sink| sink.record_async(event)).collect();
+        Box::pin(async move {
+            let mut first_error = None;
+            for result in futures::future::join_all(pending).await {
+                if let Err(e) = result {
+                    first_error.get_or_insert(e);
+                }
+            }
+            first_error.map_or(Ok(()), Err)
+        })
+    }
 }
 
 /// A shared sink (keep a handle to query or close it while the server uses it).
 impl<T: AuditSink + ?Sized> AuditSink for Arc<T> {
     fn record(&self, event: &AuditEvent) -> Result<(), AuditError> {
         (**self).record(event)
+    }
+
+    fn record_async<'a>(&'a self, event: &AuditEvent) -> BoxFuture<'a, Result<(), AuditError>> {
+        (**self).record_async(event)
     }
 }

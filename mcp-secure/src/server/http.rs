@@ -602,7 +602,13 @@ async fn host_layer(State(guards): State<Arc<Guards>>, request: Request, next: N
         .or_else(|| request.uri().authority().map(|a| a.as_str().to_owned()));
     let Some((host, port)) = host.as_deref().and_then(parse_authority) else {
         let message = "missing or malformed Host header";
-        audit_refusal(&guards.audit, &request, ErrorCode::InvalidInput, message);
+        audit_refusal(
+            &guards.audit,
+            refusal_input(&request),
+            ErrorCode::InvalidInput,
+            message,
+        )
+        .await;
         return plain(StatusCode::BAD_REQUEST, message);
     };
     let allowed = guards
@@ -612,7 +618,13 @@ async fn host_layer(State(guards): State<Arc<Guards>>, request: Request, next: N
     if !allowed {
         tracing::warn!(%host, "Host not in the allow-list (possible DNS rebinding): 403");
         let message = "Host not allowed";
-        audit_refusal(&guards.audit, &request, ErrorCode::Forbidden, message);
+        audit_refusal(
+            &guards.audit,
+            refusal_input(&request),
+            ErrorCode::Forbidden,
+            message,
+        )
+        .await;
         return plain(StatusCode::FORBIDDEN, message);
     }
     if let Some(origin) = request.headers().get(header::ORIGIN) {
@@ -623,7 +635,13 @@ async fn host_layer(State(guards): State<Arc<Guards>>, request: Request, next: N
         if !ok {
             tracing::warn!(origin = ?origin, "Origin not in the allow-list: 403");
             let message = "Origin not allowed";
-            audit_refusal(&guards.audit, &request, ErrorCode::Forbidden, message);
+            audit_refusal(
+                &guards.audit,
+                refusal_input(&request),
+                ErrorCode::Forbidden,
+                message,
+            )
+            .await;
             return plain(StatusCode::FORBIDDEN, message);
         }
     }
@@ -639,11 +657,12 @@ async fn bearer_layer(State(auth): State<AuthState>, mut request: Request, next:
     {
         return challenge(
             &auth,
-            &request,
+            refusal_input(&request),
             StatusCode::BAD_REQUEST,
             Some("invalid_request"),
             "send the token in the Authorization header, not the URL",
-        );
+        )
+        .await;
     }
     let headers = request.headers();
     let count = headers.get_all(header::AUTHORIZATION).iter().count();
@@ -652,31 +671,34 @@ async fn bearer_layer(State(auth): State<AuthState>, mut request: Request, next:
         (0, _) => {
             return challenge(
                 &auth,
-                &request,
+                refusal_input(&request),
                 StatusCode::UNAUTHORIZED,
                 None,
                 &AuthError::Missing.to_string(),
-            );
+            )
+            .await;
         }
         (1, Some(t)) => t,
         (1, None) => {
             // Another scheme (`Basic`) or `Bearer` without a token.
             return challenge(
                 &auth,
-                &request,
+                refusal_input(&request),
                 StatusCode::UNAUTHORIZED,
                 Some("invalid_token"),
                 "use `Authorization: Bearer <token>`",
-            );
+            )
+            .await;
         }
         _ => {
             return challenge(
                 &auth,
-                &request,
+                refusal_input(&request),
                 StatusCode::BAD_REQUEST,
                 Some("invalid_request"),
                 "send one Authorization header",
-            );
+            )
+            .await;
         }
     };
     let credential = Credential::new(token, CredentialSource::HttpBearer);
@@ -689,7 +711,14 @@ async fn bearer_layer(State(auth): State<AuthState>, mut request: Request, next:
             } else {
                 StatusCode::UNAUTHORIZED
             };
-            return challenge(&auth, &request, status, e.bearer_error(), &e.to_string());
+            return challenge(
+                &auth,
+                refusal_input(&request),
+                status,
+                e.bearer_error(),
+                &e.to_string(),
+            )
+            .await;
         }
     };
     if !principal
@@ -700,11 +729,12 @@ async fn bearer_layer(State(auth): State<AuthState>, mut request: Request, next:
         let e = AuthError::InsufficientScope;
         return challenge(
             &auth,
-            &request,
+            refusal_input(&request),
             StatusCode::FORBIDDEN,
             e.bearer_error(),
             &e.to_string(),
-        );
+        )
+        .await;
     }
     // The token stops here: nothing downstream (rmcp, tools) can read or forward it.
     request.headers_mut().remove(header::AUTHORIZATION);
@@ -714,9 +744,9 @@ async fn bearer_layer(State(auth): State<AuthState>, mut request: Request, next:
 
 /// A refusal of the bearer layer: recorded in the audit log (and counted for alerts) like any
 /// refused call, then answered with the `WWW-Authenticate` challenge.
-fn challenge(
+async fn challenge(
     auth: &AuthState,
-    request: &Request,
+    input: rmcp::model::JsonObject,
     status: StatusCode,
     error: Option<&str>,
     description: &str,
@@ -726,7 +756,7 @@ fn challenge(
     } else {
         ErrorCode::Unauthorized
     };
-    audit_refusal(&auth.audit, request, code, description);
+    audit_refusal(&auth.audit, input, code, description).await;
     let mut value = format!("Bearer resource_metadata=\"{}\"", auth.resource_metadata);
     if let Some(e) = error {
         let description: String = description
@@ -749,9 +779,22 @@ fn challenge(
 /// message was read.
 pub const HTTP_REFUSAL_TOOL: &str = "(http)";
 
-/// One audit record for a request refused in front of MCP (Host, Origin, bearer token): what
-/// was asked (method, path, peer address, never a header value) and why it was refused.
-fn audit_refusal(audit: &Arc<AuditGuard>, request: &Request, code: ErrorCode, message: &str) {
+/// One audit record for a request refused in front of MCP (Host, Origin, bearer token), with
+/// what was asked as its input ([`refusal_input`]) and why it was refused.
+async fn audit_refusal(
+    audit: &Arc<AuditGuard>,
+    input: rmcp::model::JsonObject,
+    code: ErrorCode,
+    message: &str,
+) {
+    let record = CallRecord::new(audit, HTTP_REFUSAL_TOOL, "http", input);
+    record
+        .finish(Err(&ToolError::new(code, message.to_owned())))
+        .await;
+}
+
+/// What a refused request asked: method, path and peer address, never a header value.
+fn refusal_input(request: &Request) -> rmcp::model::JsonObject {
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -760,8 +803,7 @@ fn audit_refusal(audit: &Arc<AuditGuard>, request: &Request, code: ErrorCode, me
     input.insert("method".into(), request.method().as_str().into());
     input.insert("path".into(), request.uri().path().into());
     input.insert("peer".into(), peer.into());
-    let record = CallRecord::new(audit, HTTP_REFUSAL_TOOL, "http", input);
-    record.finish(Err(&ToolError::new(code, message.to_owned())));
+    input
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response {

@@ -63,7 +63,7 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
             .await;
         match result {
             Ok(CallToolResponse::Complete(r)) => {
-                record.finish(Ok(&r));
+                record.finish(Ok(&r)).await;
                 r.into()
             }
             Ok(asked) => {
@@ -72,11 +72,11 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
                     "waiting for a human's answer (input required)",
                 )
                 .with_detail("approval_kind", "human");
-                record.finish(Err(&waiting));
+                record.finish(Err(&waiting)).await;
                 asked
             }
             Err(e) => {
-                record.finish(Err(&e));
+                record.finish(Err(&e)).await;
                 e.to_call_result().into()
             }
         }
@@ -160,7 +160,7 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
             .map(|c| c.acquire())
             .transpose()?;
         if spec.kind.is_mutating() {
-            record.write_attempt()?;
+            record.write_attempt().await?;
         }
         let cancel = request
             .as_ref()

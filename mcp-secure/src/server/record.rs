@@ -53,9 +53,27 @@ impl AuditGuard {
         }
     }
 
-    /// Stores a record, keeping track of the sink's health and alerting on failure.
-    fn store(&self, event: &AuditEvent) -> Result<(), crate::audit::AuditError> {
-        match self.sink.record(event) {
+    /// Stores a record, waiting for the sink without blocking the thread (see
+    /// [`AuditSink::record_async`]).
+    async fn store(&self, event: &AuditEvent) -> Result<(), crate::audit::AuditError> {
+        let result = self.sink.record_async(event).await;
+        self.stored(event, result)
+    }
+
+    /// Stores a record, blocking the thread: only where no `await` is possible (a call's
+    /// future dropped before its record was written).
+    fn store_blocking(&self, event: &AuditEvent) -> Result<(), crate::audit::AuditError> {
+        let result = self.sink.record(event);
+        self.stored(event, result)
+    }
+
+    /// Keeps track of the sink's health and alerts on a failed store.
+    fn stored(
+        &self,
+        event: &AuditEvent,
+        result: Result<(), crate::audit::AuditError>,
+    ) -> Result<(), crate::audit::AuditError> {
+        match result {
             Ok(()) => {
                 if self.failing.swap(false, Ordering::SeqCst) {
                     tracing::warn!("the audit sink stores records again");
@@ -187,7 +205,7 @@ impl<'a> CallRecord<'a> {
 
     /// Writes the write-ahead record, and returns once the sink has stored it. An error means
     /// the attempt is not on record, so (failing closed) the body must not run.
-    pub(super) fn write_attempt(&mut self) -> Result<(), ToolError> {
+    pub(super) async fn write_attempt(&mut self) -> Result<(), ToolError> {
         let mut attempt = self.event.clone();
         attempt.input = self.audited_input(false, &mut attempt.digests);
         self.fill_principal(&mut attempt, false);
@@ -195,7 +213,7 @@ impl<'a> CallRecord<'a> {
         attempt.outcome = "attempt".into();
         attempt.ts = self.now();
         attempt.duration_ms = self.elapsed_ms();
-        match self.guard.store(&attempt) {
+        match self.guard.store(&attempt).await {
             Ok(()) => Ok(()),
             Err(e) if self.guard.policy == FailurePolicy::FailOpen => {
                 tracing::error!(error = %e, tool = %attempt.tool, "write-ahead audit record failed; running anyway (fail open)");
@@ -211,8 +229,9 @@ impl<'a> CallRecord<'a> {
         }
     }
 
-    /// Writes the one outcome record.
-    pub(super) fn finish(mut self, result: Result<&CallToolResult, &ToolError>) {
+    /// Writes the one outcome record. It is handed to the sink before the first `await`, so
+    /// it is written even if this future is dropped while it waits for the sink.
+    pub(super) async fn finish(mut self, result: Result<&CallToolResult, &ToolError>) {
         match result {
             Ok(r) => {
                 // A tool may build its own `isError` result: pass it on, record a failure.
@@ -236,7 +255,10 @@ impl<'a> CallRecord<'a> {
                 self.alert_on(e.code());
             }
         }
-        self.write_outcome();
+        let event = self.outcome_event();
+        if let Err(e) = self.guard.store(&event).await {
+            outcome_not_stored(&event, &e);
+        }
     }
 
     /// The arguments as the record shows them: secrets replaced (their digests added to
@@ -310,7 +332,9 @@ impl<'a> CallRecord<'a> {
         }
     }
 
-    fn write_outcome(&mut self) {
+    /// The outcome record, complete; the call has its record from here on (`Drop` writes no
+    /// second one).
+    fn outcome_event(&mut self) -> AuditEvent {
         self.done = true;
         let mut digests = std::mem::take(&mut self.event.digests);
         self.event.input = self.audited_input(true, &mut digests);
@@ -319,9 +343,7 @@ impl<'a> CallRecord<'a> {
         self.fill_principal(&mut event, true);
         event.ts = self.now();
         event.duration_ms = self.elapsed_ms();
-        if let Err(e) = self.guard.store(&event) {
-            tracing::error!(error = %e, tool = %event.tool, outcome = %event.outcome, "audit record failed");
-        }
+        event
     }
 
     fn now(&self) -> String {
@@ -346,9 +368,16 @@ impl Drop for CallRecord<'_> {
             if code == ErrorCode::Internal {
                 self.alert_on(code);
             }
-            self.write_outcome();
+            let event = self.outcome_event();
+            if let Err(e) = self.guard.store_blocking(&event) {
+                outcome_not_stored(&event, &e);
+            }
         }
     }
+}
+
+fn outcome_not_stored(event: &AuditEvent, e: &crate::audit::AuditError) {
+    tracing::error!(error = %e, tool = %event.tool, outcome = %event.outcome, "audit record failed");
 }
 
 /// Lowercase hex of a call id, without `hex::encode`'s per-character `String` building (every

@@ -1,0 +1,132 @@
+//! The server waits for the chained audit log without blocking its runtime's thread: while
+//! one call's record is being written, the other calls run, and their records share the next
+//! write (one `fsync` for all of them in `Fsync` mode). A real rmcp client over an in-memory
+//! duplex, on a runtime with a single thread, where a blocking wait would stall every call.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{Client, call, code};
+use mcp_secure::audit::{AuditLog, AuditLogConfig, Durability, FileStore, LogStore, verify_log};
+use mcp_secure::auth::{ApiKeyStore, Environment};
+use mcp_secure::rmcp::ServiceExt;
+use mcp_secure::{Ctx, SecureServer, ToolError, roles, tool, tools};
+use serde_json::json;
+
+roles! { "clerk" }
+
+const CALLS: usize = 8;
+
+/// Counts the bodies that ran.
+struct Counter {
+    ran: Arc<AtomicUsize>,
+}
+
+/// Counts a call.
+#[tool(kind = "read", role = "clerk")]
+async fn tick(ctx: Ctx<Counter>) -> Result<String, ToolError> {
+    ctx.ran.fetch_add(1, Ordering::SeqCst);
+    Ok("tick".into())
+}
+
+/// A file store whose first write waits until every call's body has run (or a generous
+/// deadline passes, so that a blocking server fails the test instead of hanging it), noting
+/// how many had, and that counts its writes.
+struct WaitForAll {
+    inner: FileStore,
+    ran: Arc<AtomicUsize>,
+    seen_at_first_write: Arc<AtomicUsize>,
+    writes: Arc<AtomicUsize>,
+}
+
+impl LogStore for WaitForAll {
+    fn write_batch(
+        &mut self,
+        records: &[u8],
+        checkpoints: &[Vec<u8>],
+        durability: Durability,
+    ) -> std::io::Result<()> {
+        let is_records = records
+            .split(|&b| b == b'\n')
+            .any(|l| !l.is_empty() && !l.starts_with(b"{\"checkpoint\""));
+        if is_records && self.writes.fetch_add(1, Ordering::SeqCst) == 0 {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while self.ran.load(Ordering::SeqCst) < CALLS && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            self.seen_at_first_write
+                .store(self.ran.load(Ordering::SeqCst), Ordering::SeqCst);
+        }
+        self.inner.write_batch(records, checkpoints, durability)
+    }
+}
+
+#[test]
+fn concurrent_calls_run_while_a_record_is_written_and_share_the_next_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let (inner, head) = FileStore::open(&path).unwrap();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let seen_at_first_write = Arc::new(AtomicUsize::new(0));
+    let writes = Arc::new(AtomicUsize::new(0));
+    let log = AuditLog::with_store(
+        WaitForAll {
+            inner,
+            ran: ran.clone(),
+            seen_at_first_write: seen_at_first_write.clone(),
+            writes: writes.clone(),
+        },
+        head,
+        AuditLogConfig::default().durability(Durability::Fsync),
+    )
+    .unwrap();
+    let keys = ApiKeyStore::new(Environment::Test);
+    let token = keys
+        .generate("cleo", &["clerk".to_string()], Environment::Test, None)
+        .unwrap()
+        .token;
+    let server = SecureServer::builder(Counter { ran: ran.clone() })
+        .name("audit-async", "1.0.0")
+        .roles(ROLES)
+        .tools(tools![tick])
+        .authenticator(keys)
+        .audit(log.clone())
+        .build()
+        .unwrap();
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let codes = rt.block_on(async {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        tokio::spawn(async move {
+            if let Ok(running) = server.serve(a).await {
+                let _ = running.waiting().await;
+            }
+        });
+        let client: Arc<Client> = Arc::new(().serve(b).await.unwrap());
+        let mut calls = tokio::task::JoinSet::new();
+        for _ in 0..CALLS {
+            let (client, token) = (client.clone(), token.clone());
+            calls.spawn(async move { code(&call(&client, Some(&token), "tick", json!({})).await) });
+        }
+        calls.join_all().await
+    });
+    assert_eq!(codes, vec!["ok"; CALLS]);
+    assert_eq!(
+        seen_at_first_write.load(Ordering::SeqCst),
+        CALLS,
+        "every call ran while the first record was being written"
+    );
+    let writes = writes.load(Ordering::SeqCst);
+    assert!(writes <= 2, "{CALLS} records took {writes} writes");
+
+    log.close().unwrap();
+    let report = verify_log(&path, None).unwrap();
+    assert!(report.is_intact(), "{report}");
+    assert_eq!(report.records, CALLS as u64);
+}
