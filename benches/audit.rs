@@ -5,11 +5,14 @@
 //!
 //! Producers either keep up to `WINDOW` receipts outstanding (how a server with many calls in
 //! flight uses the log) or wait for each record (`AuditSink::record`, one call's view).
+//! Server-shaped rows: 256 tasks (calls in flight) on a two-thread tokio runtime, each waiting
+//! for its record before storing the next, with `AuditSink::record_async` (what the server
+//! does) and with the blocking `AuditSink::record` (what it did before), side by side.
 //!
 //! Run: `cargo bench --bench audit` (`RECORDS_SCALE=N` multiplies every record count;
 //! `WINDOW=N` changes the outstanding receipts per producer, default 256; `AUDIT_MODES=flush`
 //! or `fsync` runs one mode; `AUDIT_CASES=pipelined` (or `baseline`, `waited`, comma-separated)
-//! runs only those rows, e.g. under `perf stat`).
+//! runs only those rows, e.g. under `perf stat`; `tasks` selects the two server-shaped rows).
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -126,6 +129,47 @@ fn chained(path: &Path, durability: Durability, producer: Producer, records: usi
     out
 }
 
+/// Calls in flight in the server-shaped rows.
+const TASKS: usize = 256;
+
+/// `TASKS` tasks on a two-thread runtime (a server on this machine), each storing its share one
+/// record at a time: awaited without blocking (`record_async`) or with the blocking `record`.
+fn tasks(path: &Path, durability: Durability, blocking: bool, records: usize) -> Outcome {
+    let log =
+        AuditLog::open(path, AuditLogConfig::default().durability(durability)).expect("audit log");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .expect("runtime");
+    let per = records / TASKS;
+    let began = Instant::now();
+    rt.block_on(async {
+        let mut set = tokio::task::JoinSet::new();
+        for t in 0..TASKS {
+            let log = log.clone();
+            set.spawn(async move {
+                let record = event(t);
+                for _ in 0..per {
+                    if blocking {
+                        log.record(&record)
+                    } else {
+                        log.record_async(&record).await
+                    }
+                    .expect("stored");
+                }
+            });
+        }
+        set.join_all().await;
+    });
+    let out = Outcome {
+        records: per * TASKS,
+        elapsed: began.elapsed(),
+    };
+    log.close().expect("close");
+    check_chain(path, out.records);
+    out
+}
+
 /// Every acknowledged record is in the file, in one intact chain.
 fn check_chain(path: &Path, expected: usize) {
     let report = verify_log(path, None).expect("verify");
@@ -195,7 +239,7 @@ fn main() {
          verified (count, sequence, chain)"
     );
     println!(
-        "{:<8} {:<44} {:>9} {:>12} {:>8} {:>14}",
+        "{:<8} {:<50} {:>9} {:>12} {:>8} {:>14}",
         "mode", "writer", "records", "records/s", "ratio", "target"
     );
     for (mode, durability, fsync, base, targets) in [
@@ -224,6 +268,24 @@ fn main() {
                 if fsync { n(16_000) } else { n(64_000) },
             )
         });
+        let task_records =
+            ((if fsync { 16_000.0 } else { 64_000.0 } * scale) as usize / TASKS).max(1) * TASKS;
+        let awaited = case("tasks").then(|| {
+            tasks(
+                &file(&format!("tasks-{mode}-async.jsonl")),
+                durability,
+                false,
+                task_records,
+            )
+        });
+        let blocked = case("tasks").then(|| {
+            tasks(
+                &file(&format!("tasks-{mode}-blocking.jsonl")),
+                durability,
+                true,
+                task_records,
+            )
+        });
         let rows = [
             (
                 if fsync {
@@ -240,6 +302,16 @@ fn main() {
                 Some(targets),
             ),
             ("AuditLog chained, each record waited for", &waiting, None),
+            (
+                "AuditLog, 256 tasks / 2 threads, record_async",
+                &awaited,
+                None,
+            ),
+            (
+                "AuditLog, 256 tasks / 2 threads, blocking record",
+                &blocked,
+                None,
+            ),
         ];
         for (name, o, target) in rows {
             let Some(o) = o else { continue };
@@ -254,7 +326,7 @@ fn main() {
                 .as_ref()
                 .map_or(String::new(), |b| format!("{:.2}", o.rate() / b.rate()));
             println!(
-                "{:<8} {:<44} {:>9} {:>12.0} {:>8} {:>14}",
+                "{:<8} {:<50} {:>9} {:>12.0} {:>8} {:>14}",
                 mode,
                 name,
                 o.records,
