@@ -5,16 +5,19 @@
 //!
 //! Rows beside the two that the targets compare: bare rmcp receiving the same `_meta.authToken`
 //! (what carrying a token per request costs inside rmcp), mcp-secure with the stdio model's
-//! session token (no token in the requests), and mcp-secure without the audit write.
+//! session token (no token in the requests), mcp-secure without the audit write, and
+//! mcp-secure with the chained, hash-linked `AuditLog` (flush) instead of the plain file.
 //!
 //! Run: `cargo bench --bench overhead` (`CALLS=N` calls per scenario and round, default
-//! 20,000; `ROUNDS=N`, default 3; `PROFILE=bare|bare-meta|secured|session|unaudited` drives only that server,
+//! 20,000; `ROUNDS=N`, default 3; `PROFILE=bare|bare-meta|secured|session|unaudited|chained` drives only that server,
 //! sequentially, for a profiler).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mcp_secure::audit::{AuditError, AuditEvent, AuditSink, JsonLinesSink};
+use mcp_secure::audit::{
+    AuditError, AuditEvent, AuditLog, AuditLogConfig, AuditSink, JsonLinesSink,
+};
 use mcp_secure::auth::{ApiKeyStore, Environment};
 use mcp_secure::{SecureServer, ToolError, roles, tools};
 use rmcp::handler::server::router::tool::ToolRouter;
@@ -191,6 +194,9 @@ fn main() {
             connect(secured(file.clone()).with_session_token(token.to_string())).await,
         );
         let unaudited = Arc::new(connect(secured(Arc::new(NullSink))).await);
+        let log = AuditLog::open(dir.path().join("chained.jsonl"), AuditLogConfig::default())
+            .expect("audit log");
+        let chained = Arc::new(connect(secured(Arc::new(log.clone()))).await);
         let t = Some(token.clone());
         let scenarios = [
             Scenario {
@@ -218,15 +224,22 @@ fn main() {
                 client: unaudited,
                 token: t.clone(),
             },
+            Scenario {
+                name: "mcp-secure, _meta token, chained log",
+                client: chained,
+                token: t.clone(),
+            },
         ];
 
-        // `PROFILE=bare|bare-meta|secured|session|unaudited`: only drive one server, for a profiler.
+        // `PROFILE=bare|bare-meta|secured|session|unaudited|chained`: only drive one server, for a
+        // profiler.
         if let Ok(which) = std::env::var("PROFILE") {
             let s = match which.as_str() {
                 "bare" => &scenarios[0],
                 "bare-meta" => &scenarios[1],
                 "session" => &scenarios[3],
                 "unaudited" => &scenarios[4],
+                "chained" => &scenarios[5],
                 _ => &scenarios[2],
             };
             let f = run(s.client.clone(), s.token.clone(), calls, 1).await;
