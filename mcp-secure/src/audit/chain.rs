@@ -19,7 +19,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::event::JsonForm;
+use super::event::{JsonForm, json_u64};
 use super::{AuditError, AuditEvent};
 
 /// The `prev_hash` of the first record.
@@ -56,18 +56,7 @@ pub(crate) fn seal(body: &[u8], seq: u64, prev_hash: &str, out: &mut Vec<u8>) ->
 /// holds on return) and the newline. No allocation: the writer thread seals every record.
 pub(crate) fn seal_in_place(out: &mut Vec<u8>, start: usize, seq: u64, hash: &mut String) {
     out.extend_from_slice(b",\"seq\":");
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut n = seq;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
+    json_u64(out, seq);
     out.extend_from_slice(b",\"prev_hash\":\"");
     out.extend_from_slice(hash.as_bytes());
     out.extend_from_slice(b"\"}");

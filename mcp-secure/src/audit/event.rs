@@ -173,7 +173,8 @@ fn json_opt_str(out: &mut Vec<u8>, s: Option<&str>) -> serde_json::Result<()> {
     }
 }
 
-fn json_u64(out: &mut Vec<u8>, n: u64) {
+/// A `u64` in decimal, as JSON writes it.
+pub(super) fn json_u64(out: &mut Vec<u8>, n: u64) {
     let mut digits = [0u8; 20];
     let mut at = digits.len();
     let mut n = n;

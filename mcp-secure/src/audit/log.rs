@@ -1009,11 +1009,28 @@ mod tests {
         assert_eq!(report.unanchored, 0, "closed with a checkpoint");
     }
 
-    /// A file store whose first batch waits for the test's go-ahead.
+    /// A file store whose first batch reports how many records it holds and waits for the
+    /// test's go-ahead; it counts the batches of records it writes.
     struct Gate {
         inner: FileStore,
-        entered: Option<mpsc::Sender<()>>,
+        entered: Option<mpsc::Sender<usize>>,
         go: mpsc::Receiver<()>,
+        batches: Arc<AtomicUsize>,
+    }
+
+    impl Gate {
+        /// A gate, the receiver its first batch reports to, and the sender that opens it.
+        fn new(inner: FileStore) -> (Gate, mpsc::Receiver<usize>, mpsc::Sender<()>) {
+            let (entered_tx, entered) = mpsc::channel();
+            let (go, go_rx) = mpsc::channel();
+            let gate = Gate {
+                inner,
+                entered: Some(entered_tx),
+                go: go_rx,
+                batches: Arc::new(AtomicUsize::new(0)),
+            };
+            (gate, entered, go)
+        }
     }
 
     impl LogStore for Gate {
@@ -1024,8 +1041,11 @@ mod tests {
             durability: Durability,
         ) -> std::io::Result<()> {
             if let Some(entered) = self.entered.take() {
-                entered.send(()).unwrap();
+                entered.send(records_in(records)).unwrap();
                 self.go.recv().unwrap();
+            }
+            if records_in(records) > 0 {
+                self.batches.fetch_add(1, Ordering::SeqCst);
             }
             self.inner.write_batch(records, checkpoints, durability)
         }
@@ -1043,13 +1063,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
         let (inner, head) = FileStore::open(&path).unwrap();
-        let (entered_tx, entered) = mpsc::channel();
-        let (go, go_rx) = mpsc::channel();
-        let store = Gate {
-            inner,
-            entered: Some(entered_tx),
-            go: go_rx,
-        };
+        let (store, entered, go) = Gate::new(inner);
         let config = AuditLogConfig::default().queue(4).max_batch(4);
         let log = AuditLog::with_store(store, head, config).unwrap();
         let producers = 6;
@@ -1101,47 +1115,13 @@ mod tests {
         assert_eq!((report.records, report.unanchored), (n, 0));
     }
 
-    /// A file store whose first batch reports its size and waits for the test's go-ahead, and
-    /// that counts its batches.
-    struct SizedGate {
-        inner: FileStore,
-        entered: Option<mpsc::Sender<usize>>,
-        go: mpsc::Receiver<()>,
-        batches: Arc<AtomicUsize>,
-    }
-
-    impl LogStore for SizedGate {
-        fn write_batch(
-            &mut self,
-            records: &[u8],
-            checkpoints: &[Vec<u8>],
-            durability: Durability,
-        ) -> std::io::Result<()> {
-            if let Some(entered) = self.entered.take() {
-                entered.send(records_in(records)).unwrap();
-                self.go.recv().unwrap();
-            }
-            if records_in(records) > 0 {
-                self.batches.fetch_add(1, Ordering::SeqCst);
-            }
-            self.inner.write_batch(records, checkpoints, durability)
-        }
-    }
-
     #[test]
     fn async_waits_leave_the_thread_free_so_concurrent_records_share_a_write() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
         let (inner, head) = FileStore::open(&path).unwrap();
-        let (entered_tx, entered) = mpsc::channel();
-        let (go, go_rx) = mpsc::channel();
-        let batches = Arc::new(AtomicUsize::new(0));
-        let store = SizedGate {
-            inner,
-            entered: Some(entered_tx),
-            go: go_rx,
-            batches: batches.clone(),
-        };
+        let (store, entered, go) = Gate::new(inner);
+        let batches = store.batches.clone();
         let log = AuditLog::with_store(store, head, AuditLogConfig::default()).unwrap();
         let calls = 16;
         // One runtime thread: with a blocking wait, the first call would hold it until its
