@@ -1,7 +1,7 @@
 //! The typed model the checks produce and the emitter reads. Everything here has already been
 //! checked: `expand` makes no decision and reports no error.
 
-use syn::{Attribute, Ident, ItemFn, LitStr, Path, Type};
+use syn::{Attribute, Ident, ItemFn, LitInt, LitStr, Path, Type};
 
 /// The permission class of a tool (`kind = "..."`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -167,6 +167,38 @@ pub(crate) struct Field {
     pub(crate) secret: bool,
     /// Neither a length rule nor an opt-out bounds it: emit `assert_bounded::<T>()`.
     pub(crate) assert_bounded: bool,
+    /// Its `#[validate(..)]` rules.
+    pub(crate) rules: Rules,
+}
+
+/// The `#[validate]` rules of one parameter, by who implements them.
+pub(crate) enum Rules {
+    /// No `#[validate]` attribute.
+    None,
+    /// Exactly one `#[validate(length(..))]` with integer bounds, on a type validator's derive
+    /// does not unwrap as an `Option`: the macro writes the same check the derive writes.
+    Length(LengthRule),
+    /// Any other rule: validator's `Validate` derive.
+    Derive,
+}
+
+/// `length(min = N, max = N, equal = N)`, each bound optional, as written.
+#[derive(Clone, Default)]
+pub(crate) struct LengthRule {
+    pub(crate) min: Option<LitInt>,
+    pub(crate) max: Option<LitInt>,
+    pub(crate) equal: Option<LitInt>,
+}
+
+/// How the arguments struct implements `Validate`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Validation {
+    /// No rules: no impl, `parse_args_without_rules`.
+    None,
+    /// Only `Rules::Length`: the macro writes the impl.
+    Length,
+    /// Some `Rules::Derive`: validator's derive writes it.
+    Derive,
 }
 
 impl Tool {
@@ -175,6 +207,19 @@ impl Tool {
             Arg::Field(f) => Some(&**f),
             Arg::Ctx => None,
         })
+    }
+
+    /// How the arguments struct implements `Validate`.
+    pub(crate) fn validation(&self) -> Validation {
+        let mut validation = Validation::None;
+        for f in self.fields() {
+            match f.rules {
+                Rules::None => {}
+                Rules::Length(_) => validation = Validation::Length,
+                Rules::Derive => return Validation::Derive,
+            }
+        }
+        validation
     }
 }
 

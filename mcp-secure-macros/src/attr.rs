@@ -9,9 +9,12 @@ use quote::ToTokens;
 use syn::meta::ParseNestedMeta;
 use syn::parse::{ParseStream, Parser};
 use syn::punctuated::Punctuated;
-use syn::{Attribute, Expr, ExprLit, Lit, LitInt, LitStr, Meta, Path, Token};
+use syn::{
+    Attribute, Block, Expr, ExprLit, FnModifiers, Item, ItemFn, Lit, LitInt, LitStr, Meta, Path,
+    Signature, Stmt, Token, Visibility, braced,
+};
 
-use crate::ast::{RoleCheck, RoleError, ToolPath};
+use crate::ast::{LengthRule, RoleCheck, RoleError, ToolPath};
 use crate::valid::Ctxt;
 
 /// The keys `#[tool]` accepts, in the order messages list them.
@@ -30,6 +33,37 @@ pub(crate) const TOOL_KEYS: &[&str] = &[
     "net",
     "fs",
 ];
+
+/// The function under `#[tool]`, parsed as `syn::ItemFn` parses it (outer attributes,
+/// visibility, signature; the body's inner attributes join `attrs`) except the body's
+/// statements: no check reads them, so they stay one opaque `Item::Verbatim` that prints back
+/// unchanged. Parsing every statement of a long body (and printing it back token by token) was
+/// most of the macro's own work. A syntax error in the body is then reported by rustc where it
+/// is, instead of failing the whole parse.
+pub(crate) fn tool_fn(tokens: TokenStream) -> syn::Result<ItemFn> {
+    let parser = |input: ParseStream| {
+        let mut attrs = input.call(Attribute::parse_outer)?;
+        let vis: Visibility = input.parse()?;
+        let sig: Signature = input.parse()?;
+        let content;
+        let brace_token = braced!(content in input);
+        attrs.extend(content.call(Attribute::parse_inner)?);
+        let body: TokenStream = content.parse()?;
+        let stmts = if body.is_empty() {
+            Vec::new()
+        } else {
+            vec![Stmt::Item(Item::Verbatim(body))]
+        };
+        Ok(ItemFn {
+            attrs,
+            vis,
+            modifiers: FnModifiers::default(),
+            sig,
+            block: Box::new(Block { brace_token, stmts }),
+        })
+    };
+    parser.parse2(tokens)
+}
 
 /// The keys of `#[tool(...)]` as written, not yet checked.
 #[derive(Default)]
@@ -206,6 +240,9 @@ pub(crate) struct ParamAttrs {
     pub(crate) docs: Vec<LitStr>,
     /// A `#[validate(length(max = ..))]` or `length(equal = ..)` rule bounds the value.
     pub(crate) length_rule: bool,
+    /// One entry per `#[validate(..)]` attribute: the rule when it is exactly
+    /// `length(min = N, max = N, equal = N)` (any of the three, integer literals), else `None`.
+    pub(crate) rules: Vec<Option<LengthRule>>,
     /// `#[unbounded(..)]` is present. A malformed one is reported by itself, and still
     /// suppresses the "unbounded type" error, which would only repeat it.
     pub(crate) unbounded: bool,
@@ -234,6 +271,7 @@ pub(crate) fn param_attrs(cx: &Ctxt, attrs: &mut Vec<Attribute>) -> ParamAttrs {
             out.field.push(attr);
         } else if path.is_ident("validate") {
             out.length_rule |= has_length_rule(&attr);
+            out.rules.push(length_only(&attr));
             out.argument_only.get_or_insert_with(|| attr.clone());
             out.field.push(attr);
         } else if path.is_ident("serde") {
@@ -307,6 +345,48 @@ fn unbounded_reason(cx: &Ctxt, attr: &Attribute) {
         ),
         Some(_) => {}
     }
+}
+
+/// `#[validate(length(..))]` with nothing else: one `length` item whose keys are `min`, `max`
+/// or `equal`, each at most once, each an integer literal, and `equal` alone or `min`/`max`
+/// without it. Anything else (another rule, a `code` or `message`, a path or a string as a
+/// bound, a mistake) is `None`, and is left to validator's derive, which also reports the
+/// mistakes.
+fn length_only(attr: &Attribute) -> Option<LengthRule> {
+    let mut rule = None;
+    attr.parse_nested_meta(|meta| {
+        if rule.is_some() || !meta.path.is_ident("length") {
+            return Err(meta.error("not a single `length` rule"));
+        }
+        let mut r = LengthRule::default();
+        meta.parse_nested_meta(|kv| {
+            let slot = if kv.path.is_ident("min") {
+                &mut r.min
+            } else if kv.path.is_ident("max") {
+                &mut r.max
+            } else if kv.path.is_ident("equal") {
+                &mut r.equal
+            } else {
+                return Err(kv.error("not a bound"));
+            };
+            if slot.is_some() {
+                return Err(kv.error("duplicate bound"));
+            }
+            *slot = Some(kv.value()?.parse::<LitInt>()?);
+            Ok(())
+        })?;
+        // validator's derive rejects both (with its own message): leave them to it.
+        if r.min.is_none() && r.max.is_none() && r.equal.is_none() {
+            return Err(meta.error("no bound"));
+        }
+        if r.equal.is_some() && (r.min.is_some() || r.max.is_some()) {
+            return Err(meta.error("`equal` with `min` or `max`"));
+        }
+        rule = Some(r);
+        Ok(())
+    })
+    .ok()?;
+    rule
 }
 
 /// True for `#[validate(.., length(.., max = ..), ..)]` (or `equal`).

@@ -9,7 +9,10 @@ use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Ident, ItemFn, LitStr};
 
-use crate::ast::{Arg, FsTarget, Kind, RoleCheck, RoleDecl, RoleError, Sandbox, Tool, ToolPath};
+use crate::ast::{
+    Arg, FsTarget, Kind, LengthRule, RoleCheck, RoleDecl, RoleError, Rules, Sandbox, Tool,
+    ToolPath, Validation,
+};
 
 /// The generated handler constant of a tool: `__mcs_tool_<fn>`.
 pub(crate) fn tool_struct(fn_ident: &Ident) -> Ident {
@@ -32,30 +35,68 @@ fn args_struct(fn_ident: &Ident) -> Ident {
 
 /// A tool that passed every check: the function, its arguments struct, its handler and the
 /// compile-time checks.
+///
+/// Paths are written out in each template rather than interpolated from a shared
+/// `TokenStream`: in a proc macro every interpolated stream is a round trip to the compiler,
+/// while written-out tokens are only pushed. The `crate = ".."` strings are built as literals
+/// for the same reason (a string in a `quote!` template is lexed by the compiler).
 pub(crate) fn tool(tool: &Tool) -> TokenStream {
     let func = &tool.func;
     let vis = &func.vis;
     let fn_ident = &func.sig.ident;
     let args_ident = args_struct(fn_ident);
     let tool_ident = tool_struct(fn_ident);
-    let p = quote!(::mcp_secure::__private);
 
     let fields = tool.fields().map(|f| {
         let (attrs, ident, ty) = (&f.attrs, &f.ident, &f.ty);
         quote!(#(#attrs)* #ident: #ty,)
     });
-    let schema_name = &tool.name;
+    let schema_name = Literal::string(&tool.name);
+    let serde_crate = Literal::string("::mcp_secure::__private::serde");
+    let schemars_crate = Literal::string("::mcp_secure::__private::schemars");
+
+    // Arguments without a `#[validate]` rule implement no `Validate` (the derived impl would
+    // always pass) and are parsed by `parse_args_without_rules`; arguments whose only rules are
+    // `length` get the impl validator's derive would write, without running it (see
+    // `length_validate`); the others derive it.
+    let (validate_derive, validate_attr, validate_impl, parse) = match tool.validation() {
+        Validation::None => (
+            TokenStream::new(),
+            TokenStream::new(),
+            TokenStream::new(),
+            quote!(parse_args_without_rules),
+        ),
+        Validation::Length => (
+            TokenStream::new(),
+            TokenStream::new(),
+            length_validate(tool, &args_ident),
+            quote!(parse_args),
+        ),
+        Validation::Derive => {
+            let validator_crate = Literal::string("::mcp_secure::__private::validator");
+            (
+                quote!(, ::mcp_secure::__private::validator::Validate),
+                quote!(#[validate(crate = #validator_crate)]),
+                TokenStream::new(),
+                quote!(parse_args),
+            )
+        }
+    };
 
     // The handler: `WithState<App>` (a `ToolHandler<App>`) for a tool with `Ctx<App>`,
     // `Stateless` (a `ToolHandler` for any state) otherwise. Both are runtime types holding
     // function pointers, so nothing generic is generated per tool.
-    let handler = match &tool.state {
-        Some(state) => quote!(#p::WithState<#state>),
-        None => quote!(#p::Stateless),
-    };
-    let handler_ctor = match &tool.state {
-        Some(_) => quote!(#p::WithState),
-        None => quote!(#p::Stateless),
+    let (handler, handler_ctor, ctx_param) = match &tool.state {
+        Some(state) => (
+            quote!(::mcp_secure::__private::WithState<#state>),
+            quote!(WithState),
+            quote!(__mcs_ctx),
+        ),
+        None => (
+            quote!(::mcp_secure::__private::Stateless),
+            quote!(Stateless),
+            quote!(_),
+        ),
     };
     let ret = &tool.ret;
     let spec = spec(tool);
@@ -74,10 +115,6 @@ pub(crate) fn tool(tool: &Tool) -> TokenStream {
             }
         }
     }
-    let ctx_param = match &tool.state {
-        Some(_) => quote!(__mcs_ctx),
-        None => quote!(_),
-    };
     let call = quote_spanned! {fn_ident.span()=> #fn_ident(#(#call_args),*).await };
 
     let checks = checks(tool);
@@ -91,32 +128,32 @@ pub(crate) fn tool(tool: &Tool) -> TokenStream {
         #[doc(hidden)]
         #[allow(non_camel_case_types)]
         #[derive(
-            #p::serde::Deserialize,
-            #p::schemars::JsonSchema,
-            #p::validator::Validate
+            ::mcp_secure::__private::serde::Deserialize,
+            ::mcp_secure::__private::schemars::JsonSchema
+            #validate_derive
         )]
-        #[serde(crate = "::mcp_secure::__private::serde", deny_unknown_fields)]
-        #[schemars(crate = "::mcp_secure::__private::schemars", rename = #schema_name)]
-        #[validate(crate = "::mcp_secure::__private::validator")]
+        #[serde(crate = #serde_crate, deny_unknown_fields)]
+        #[schemars(crate = #schemars_crate, rename = #schema_name)]
+        #validate_attr
         #vis struct #args_ident {
             #(#fields)*
         }
 
+        #validate_impl
+
         #[doc(hidden)]
         #[allow(non_upper_case_globals, private_interfaces)]
-        #vis const #tool_ident: #handler = #handler_ctor {
-            fns: &#p::ToolFns {
+        #vis const #tool_ident: #handler = ::mcp_secure::__private::#handler_ctor {
+            fns: &::mcp_secure::__private::ToolFns {
                 spec: #spec,
-                input_schema: #p::input_schema::<#args_ident>,
-                output_schema: #p::output_schema::<#ret>,
-                parse: #p::parse_args::<#args_ident>,
+                input_schema: ::mcp_secure::__private::input_schema::<#args_ident>,
+                output_schema: ::mcp_secure::__private::output_schema::<#ret>,
+                parse: ::mcp_secure::__private::#parse::<#args_ident>,
                 call: |#ctx_param, __mcs_args| {
                     ::std::boxed::Box::pin(async move {
-                        let #args_ident { #(#bindings),* } = match #p::downcast::<#args_ident>(__mcs_args) {
-                            ::core::result::Result::Ok(__mcs_args) => __mcs_args,
-                            ::core::result::Result::Err(__mcs_err) => return ::core::result::Result::Err(__mcs_err),
-                        };
-                        #p::into_result(#call)
+                        let #args_ident { #(#bindings),* } =
+                            ::mcp_secure::__private::downcast::<#args_ident>(__mcs_args)?;
+                        ::mcp_secure::__private::into_result(#call)
                     })
                 },
             },
@@ -124,9 +161,63 @@ pub(crate) fn tool(tool: &Tool) -> TokenStream {
     }
 }
 
+/// The `Validate` impl of arguments whose rules are all `#[validate(length(..))]`: the checks
+/// validator's derive (0.20) writes for them, field by field in order, with the bounds as
+/// written (so their types are inferred as in the derived code), the same error code and
+/// parameters, and the field's name as its key. Running the derive costs more than the rest of
+/// the tool's expansion; its `ValidateArgs` impl, which nothing calls, is not written.
+fn length_validate(tool: &Tool, args_ident: &Ident) -> TokenStream {
+    let checks = tool.fields().filter_map(|f| {
+        let Rules::Length(LengthRule { min, max, equal }) = &f.rules else {
+            return None;
+        };
+        let field = &f.ident;
+        let key = Literal::string(&field.to_string());
+        let bound = |b: &Option<syn::LitInt>| match b {
+            Some(v) => quote!(::core::option::Option::Some(#v)),
+            None => quote!(::core::option::Option::None),
+        };
+        let param = |name: &str, b: &Option<syn::LitInt>| {
+            b.as_ref().map(|v| {
+                let name = Literal::string(name);
+                quote!(__mcs_err.add_param(::std::borrow::Cow::from(#name), &#v);)
+            })
+        };
+        let (min_b, max_b, equal_b) = (bound(min), bound(max), bound(equal));
+        let params = [param("min", min), param("max", max), param("equal", equal)];
+        let params = params.iter().flatten();
+        let (code, value) = (Literal::string("length"), Literal::string("value"));
+        Some(quote! {
+            if !self.#field.validate_length(#min_b, #max_b, #equal_b) {
+                let mut __mcs_err =
+                    ::mcp_secure::__private::validator::ValidationError::new(#code);
+                #(#params)*
+                __mcs_err.add_param(::std::borrow::Cow::from(#value), &self.#field);
+                __mcs_errors.add(#key, __mcs_err);
+            }
+        })
+    });
+    quote! {
+        #[automatically_derived]
+        impl ::mcp_secure::__private::validator::Validate for #args_ident {
+            fn validate(
+                &self,
+            ) -> ::core::result::Result<(), ::mcp_secure::__private::validator::ValidationErrors> {
+                use ::mcp_secure::__private::validator::ValidateLength;
+                let mut __mcs_errors = ::mcp_secure::__private::validator::ValidationErrors::new();
+                #(#checks)*
+                if __mcs_errors.is_empty() {
+                    ::core::result::Result::Ok(())
+                } else {
+                    ::core::result::Result::Err(__mcs_errors)
+                }
+            }
+        }
+    }
+}
+
 /// `ToolSpec::__new(..)`, every value a constant.
 fn spec(tool: &Tool) -> TokenStream {
-    let p = quote!(::mcp_secure::__private);
     let name = &tool.name;
     let title = option(tool.title.as_ref().map(|t| quote!(#t)));
     let description = &tool.description;
@@ -137,7 +228,7 @@ fn spec(tool: &Tool) -> TokenStream {
         Some(r) => {
             let count = Literal::u32_unsuffixed(r.count);
             let per = Literal::u64_unsuffixed(r.per_secs);
-            quote!(#p::Rate::new(#count, ::core::time::Duration::from_secs(#per)))
+            quote!(::mcp_secure::__private::Rate::new(#count, ::core::time::Duration::from_secs(#per)))
         }
         None => quote!(::core::option::Option::None),
     };
@@ -156,13 +247,13 @@ fn spec(tool: &Tool) -> TokenStream {
     let secrets = tool.fields().filter(|f| f.secret).map(|f| &f.wire_name);
     let sandbox = option(tool.sandbox.as_ref().map(sandbox));
     quote! {
-        #p::ToolSpec::__new(
+        ::mcp_secure::__private::ToolSpec::__new(
             #name,
             #title,
             #description,
-            #p::Kind::#kind,
+            ::mcp_secure::__private::Kind::#kind,
             #role,
-            #p::Approval::#approval,
+            ::mcp_secure::__private::Approval::#approval,
             #rate,
             #concurrency,
             #timeout,
@@ -175,17 +266,16 @@ fn spec(tool: &Tool) -> TokenStream {
 
 /// `SandboxSpec::__new(Network::X, &[FsGrant::__root("reports", false), ..])`.
 fn sandbox(sandbox: &Sandbox) -> TokenStream {
-    let p = quote!(::mcp_secure::__private);
     let net = Ident::new(sandbox.net.variant(), Span::call_site());
     let grants = sandbox.fs.iter().map(|e| {
         let write = e.write;
         match &e.target {
-            FsTarget::Root(name) => quote!(#p::FsGrant::__root(#name, #write)),
-            FsTarget::Path(path) => quote!(#p::FsGrant::__path(#path, #write)),
-            FsTarget::Scratch => quote!(#p::FsGrant::__scratch()),
+            FsTarget::Root(name) => quote!(::mcp_secure::__private::FsGrant::__root(#name, #write)),
+            FsTarget::Path(path) => quote!(::mcp_secure::__private::FsGrant::__path(#path, #write)),
+            FsTarget::Scratch => quote!(::mcp_secure::__private::FsGrant::__scratch()),
         }
     });
-    quote!(#p::SandboxSpec::__new(#p::Network::#net, &[#(#grants),*]))
+    quote!(::mcp_secure::__private::SandboxSpec::__new(::mcp_secure::__private::Network::#net, &[#(#grants),*]))
 }
 
 fn option(value: Option<TokenStream>) -> TokenStream {

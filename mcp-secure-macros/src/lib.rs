@@ -65,7 +65,7 @@ pub fn __role_error(input: TokenStream) -> TokenStream {
 pub(crate) fn tool_impl(args: TokenStream2, item: TokenStream2) -> TokenStream2 {
     let cx = Ctxt::new();
     let args = attr::tool_args(&cx, args);
-    let func = match syn::parse2::<syn::ItemFn>(item.clone()) {
+    let func = match attr::tool_fn(item.clone()) {
         Ok(func) => func,
         Err(_) => {
             cx.error_at(

@@ -92,6 +92,67 @@ fn sandboxed_tool() {
     insta::assert_snapshot!(pretty(out));
 }
 
+/// No `#[validate]` rule: no `Validate` derive, parsed by `parse_args_without_rules`. The body,
+/// with an inner doc comment, is kept as it was written.
+#[test]
+fn tool_without_rules() {
+    let out = crate::tool_impl(
+        quote!(kind = "read", role = "read-only"),
+        quote! {
+            /// Add two numbers.
+            pub async fn add(a: u32, b: u32) -> Result<u64, ToolError> {
+                //! Never overflows.
+                let sum = u64::from(a) + u64::from(b);
+                Ok(sum)
+            }
+        },
+    );
+    insta::assert_snapshot!(pretty(out));
+}
+
+/// Rules other than `length` (here `range`, and `length` on an `Option`, which validator
+/// unwraps): validator's `Validate` derive.
+#[test]
+fn tool_with_derived_rules() {
+    let out = crate::tool_impl(
+        quote!(kind = "write", role = "editor"),
+        quote! {
+            /// Order some items.
+            pub async fn order(
+                #[validate(range(min = 1, max = 10))]
+                qty: u32,
+                #[validate(length(max = 64))]
+                note: Option<String>,
+            ) -> Result<String, ToolError> {
+                Ok(format!("{qty}"))
+            }
+        },
+    );
+    insta::assert_snapshot!(pretty(out));
+}
+
+/// `equal` with `min` or `max` is a mistake validator's derive reports: it is left to it.
+#[test]
+fn length_with_equal_and_max_is_derived() {
+    let out = pretty(crate::tool_impl(
+        quote!(kind = "read", role = "r"),
+        quote! {
+            /// Doc.
+            pub async fn f(
+                #[validate(length(max = 3, equal = 2))]
+                s: String,
+            ) -> Result<String, ToolError> {
+                Ok(s)
+            }
+        },
+    ));
+    assert!(
+        out.contains("::mcp_secure::__private::validator::Validate\n)]"),
+        "{out}"
+    );
+    assert!(!out.contains("validate_length"), "{out}");
+}
+
 #[test]
 fn sandbox_rules() {
     let out = crate::tool_impl(

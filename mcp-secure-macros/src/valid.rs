@@ -12,7 +12,7 @@ use syn::{
     ReturnType, Type,
 };
 
-use crate::ast::{Approval, Arg, Field, Kind, Net, RoleDecl, Sandbox, Tool};
+use crate::ast::{Approval, Arg, Field, Kind, LengthRule, Net, RoleDecl, Rules, Sandbox, Tool};
 use crate::attr::{self, Parents, RoleEntry, ToolArgs};
 use crate::grammar;
 
@@ -367,12 +367,43 @@ fn parameters(cx: &Ctxt, func: &mut ItemFn, sandboxed: bool) -> (Option<Type>, V
             wire_name: attrs.rename.unwrap_or_else(|| name.clone()),
             secret: is_secret(&ty),
             assert_bounded,
+            rules: rules(attrs.rules, &ty),
             attrs: attrs.field,
             ident,
             ty,
         })));
     }
     (state, args)
+}
+
+/// Who implements a parameter's `#[validate]` rules (see `Rules`).
+fn rules(mut rules: Vec<Option<LengthRule>>, ty: &Type) -> Rules {
+    match rules.len() {
+        0 => Rules::None,
+        1 if !validator_option(ty) => match rules.pop().flatten() {
+            Some(length) => Rules::Length(length),
+            None => Rules::Derive,
+        },
+        _ => Rules::Derive,
+    }
+}
+
+/// validator's derive wraps a field's checks in `if let Some(..)` when its type's path is
+/// `Option`, `std::option::Option` or `core::option::Option` (segment names only, as it
+/// compares them); those fields are left to it.
+fn validator_option(ty: &Type) -> bool {
+    let Type::Path(p) = ty else {
+        return false;
+    };
+    let mut idents = String::new();
+    for segment in &p.path.segments {
+        idents.push_str(&segment.ident.to_string());
+        idents.push('|');
+    }
+    matches!(
+        idents.as_str(),
+        "Option|" | "std|option|Option|" | "core|option|Option|"
+    )
 }
 
 /// Rejects borrowed, `impl Trait` and syntactically unbounded types. Returns true when the type

@@ -36,6 +36,15 @@ where
     crate::guard::validate::parse::<T>(args)
 }
 
+/// [`parse_args`] for arguments without a `#[validate]` rule: no `Validate` impl is generated
+/// for them (the derived one would always pass).
+pub fn parse_args_without_rules<T>(args: &JsonObject) -> Result<ParsedArgs, ToolError>
+where
+    T: serde::de::DeserializeOwned + Send + 'static,
+{
+    crate::guard::validate::parse_without_rules::<T>(args)
+}
+
 /// Recovers the typed arguments `parse_args` produced.
 pub fn downcast<T: 'static>(args: ParsedArgs) -> Result<T, ToolError> {
     match args.downcast::<T>() {
@@ -69,7 +78,7 @@ pub struct ToolFns<C> {
     pub input_schema: fn() -> JsonObject,
     /// `output_schema::<Return>`.
     pub output_schema: fn() -> Option<JsonObject>,
-    /// `parse_args::<Args>`.
+    /// `parse_args::<Args>` (`parse_args_without_rules::<Args>` without `#[validate]` rules).
     pub parse: fn(&JsonObject) -> Result<ParsedArgs, ToolError>,
     /// Runs the body with parsed arguments.
     pub call: fn(C, ParsedArgs) -> BoxFuture<'static, Result<CallToolResult, ToolError>>,

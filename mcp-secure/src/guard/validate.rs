@@ -21,15 +21,24 @@ use crate::tool::ParsedArgs;
 pub fn parse<T: DeserializeOwned + Validate + Send + 'static>(
     args: &JsonObject,
 ) -> Result<ParsedArgs, ToolError> {
-    let mut path = String::new();
-    let parsed = match T::deserialize(Arguments::new(args, &mut path)) {
-        Ok(parsed) => parsed,
-        Err(e) => return Err(describe_deserialize(&e, &path)),
-    };
+    let parsed = deserialize::<T>(args)?;
     if let Err(e) = parsed.validate() {
         return Err(describe_validation(&e));
     }
     Ok(Box::new(parsed))
+}
+
+/// [`parse`] for arguments without a single `#[validate]` rule, whose derived `Validate`
+/// would always pass: the same deserialization, and no `Validate` impl needed.
+pub fn parse_without_rules<T: DeserializeOwned + Send + 'static>(
+    args: &JsonObject,
+) -> Result<ParsedArgs, ToolError> {
+    Ok(Box::new(deserialize::<T>(args)?))
+}
+
+fn deserialize<T: DeserializeOwned>(args: &JsonObject) -> Result<T, ToolError> {
+    let mut path = String::new();
+    T::deserialize(Arguments::new(args, &mut path)).map_err(|e| describe_deserialize(&e, &path))
 }
 
 /// The error of a failed deserialization, with the field path where it happened (empty for
