@@ -167,3 +167,40 @@ impl<T: AuditSink + ?Sized> AuditSink for Arc<T> {
         (**self).record_async(event)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Refuses every record.
+    struct Broken;
+
+    impl AuditSink for Broken {
+        fn record(&self, _: &AuditEvent) -> Result<(), AuditError> {
+            Err(AuditError("disk full".into()))
+        }
+    }
+
+    #[test]
+    fn several_sinks_get_every_record_and_one_failure_fails_it_sync_and_async() {
+        let (first, last) = (MemorySink::new(), MemorySink::new());
+        let sinks: Vec<Arc<dyn AuditSink>> = vec![
+            Arc::new(first.clone()),
+            Arc::new(Broken),
+            Arc::new(last.clone()),
+        ];
+        let event = AuditEvent::new("c1".into(), "echo", "test");
+        assert_eq!(sinks.record(&event).unwrap_err().0, "disk full");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let failed = rt.block_on(sinks.record_async(&event));
+        assert_eq!(failed.unwrap_err().0, "disk full");
+        // The sinks after the failing one were tried too, both times.
+        assert_eq!(first.events().len(), 2);
+        assert_eq!(last.events().len(), 2);
+        let healthy: Vec<Arc<dyn AuditSink>> = vec![Arc::new(first.clone())];
+        rt.block_on(healthy.record_async(&event)).unwrap();
+        assert_eq!(first.events().len(), 3);
+    }
+}
