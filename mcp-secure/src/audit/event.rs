@@ -149,6 +149,18 @@ impl AuditEvent {
     }
 }
 
+impl AuditEvent {
+    /// The whole record as a JSON string ([`AuditEvent::write_json`]), for sinks that store
+    /// text.
+    pub(crate) fn to_json(&self) -> Result<String, super::AuditError> {
+        let mut out = Vec::with_capacity(512);
+        self.write_json(&mut out, JsonForm::Whole)
+            .map_err(|e| super::AuditError(format!("cannot serialize an audit record: {e}")))?;
+        // Only `&str` bytes and serde_json's own output were written: always UTF-8.
+        String::from_utf8(out).map_err(|e| super::AuditError(e.to_string()))
+    }
+}
+
 /// A JSON string: copied between quotes when nothing in it needs escaping (what `serde_json`
 /// escapes: `"`, `\\` and control characters below U+0020), else written by `serde_json`.
 fn json_str(out: &mut Vec<u8>, s: &str) -> serde_json::Result<()> {
@@ -313,6 +325,7 @@ mod tests {
         #[test]
         fn written_json_is_serde_json_byte_for_byte(e in event()) {
             prop_assert_eq!(written(&e, JsonForm::Whole), serde_bytes(&e));
+            prop_assert_eq!(e.to_json().unwrap(), serde_json::to_string(&e).unwrap());
             // The open form is the whole form of the record without its chain fields, less
             // the closing brace.
             let mut unchained = e.clone();

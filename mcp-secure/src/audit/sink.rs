@@ -35,7 +35,7 @@ pub struct TracingSink;
 
 impl AuditSink for TracingSink {
     fn record(&self, event: &AuditEvent) -> Result<(), AuditError> {
-        let json = serde_json::to_string(event).map_err(|e| AuditError(e.to_string()))?;
+        let json = event.to_json()?;
         tracing::info!(target: "mcp_secure::audit", tool = %event.tool, outcome = %event.outcome, record = %json);
         Ok(())
     }

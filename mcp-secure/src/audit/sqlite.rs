@@ -117,7 +117,7 @@ impl SqliteSink {
 
 impl AuditSink for SqliteSink {
     fn record(&self, event: &AuditEvent) -> Result<(), AuditError> {
-        let json = serde_json::to_string(event).map_err(|e| AuditError(e.to_string()))?;
+        let json = event.to_json()?;
         let ts_ms = OffsetDateTime::parse(&event.ts, &Rfc3339).map_or(0, unix_ms);
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         conn.prepare_cached(
