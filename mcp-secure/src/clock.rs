@@ -1,6 +1,7 @@
 //! One clock for every time-dependent guard (rate limits, approval expiry, audit timestamps),
 //! so tests can move time instead of sleeping.
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -19,6 +20,9 @@ pub struct Clock {
 struct Inner {
     base: Instant,
     base_utc: OffsetDateTime,
+    /// `base_utc` as a Unix time: whole seconds and nanoseconds.
+    base_secs: i64,
+    base_nanos: u32,
     manual: bool,
     offset_nanos: AtomicU64,
 }
@@ -41,10 +45,13 @@ impl Clock {
     }
 
     fn with(manual: bool) -> Self {
+        let base_utc = OffsetDateTime::now_utc();
         Clock {
             inner: Arc::new(Inner {
                 base: Instant::now(),
-                base_utc: OffsetDateTime::now_utc(),
+                base_utc,
+                base_secs: base_utc.unix_timestamp(),
+                base_nanos: base_utc.nanosecond(),
                 manual,
                 offset_nanos: AtomicU64::new(0),
             }),
@@ -76,52 +83,162 @@ impl Clock {
     /// of a second as short as it can be (`2026-11-25T17:20:01.5Z`), the same text as the
     /// `time` crate's `Rfc3339` format of [`Clock::now_utc`].
     pub fn now_rfc3339(&self) -> String {
-        rfc3339(self.now_utc())
+        self.stamp().as_str().to_owned()
     }
-}
 
-/// RFC 3339 in UTC with the fraction of a second as short as it can be (`2026-11-25T17:20:01Z`,
-/// `2026-11-25T17:20:01.5Z`, `…01.123456789Z`): the same text as `time`'s `Rfc3339` format,
-/// written straight into one buffer (every call's audit record has a timestamp). Years before
-/// 0000 (or past 9999), which RFC 3339 cannot show, give an empty string, as `time` refuses them.
-pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    let year = match u32::try_from(t.year()) {
-        Ok(year) if year <= 9999 => year,
-        _ => return String::new(),
-    };
-    let mut out = String::with_capacity(30);
-    digits(&mut out, year, 4);
-    out.push('-');
-    digits(&mut out, u32::from(u8::from(t.month())), 2);
-    out.push('-');
-    digits(&mut out, u32::from(t.day()), 2);
-    out.push('T');
-    digits(&mut out, u32::from(t.hour()), 2);
-    out.push(':');
-    digits(&mut out, u32::from(t.minute()), 2);
-    out.push(':');
-    digits(&mut out, u32::from(t.second()), 2);
-    let mut nanos = t.nanosecond();
-    if nanos != 0 {
-        let mut width = 9;
-        while nanos.is_multiple_of(10) {
-            nanos /= 10;
-            width -= 1;
+    /// [`Clock::now_rfc3339`] without an allocation (every call's audit record has one),
+    /// and without `time`'s calendar arithmetic while the second is the one this thread last
+    /// stamped.
+    pub fn stamp(&self) -> Stamp {
+        let since = self.elapsed();
+        let nanos = self.inner.base_nanos + since.subsec_nanos();
+        let secs = i64::try_from(since.as_secs())
+            .ok()
+            .and_then(|s| s.checked_add(self.inner.base_secs))
+            .and_then(|s| s.checked_add(i64::from(nanos / NANOS_PER_SECOND)));
+        match secs {
+            Some(secs) => Stamp::at(secs, nanos % NANOS_PER_SECOND),
+            None => Stamp::EMPTY,
         }
-        out.push('.');
-        digits(&mut out, nanos, width);
     }
-    out.push('Z');
-    out
 }
 
-/// Appends `value` as exactly `width` decimal digits (zero-padded; `value < 10^width`).
-fn digits(out: &mut String, value: u32, width: u32) {
-    let mut div = 10u32.pow(width - 1);
-    while div > 0 {
-        out.push(char::from(b'0' + (value / div % 10) as u8));
-        div /= 10;
+/// RFC 3339 in UTC ([`Stamp`]), as a `String`.
+#[cfg(test)]
+pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
+    Stamp::of(t).as_str().to_owned()
+}
+
+/// An RFC 3339 timestamp in UTC with the fraction of a second as short as it can be
+/// (`2026-11-25T17:20:01Z`, `2026-11-25T17:20:01.5Z`, `…01.123456789Z`): the same text as
+/// `time`'s `Rfc3339` format, written into a fixed buffer. Years before 0000 (or past 9999),
+/// which RFC 3339 cannot show, give an empty stamp, as `time` refuses them.
+#[derive(Clone, Copy)]
+pub struct Stamp {
+    bytes: [u8; Stamp::MAX],
+    len: usize,
+}
+
+impl std::fmt::Debug for Stamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Stamp").field(&self.as_str()).finish()
+    }
+}
+
+impl std::fmt::Display for Stamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+const NANOS_PER_SECOND: u32 = 1_000_000_000;
+
+impl Stamp {
+    /// `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`
+    const MAX: usize = 30;
+    /// `YYYY-MM-DDTHH:MM:SS`
+    const SECOND: usize = 19;
+    const EMPTY: Stamp = Stamp {
+        bytes: [0; Stamp::MAX],
+        len: 0,
+    };
+
+    /// The stamp of `t`.
+    pub fn of(t: OffsetDateTime) -> Stamp {
+        let mut stamp = Stamp::EMPTY;
+        if stamp.second(t) {
+            stamp.fraction(t.nanosecond());
+        }
+        stamp
+    }
+
+    /// The stamp of Unix time `secs` + `nanos` (`nanos` < 10^9). The text up to the second is
+    /// kept per thread, so stamps within the same second as the thread's last one only
+    /// write the fraction.
+    fn at(secs: i64, nanos: u32) -> Stamp {
+        thread_local! {
+            static LAST: Cell<Option<(i64, [u8; Stamp::SECOND])>> = const { Cell::new(None) };
+        }
+        let mut stamp = Stamp::EMPTY;
+        match LAST.try_with(Cell::get) {
+            Ok(Some((last, text))) if last == secs => {
+                stamp.bytes[..Stamp::SECOND].copy_from_slice(&text);
+                stamp.len = Stamp::SECOND;
+            }
+            _ => {
+                let Ok(t) = OffsetDateTime::from_unix_timestamp(secs) else {
+                    return stamp;
+                };
+                if !stamp.second(t) {
+                    return stamp;
+                }
+                let mut text = [0; Stamp::SECOND];
+                text.copy_from_slice(&stamp.bytes[..Stamp::SECOND]);
+                // A thread being torn down has no cache; the stamp is right either way.
+                let _ = LAST.try_with(|last| last.set(Some((secs, text))));
+            }
+        }
+        stamp.fraction(nanos);
+        stamp
+    }
+
+    /// Writes `t`, in UTC, up to the second; false (nothing written) for a year RFC 3339
+    /// cannot show.
+    fn second(&mut self, t: OffsetDateTime) -> bool {
+        let t = t.to_offset(time::UtcOffset::UTC);
+        let year = match u32::try_from(t.year()) {
+            Ok(year) if year <= 9999 => year,
+            _ => return false,
+        };
+        let stamp = self;
+        stamp.digits(year, 4);
+        stamp.push(b'-');
+        stamp.digits(u32::from(u8::from(t.month())), 2);
+        stamp.push(b'-');
+        stamp.digits(u32::from(t.day()), 2);
+        stamp.push(b'T');
+        stamp.digits(u32::from(t.hour()), 2);
+        stamp.push(b':');
+        stamp.digits(u32::from(t.minute()), 2);
+        stamp.push(b':');
+        stamp.digits(u32::from(t.second()), 2);
+        true
+    }
+
+    /// Writes the fraction of a second, as short as it can be, and the `Z`.
+    fn fraction(&mut self, nanos: u32) {
+        let stamp = self;
+        let mut nanos = nanos;
+        if nanos != 0 {
+            let mut width = 9;
+            while nanos.is_multiple_of(10) {
+                nanos /= 10;
+                width -= 1;
+            }
+            stamp.push(b'.');
+            stamp.digits(nanos, width);
+        }
+        stamp.push(b'Z');
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII digits and punctuation are ever written.
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+    }
+
+    fn push(&mut self, b: u8) {
+        self.bytes[self.len] = b;
+        self.len += 1;
+    }
+
+    /// Appends `value` as exactly `width` decimal digits (zero-padded; `value < 10^width`).
+    fn digits(&mut self, value: u32, width: u32) {
+        let mut div = 10u32.pow(width - 1);
+        while div > 0 {
+            self.push(b'0' + (value / div % 10) as u8);
+            div /= 10;
+        }
     }
 }
 
@@ -179,6 +296,22 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// The clock's own stamp (Unix-time arithmetic, the second kept per thread) is the
+        /// stamp of its `now_utc`, within a second, across one, and after a long jump.
+        #[test]
+        fn clock_stamps_match_now_utc(
+            jump in 0u64..100_000_000_000_000_000,
+            steps in proptest::collection::vec(0u64..1_500_000_000, 1..6),
+        ) {
+            let clock = Clock::manual();
+            clock.advance(Duration::from_nanos(jump));
+            proptest::prop_assert_eq!(clock.stamp().to_string(), rfc3339(clock.now_utc()));
+            for step in steps {
+                clock.advance(Duration::from_nanos(step));
+                proptest::prop_assert_eq!(clock.stamp().to_string(), rfc3339(clock.now_utc()));
+            }
+        }
+
         #[test]
         fn rfc3339_matches_the_time_crate(
             secs in -62_135_596_800i64..253_402_300_799i64,

@@ -18,7 +18,7 @@ pub mod types;
 #[doc(hidden)]
 pub mod __private;
 
-pub use clock::Clock;
+pub use clock::{Clock, Stamp};
 pub use ctx::Ctx;
 pub use error::{ErrorCode, ToolError};
 pub use policy::{Approval, Kind, Rate, RoleDecl, Roles, ToolSpec};
