@@ -153,7 +153,7 @@ fn tasks(path: &Path, durability: Durability, blocking: bool, records: usize) ->
                     if blocking {
                         log.record(&record)
                     } else {
-                        log.record_async(&record).await
+                        log.record_async(record.borrowed()).await
                     }
                     .expect("stored");
                 }

@@ -9,19 +9,23 @@
 //!
 //! The chain (auth + RBAC + rate + the call's record built and handed to the chained log) is
 //! timed in runs of 1,024 calls with the writer draining between runs, untimed: the cost a call
-//! adds while the writer keeps up. The same chain run back to back ("sustained") is bound by the
+//! adds while the writer keeps up. The record is built as the server builds it: its own parts
+//! (call id, timestamp, output value) made and freed in the loop, the rest (principal, names,
+//! arguments) borrowed; the arguments themselves are freed untimed, since every server frees
+//! a call's arguments (bare rmcp too). The same chain run back to back ("sustained") is bound by the
 //! writer thread's pace instead, which `benches/audit.rs` measures as throughput.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use std::hint::black_box;
 
 use criterion::{BatchSize, BenchmarkId, Criterion};
 use mcp_secure::audit::{
-    AuditError, AuditEvent, AuditLog, AuditLogConfig, AuditSink, Durability, JsonLinesSink,
+    AuditError, AuditEvent, AuditEventRef, AuditLog, AuditLogConfig, AuditSink, Durability,
+    JsonLinesSink,
 };
-use mcp_secure::auth::{ApiKeyStore, Credential, CredentialSource, Environment};
+use mcp_secure::auth::{ApiKeyStore, Credential, CredentialSource, Environment, Principal};
 use mcp_secure::guard::rate::{DEFAULT_KEY_THRESHOLD, KeyedLimit};
 use mcp_secure::guard::{authn, authz, size};
 use mcp_secure::rmcp::model::JsonObject;
@@ -69,26 +73,47 @@ fn args() -> JsonObject {
         .unwrap_or_default()
 }
 
-/// The fields the server fills in for a successful call's outcome record. Like the server, it
-/// takes the call's arguments over (the server's record owns them; it copies them only to
-/// redact a secret).
-fn outcome_event(
-    clock: &Clock,
-    principal: &mcp_secure::auth::Principal,
-    args: JsonObject,
-) -> AuditEvent {
+/// What a successful call's outcome record needs beyond what the call already holds, as the
+/// server's record keeps it: a call id (hex, on the stack), the time it arrived, the output as
+/// a value, and the arguments (taken over, not copied).
+struct Parts {
+    id: [u8; 32],
+    started: Instant,
+    input: serde_json::Value,
+    output: serde_json::Value,
+}
+
+fn parts(args: JsonObject) -> Parts {
     let mut id = [0u8; 16];
     rand_fill(&mut id);
-    let mut e = AuditEvent::new(hex_id(&id), "echo", "direct");
-    e.ts = clock.now_rfc3339();
-    e.user = Some(principal.user.clone());
-    e.key_id = principal.key_id.clone();
-    e.roles = principal.roles.clone();
-    e.input = serde_json::Value::Object(args);
-    e.output = Some(json!([{"type": "text", "text": "hello"}]));
-    e.outcome = "ok".into();
+    Parts {
+        id: hex_id(&id),
+        started: Instant::now(),
+        input: serde_json::Value::Object(args),
+        output: json!([{"type": "text", "text": "hello"}]),
+    }
+}
+
+/// Hands the outcome record, borrowed from `parts`, the principal and a fresh timestamp, to
+/// `store` (what the server does when a call ends).
+fn outcome<R>(
+    clock: &Clock,
+    principal: &Principal,
+    parts: &Parts,
+    store: impl FnOnce(AuditEventRef<'_>) -> R,
+) -> R {
+    let ts = clock.stamp();
+    let id = std::str::from_utf8(&parts.id).expect("hex");
+    let mut e = AuditEventRef::new(id, "echo", "direct", &parts.input);
+    e.ts = ts.as_str();
+    e.user = Some(&principal.user);
+    e.key_id = principal.key_id.as_deref();
+    e.roles = &principal.roles;
+    e.output = Some(&parts.output);
+    e.outcome = "ok";
     e.success = true;
-    e
+    e.duration_ms = u64::try_from(parts.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    store(e)
 }
 
 /// A cheap stand-in for the server's random call id (the server uses `rand`; the bench keeps
@@ -102,14 +127,14 @@ fn rand_fill(out: &mut [u8; 16]) {
 }
 
 /// Lowercase hex, by table, as the server writes its call ids.
-fn hex_id(bytes: &[u8]) -> String {
+fn hex_id(bytes: &[u8; 16]) -> [u8; 32] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(HEX[usize::from(b >> 4)]));
-        s.push(char::from(HEX[usize::from(b & 0xf)]));
+    let mut out = [0u8; 32];
+    for (i, b) in bytes.iter().enumerate() {
+        out[2 * i] = HEX[usize::from(b >> 4)];
+        out[2 * i + 1] = HEX[usize::from(b & 0xf)];
     }
-    s
+    out
 }
 
 fn bench_dir() -> PathBuf {
@@ -214,42 +239,54 @@ fn stages(c: &mut Criterion, s: &Setup) {
     g.bench_function("validate", |b| {
         b.iter(|| ToolHandler::<()>::parse(&__mcs_tool_echo, &a))
     });
+    // The record's own parts, made and freed (the rest is borrowed from the call).
     g.bench_function("audit record build", |b| {
         b.iter_batched(
             || a.clone(),
-            |args| outcome_event(&clock, black_box(&principal), args),
+            |args| drop(parts(args)),
             BatchSize::SmallInput,
         )
     });
     g.bench_function("audit enqueue (chained log)", |b| {
-        let event = outcome_event(&clock, &principal, a.clone());
+        let p = parts(a.clone());
         // The writer drains concurrently; a full queue blocks (back-pressure), so this is
         // the sustained cost per record, not just a channel send.
-        b.iter(|| drop(log.submit(black_box(&event)).expect("queued")))
+        b.iter(|| {
+            outcome(&clock, black_box(&principal), &p, |e| {
+                drop(log.submit(e).expect("queued"))
+            })
+        })
     });
     // What one call pays: auth, RBAC, rate, and its record built and handed to the chained
-    // log, in runs the writer keeps up with.
+    // log, in runs the writer keeps up with. The arguments are handed back, to be freed
+    // untimed: they are the call's own, and every server frees them (bare rmcp too, after
+    // deserializing them); what the record adds (its id, timestamp and output) is freed here.
     let chain = |args: JsonObject| {
         let p = futures_ready(authn::authenticate(&s.keys, Some(&s.credential)))
             .expect("authenticated");
         authz::check(&s.roles, &p, s.spec).expect("allowed");
         limit.check(&p.user, "echo").expect("within rate");
-        let event = outcome_event(&clock, &p, args);
-        log.submit(&event)
+        let parts = parts(args);
+        let receipt = outcome(&clock, &p, &parts, |e| log.submit(e));
+        receipt.map(|r| (r, parts.input))
     };
     g.bench_function("chain: auth + rbac + rate + audit enqueue", |b| {
         b.iter_custom(|iters| unsaturated(iters, &a, chain))
     });
     g.bench_function("audit enqueue, writer keeping up", |b| {
-        let event = outcome_event(&clock, &principal, a.clone());
-        b.iter_custom(|iters| unsaturated(iters, &a, |_| log.submit(black_box(&event))))
+        let p = parts(a.clone());
+        b.iter_custom(|iters| {
+            unsaturated(iters, &a, |args| {
+                outcome(&clock, black_box(&principal), &p, |e| log.submit(e)).map(|r| (r, args))
+            })
+        })
     });
     // The same chain back to back for as long as criterion runs it: records arrive faster
     // than the writer stores them, so this measures the writer's pace (section 3's subject).
     g.bench_function("chain, sustained (writer-bound)", |b| {
         b.iter_batched(
             || a.clone(),
-            |args| drop(chain(args).expect("queued")),
+            |args| chain(args).expect("queued"),
             BatchSize::SmallInput,
         )
     });
@@ -295,14 +332,15 @@ fn calls(c: &mut Criterion, s: &Setup) {
     log.close().expect("close");
 }
 
-/// Times `iters` submissions (each given its own copy of `args`, made untimed) in runs shorter
-/// than the log's queue, letting the writer drain between runs (untimed): what a call pays to
-/// hand its record over while the writer keeps up, as opposed to the sustained cost when
-/// records arrive faster than they are written.
-fn unsaturated(
+/// Times `iters` submissions (each given its own copy of `args`, made untimed, and handing
+/// back what it leaves to be freed untimed) in runs shorter than the log's queue, letting the
+/// writer drain between runs (untimed): what a call pays to hand its record over while the
+/// writer keeps up, as opposed to the sustained cost when records arrive faster than they are
+/// written.
+fn unsaturated<T>(
     iters: u64,
     args: &JsonObject,
-    mut submit: impl FnMut(JsonObject) -> Result<mcp_secure::audit::Receipt, AuditError>,
+    mut submit: impl FnMut(JsonObject) -> Result<(mcp_secure::audit::Receipt, T), AuditError>,
 ) -> Duration {
     const RUN: u64 = 1024; // well under the default queue of 4,096
     let mut total = Duration::ZERO;
@@ -310,12 +348,16 @@ fn unsaturated(
     while left > 0 {
         let n = left.min(RUN);
         let mut copies: Vec<JsonObject> = (0..n).map(|_| args.clone()).collect();
+        let mut leftovers = Vec::with_capacity(copies.len());
         let started = std::time::Instant::now();
         let mut last = None;
         while let Some(args) = copies.pop() {
-            last = Some(submit(args).expect("queued"));
+            let (receipt, rest) = submit(args).expect("queued");
+            leftovers.push(rest);
+            last = Some(receipt);
         }
         total += started.elapsed();
+        drop(leftovers);
         if let Some(r) = last {
             r.wait().expect("stored");
         }

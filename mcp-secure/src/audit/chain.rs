@@ -1,7 +1,7 @@
 //! The hash chain and its signed checkpoints.
 //!
 //! **Canonical form.** A record's canonical form is its compact `serde_json` serialization with
-//! the fields in the order of [`AuditEvent`]'s declaration (`id`, `ts`, `phase`, `tool`, `user`,
+//! the fields in the order of [`AuditEvent`](super::AuditEvent)'s declaration (`id`, `ts`, `phase`, `tool`, `user`,
 //! `key_id`, `roles`, `transport`, `input`, `output`, `outcome`, `error`, `success`,
 //! `duration_ms`, `approval`, `digests` (omitted when empty), `seq`, `prev_hash`) and without
 //! `hash`. `hash` is the lowercase hex SHA-256 of those bytes, and the stored line is the
@@ -19,8 +19,8 @@ use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::event::{JsonForm, json_u64};
-use super::{AuditError, AuditEvent};
+use super::event::json_u64;
+use super::{AuditError, AuditEventRef};
 
 /// The `prev_hash` of the first record.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -32,9 +32,12 @@ const HASH_SUFFIX_LEN: usize = HASH_PREFIX.len() + 64 + 2;
 /// Appends to `out` the canonical form of `event` without `seq`, `prev_hash`, `hash` and the
 /// closing brace (its "open body"): the part that can be serialized before the record's place
 /// in the chain is known. On error `out` is left as it was.
-pub(crate) fn open_body_into(event: &AuditEvent, out: &mut Vec<u8>) -> Result<(), AuditError> {
+pub(crate) fn open_body_into(
+    event: AuditEventRef<'_>,
+    out: &mut Vec<u8>,
+) -> Result<(), AuditError> {
     let start = out.len();
-    event.write_json(out, JsonForm::Open).map_err(|e| {
+    event.write_open(out).map_err(|e| {
         out.truncate(start);
         AuditError(format!("cannot serialize an audit record: {e}"))
     })
@@ -252,12 +255,13 @@ fn key_bytes(text: &str) -> Result<[u8; 32], AuditError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::AuditEvent;
 
     #[test]
     fn sealed_lines_check_and_edits_do_not() {
         let event = AuditEvent::new("c1".into(), "echo", "test");
         let mut body = Vec::new();
-        open_body_into(&event, &mut body).unwrap();
+        open_body_into(event.borrowed(), &mut body).unwrap();
         let mut out = Vec::new();
         let hash = seal(&body, 1, GENESIS_HASH, &mut out);
         let line = &out[..out.len() - 1];
@@ -288,7 +292,11 @@ mod tests {
     #[test]
     fn sealing_in_place_chains_and_writes_every_seq() {
         let mut body = Vec::new();
-        open_body_into(&AuditEvent::new("c2".into(), "echo", "test"), &mut body).unwrap();
+        open_body_into(
+            AuditEvent::new("c2".into(), "echo", "test").borrowed(),
+            &mut body,
+        )
+        .unwrap();
         let mut hash = GENESIS_HASH.to_owned();
         for seq in [1, 9, 10, 99, 100, 1_234_567_890, u64::MAX] {
             let prev = hash.clone();

@@ -81,54 +81,78 @@ pub(crate) enum JsonForm {
     Open,
 }
 
+/// A borrowed audit record: the fields of an [`AuditEvent`] (without the chain's `seq`,
+/// `prev_hash` and `hash`, which only a chained log sets), each borrowed from wherever the
+/// producer keeps it. The server hands one of these to its sink for every record
+/// ([`AuditSink::record_async`](crate::audit::AuditSink::record_async)), built from what the
+/// call already holds, so a record costs no copies of the principal, the tool name or the
+/// arguments; sinks that serialize (the chained [`AuditLog`](crate::audit::AuditLog),
+/// [`JsonLinesSink`](crate::audit::JsonLinesSink)) write straight from it, and
+/// [`AuditEventRef::to_event`] makes the owned record for those that keep one.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct AuditEventRef<'a> {
+    /// The call's id (shared by its attempt and outcome records).
+    pub id: &'a str,
+    /// When the record was made (RFC 3339, UTC).
+    pub ts: &'a str,
+    /// `attempt` or `outcome`.
+    pub phase: Phase,
+    /// The tool name as called.
+    pub tool: &'a str,
+    /// The authenticated user, if any.
+    pub user: Option<&'a str>,
+    /// The id of the key or token used.
+    pub key_id: Option<&'a str>,
+    /// The caller's roles.
+    pub roles: &'a [String],
+    /// `stdio`, `http` or another transport label.
+    pub transport: &'a str,
+    /// The arguments, redacted and truncated.
+    pub input: &'a Value,
+    /// The output, truncated (outcome records of successful calls).
+    pub output: Option<&'a Value>,
+    /// `ok` or an error code.
+    pub outcome: &'a str,
+    /// The refusal or failure message, if any.
+    pub error: Option<&'a str>,
+    /// True when the body ran and succeeded.
+    pub success: bool,
+    /// Time from receipt to this record.
+    pub duration_ms: u64,
+    /// How the call was approved, if it was.
+    pub approval: Option<&'a Value>,
+    /// Keyed digests of redacted values, by path (see [`AuditEvent::digests`]).
+    pub digests: &'a BTreeMap<String, String>,
+}
+
 impl AuditEvent {
+    /// The record, borrowed (its chain fields left out).
+    pub fn borrowed(&self) -> AuditEventRef<'_> {
+        AuditEventRef {
+            id: &self.id,
+            ts: &self.ts,
+            phase: self.phase,
+            tool: &self.tool,
+            user: self.user.as_deref(),
+            key_id: self.key_id.as_deref(),
+            roles: &self.roles,
+            transport: &self.transport,
+            input: &self.input,
+            output: self.output.as_ref(),
+            outcome: &self.outcome,
+            error: self.error.as_deref(),
+            success: self.success,
+            duration_ms: self.duration_ms,
+            approval: self.approval.as_ref(),
+            digests: &self.digests,
+        }
+    }
+
     /// Appends the record as compact JSON: byte for byte what `serde_json` writes for it (its
-    /// derived `Serialize`; a test holds the two together), with the keys written as constants
-    /// and plain strings copied without serde's per-character escaping. Every call's record is
-    /// written this way, so this is on every call's path.
+    /// derived `Serialize`; a test holds the two together). See [`AuditEventRef::write_json`].
     pub(crate) fn write_json(&self, out: &mut Vec<u8>, form: JsonForm) -> serde_json::Result<()> {
-        out.extend_from_slice(b"{\"id\":");
-        json_str(out, &self.id)?;
-        out.extend_from_slice(b",\"ts\":");
-        json_str(out, &self.ts)?;
-        out.extend_from_slice(match self.phase {
-            Phase::Attempt => b",\"phase\":\"attempt\",\"tool\":",
-            Phase::Outcome => b",\"phase\":\"outcome\",\"tool\":",
-        });
-        json_str(out, &self.tool)?;
-        out.extend_from_slice(b",\"user\":");
-        json_opt_str(out, self.user.as_deref())?;
-        out.extend_from_slice(b",\"key_id\":");
-        json_opt_str(out, self.key_id.as_deref())?;
-        out.extend_from_slice(b",\"roles\":[");
-        for (i, role) in self.roles.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            json_str(out, role)?;
-        }
-        out.extend_from_slice(b"],\"transport\":");
-        json_str(out, &self.transport)?;
-        out.extend_from_slice(b",\"input\":");
-        serde_json::to_writer(&mut *out, &self.input)?;
-        out.extend_from_slice(b",\"output\":");
-        serde_json::to_writer(&mut *out, &self.output)?;
-        out.extend_from_slice(b",\"outcome\":");
-        json_str(out, &self.outcome)?;
-        out.extend_from_slice(b",\"error\":");
-        json_opt_str(out, self.error.as_deref())?;
-        out.extend_from_slice(if self.success {
-            b",\"success\":true,\"duration_ms\":"
-        } else {
-            b",\"success\":false,\"duration_ms\":"
-        });
-        json_u64(out, self.duration_ms);
-        out.extend_from_slice(b",\"approval\":");
-        serde_json::to_writer(&mut *out, &self.approval)?;
-        if !self.digests.is_empty() {
-            out.extend_from_slice(b",\"digests\":");
-            serde_json::to_writer(&mut *out, &self.digests)?;
-        }
+        self.borrowed().write_open(out)?;
         if form == JsonForm::Open {
             return Ok(());
         }
@@ -149,22 +173,152 @@ impl AuditEvent {
     }
 }
 
+impl<'a> AuditEventRef<'a> {
+    /// An outcome record of call `id` to `tool` with the given input, everything else empty,
+    /// as [`AuditEvent::new`] makes it (set the public fields for the rest).
+    pub fn new(id: &'a str, tool: &'a str, transport: &'a str, input: &'a Value) -> Self {
+        static NO_DIGESTS: BTreeMap<String, String> = BTreeMap::new();
+        AuditEventRef {
+            id,
+            ts: "",
+            phase: Phase::Outcome,
+            tool,
+            user: None,
+            key_id: None,
+            roles: &[],
+            transport,
+            input,
+            output: None,
+            outcome: "",
+            error: None,
+            success: false,
+            duration_ms: 0,
+            approval: None,
+            digests: &NO_DIGESTS,
+        }
+    }
+}
+
+impl<'a> From<&'a AuditEvent> for AuditEventRef<'a> {
+    fn from(event: &'a AuditEvent) -> Self {
+        event.borrowed()
+    }
+}
+
+impl AuditEventRef<'_> {
+    /// The owned record (no chain fields), for sinks that keep records.
+    pub fn to_event(self) -> AuditEvent {
+        AuditEvent {
+            id: self.id.to_owned(),
+            ts: self.ts.to_owned(),
+            phase: self.phase,
+            tool: self.tool.to_owned(),
+            user: self.user.map(str::to_owned),
+            key_id: self.key_id.map(str::to_owned),
+            roles: self.roles.to_vec(),
+            transport: self.transport.to_owned(),
+            input: self.input.clone(),
+            output: self.output.cloned(),
+            outcome: self.outcome.to_owned(),
+            error: self.error.map(str::to_owned),
+            success: self.success,
+            duration_ms: self.duration_ms,
+            approval: self.approval.cloned(),
+            digests: self.digests.clone(),
+            seq: 0,
+            prev_hash: String::new(),
+            hash: String::new(),
+        }
+    }
+
+    /// Appends the record as compact JSON, the same bytes as `serde_json` writes for
+    /// [`AuditEventRef::to_event`], with the keys written as constants and plain strings
+    /// copied without serde's per-character escaping. Every call's record is written this
+    /// way, so this is on every call's path.
+    pub(crate) fn write_json(self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        self.write_open(out)?;
+        out.push(b'}');
+        Ok(())
+    }
+
+    /// The record without its closing brace: the part of the canonical form a chained log's
+    /// producer writes before the record's place in the chain is known.
+    pub(crate) fn write_open(self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        out.extend_from_slice(b"{\"id\":");
+        json_str(out, self.id)?;
+        out.extend_from_slice(b",\"ts\":");
+        json_str(out, self.ts)?;
+        out.extend_from_slice(match self.phase {
+            Phase::Attempt => b",\"phase\":\"attempt\",\"tool\":",
+            Phase::Outcome => b",\"phase\":\"outcome\",\"tool\":",
+        });
+        json_str(out, self.tool)?;
+        out.extend_from_slice(b",\"user\":");
+        json_opt_str(out, self.user)?;
+        out.extend_from_slice(b",\"key_id\":");
+        json_opt_str(out, self.key_id)?;
+        out.extend_from_slice(b",\"roles\":[");
+        for (i, role) in self.roles.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            json_str(out, role)?;
+        }
+        out.extend_from_slice(b"],\"transport\":");
+        json_str(out, self.transport)?;
+        out.extend_from_slice(b",\"input\":");
+        serde_json::to_writer(&mut *out, self.input)?;
+        out.extend_from_slice(b",\"output\":");
+        serde_json::to_writer(&mut *out, &self.output)?;
+        out.extend_from_slice(b",\"outcome\":");
+        json_str(out, self.outcome)?;
+        out.extend_from_slice(b",\"error\":");
+        json_opt_str(out, self.error)?;
+        out.extend_from_slice(if self.success {
+            b",\"success\":true,\"duration_ms\":"
+        } else {
+            b",\"success\":false,\"duration_ms\":"
+        });
+        json_u64(out, self.duration_ms);
+        out.extend_from_slice(b",\"approval\":");
+        serde_json::to_writer(&mut *out, &self.approval)?;
+        if !self.digests.is_empty() {
+            out.extend_from_slice(b",\"digests\":");
+            serde_json::to_writer(&mut *out, self.digests)?;
+        }
+        Ok(())
+    }
+
+    /// The whole record as a JSON string ([`AuditEventRef::write_json`]), for sinks that
+    /// store text.
+    pub(crate) fn to_json(self) -> Result<String, super::AuditError> {
+        json_string(|out| self.write_json(out))
+    }
+}
+
 impl AuditEvent {
     /// The whole record as a JSON string ([`AuditEvent::write_json`]), for sinks that store
     /// text.
     pub(crate) fn to_json(&self) -> Result<String, super::AuditError> {
-        let mut out = Vec::with_capacity(512);
-        self.write_json(&mut out, JsonForm::Whole)
-            .map_err(|e| super::AuditError(format!("cannot serialize an audit record: {e}")))?;
-        // Only `&str` bytes and serde_json's own output were written: always UTF-8.
-        String::from_utf8(out).map_err(|e| super::AuditError(e.to_string()))
+        json_string(|out| self.write_json(out, JsonForm::Whole))
     }
+}
+
+/// What `write` writes, as a string.
+fn json_string(
+    write: impl FnOnce(&mut Vec<u8>) -> serde_json::Result<()>,
+) -> Result<String, super::AuditError> {
+    let mut out = Vec::with_capacity(512);
+    write(&mut out)
+        .map_err(|e| super::AuditError(format!("cannot serialize an audit record: {e}")))?;
+    // Only `&str` bytes and serde_json's own output were written: always UTF-8.
+    String::from_utf8(out).map_err(|e| super::AuditError(e.to_string()))
 }
 
 /// A JSON string: copied between quotes when nothing in it needs escaping (what `serde_json`
 /// escapes: `"`, `\\` and control characters below U+0020), else written by `serde_json`.
 fn json_str(out: &mut Vec<u8>, s: &str) -> serde_json::Result<()> {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    if !needs_escape(s.as_bytes()) {
         out.reserve(s.len() + 2);
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());
@@ -173,6 +327,30 @@ fn json_str(out: &mut Vec<u8>, s: &str) -> serde_json::Result<()> {
     } else {
         serde_json::to_writer(&mut *out, s)
     }
+}
+
+/// Whether any byte is one JSON escapes (`"`, `\\`, below U+0020), eight bytes at a time: in
+/// each 64-bit word, a byte below `n` (`n <= 0x80`) is flagged by `(x - n*0x01..) & !x & 0x80..`
+/// (exact as to whether any byte is), and a byte equal to `c` as a zero byte of `x ^ c*0x01..`.
+fn needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGH: u64 = ONES * 0x80;
+    let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGH;
+    let mut words = bytes.chunks_exact(8);
+    for chunk in &mut words {
+        let x = u64::from_ne_bytes(chunk.try_into().unwrap_or([0; 8]));
+        if below(x, 0x20)
+            | below(x ^ (ONES * u64::from(b'"')), 1)
+            | below(x ^ (ONES * u64::from(b'\\')), 1)
+            != 0
+        {
+            return true;
+        }
+    }
+    words
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 fn json_opt_str(out: &mut Vec<u8>, s: Option<&str>) -> serde_json::Result<()> {
@@ -269,15 +447,24 @@ mod tests {
         ]
     }
 
+    /// Any JSON value: every scalar kind (`u64`, `i64` and `f64` numbers), and arrays and
+    /// objects (empty ones too) nested a few levels, with any text as keys and strings.
     fn value() -> impl Strategy<Value = Value> {
-        prop_oneof![
+        let leaf = prop_oneof![
             Just(Value::Null),
+            any::<u64>().prop_map(Value::from),
             any::<i64>().prop_map(Value::from),
             any::<f64>().prop_map(Value::from),
             any::<bool>().prop_map(Value::from),
             text().prop_map(Value::from),
-            (text(), text()).prop_map(|(k, v)| json!({ k: v, "n": [1, 2.5, null] })),
-        ]
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map(text(), inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
     }
 
     prop_compose! {
@@ -326,13 +513,41 @@ mod tests {
         fn written_json_is_serde_json_byte_for_byte(e in event()) {
             prop_assert_eq!(written(&e, JsonForm::Whole), serde_bytes(&e));
             prop_assert_eq!(e.to_json().unwrap(), serde_json::to_string(&e).unwrap());
+            // The borrowed record is the record without its chain fields, and writes as the
+            // owned one does.
+            let view = e.borrowed();
+            let owned = view.to_event();
+            prop_assert_eq!(owned.borrowed(), view);
+            prop_assert_eq!(view.to_json().unwrap(), serde_json::to_string(&owned).unwrap());
             // The open form is the whole form of the record without its chain fields, less
             // the closing brace.
             let mut unchained = e.clone();
             (unchained.seq, unchained.prev_hash, unchained.hash) = (0, String::new(), String::new());
+            prop_assert_eq!(&owned, &unchained);
             let mut open = serde_bytes(&unchained);
             open.pop();
             prop_assert_eq!(written(&e, JsonForm::Open), open);
+        }
+    }
+
+    /// The word-at-a-time test against the byte-at-a-time rule: every byte value at every
+    /// position of strings up to three words long, among neighbours just above each limit
+    /// and with the high bit set (where a borrow between bytes would show).
+    #[test]
+    fn needs_escape_finds_every_escaped_byte_at_every_position() {
+        let rule = |b: &[u8]| b.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\');
+        for filler in [b'a', b' ', b'#', b']', 0x7f, 0x80, 0xff] {
+            for len in 0..=24 {
+                let plain = vec![filler; len];
+                assert!(!needs_escape(&plain));
+                for at in 0..len {
+                    for byte in 0..=255u8 {
+                        let mut v = plain.clone();
+                        v[at] = byte;
+                        assert_eq!(needs_escape(&v), rule(&v), "{filler} {len} {at} {byte}");
+                    }
+                }
+            }
         }
     }
 

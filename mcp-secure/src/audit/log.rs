@@ -41,7 +41,7 @@ use ed25519_dalek::SigningKey;
 use futures::future::BoxFuture;
 
 use super::chain::{self, Checkpoint, CheckpointLine, GENESIS_HASH};
-use super::{AuditError, AuditEvent, AuditSink};
+use super::{AuditError, AuditEvent, AuditEventRef, AuditSink};
 
 /// How far a batch is pushed before its records are acknowledged.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -669,7 +669,9 @@ impl AuditLog {
 
     /// Queues a record, blocking while the queue is full. Wait on the receipt to know it is
     /// stored; many receipts may be outstanding at once, and waited for in any order.
-    pub fn submit(&self, event: &AuditEvent) -> Result<Receipt, AuditError> {
+    /// Takes an [`AuditEvent`] (`&event`) or a borrowed [`AuditEventRef`].
+    pub fn submit<'e>(&self, event: impl Into<AuditEventRef<'e>>) -> Result<Receipt, AuditError> {
+        let event = event.into();
         with_scratch(|body| {
             chain::open_body_into(event, body)?;
             self.shared.queue.push(Some(body))
@@ -741,8 +743,11 @@ impl AuditSink for AuditLog {
 
     /// Queues the record at once (blocking only while the queue is full) and waits for its
     /// batch without blocking the thread.
-    fn record_async<'a>(&'a self, event: &AuditEvent) -> BoxFuture<'a, Result<(), AuditError>> {
-        match self.submit(event) {
+    fn record_async<'a>(
+        &'a self,
+        record: AuditEventRef<'_>,
+    ) -> BoxFuture<'a, Result<(), AuditError>> {
+        match self.submit(record) {
             Ok(receipt) => Box::pin(async move { receipt.stored().await.map(drop) }),
             Err(e) => Box::pin(std::future::ready(Err(e))),
         }
@@ -1133,7 +1138,10 @@ mod tests {
             let runner = s.spawn(|| {
                 rt.block_on(futures::future::join_all((0..calls).map(|n| {
                     let log = log.clone();
-                    async move { log.record_async(&event(format!("call-{n}"))).await }
+                    async move {
+                        log.record_async(event(format!("call-{n}")).borrowed())
+                            .await
+                    }
                 })))
             });
             // The writer is stuck storing its first batch; every other call must still get
@@ -1168,18 +1176,18 @@ mod tests {
         let path = dir.path().join("audit.jsonl");
         let log = AuditLog::open(&path, AuditLogConfig::default()).unwrap();
         // Polled once, then dropped: the record was handed over at the call.
-        let mut pending = log.record_async(&event("dropped".into()));
+        let mut pending = log.record_async(event("dropped".into()).borrowed());
         let waker = std::task::Waker::noop();
         let _ = pending.as_mut().poll(&mut Context::from_waker(waker));
         drop(pending);
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        rt.block_on(log.record_async(&event("awaited".into())))
+        rt.block_on(log.record_async(event("awaited".into()).borrowed()))
             .unwrap();
         log.close().unwrap();
         // A closed log refuses at once, through the future.
-        let refused = rt.block_on(log.record_async(&event("late".into())));
+        let refused = rt.block_on(log.record_async(event("late".into()).borrowed()));
         assert_eq!(refused.unwrap_err().0, CLOSED);
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("\"id\":\"dropped\""), "{text}");

@@ -24,7 +24,7 @@ pub use chain::{
     signing_key_from_hex, verifying_key_from_hex,
 };
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
-pub use event::{AuditEvent, Phase};
+pub use event::{AuditEvent, AuditEventRef, Phase};
 pub use log::{
     AuditLog, AuditLogConfig, ChainHead, Durability, FileStore, LogStore, Receipt, Stored,
     checkpoints_path,

@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 
-use super::AuditEvent;
 use super::event::JsonForm;
+use super::{AuditEvent, AuditEventRef};
 
 /// An audit sink failed to record an event.
 #[derive(Debug, thiserror::Error)]
@@ -19,13 +19,18 @@ pub trait AuditSink: Send + Sync + 'static {
     /// Stores one record.
     fn record(&self, event: &AuditEvent) -> Result<(), AuditError>;
 
-    /// Stores one record, for async callers (the server uses this on every call). The record
-    /// is taken when this is called (a dropped future does not take it back); the future
-    /// resolves once it is stored. The default stores it with [`AuditSink::record`] right
-    /// away; a sink that waits for a writer (the chained [`AuditLog`](crate::audit::AuditLog))
-    /// waits without blocking the runtime's thread, so concurrent calls share a write.
-    fn record_async<'a>(&'a self, event: &AuditEvent) -> BoxFuture<'a, Result<(), AuditError>> {
-        Box::pin(std::future::ready(self.record(event)))
+    /// Stores one record, borrowed, for async callers: the server hands every record to its
+    /// sink this way, built from what the call holds (see [`AuditEventRef`]). The record is
+    /// taken when this is called (a dropped future does not take it back); the future resolves
+    /// once it is stored. The default makes the owned record and stores it with
+    /// [`AuditSink::record`] right away. The chained [`AuditLog`](crate::audit::AuditLog) and
+    /// [`JsonLinesSink`] serialize straight from the borrowed record, and the log waits for its
+    /// writer without blocking the runtime's thread, so concurrent calls share a write.
+    fn record_async<'a>(
+        &'a self,
+        record: AuditEventRef<'_>,
+    ) -> BoxFuture<'a, Result<(), AuditError>> {
+        Box::pin(std::future::ready(self.record(&record.to_event())))
     }
 }
 
@@ -38,6 +43,16 @@ impl AuditSink for TracingSink {
         let json = event.to_json()?;
         tracing::info!(target: "mcp_secure::audit", tool = %event.tool, outcome = %event.outcome, record = %json);
         Ok(())
+    }
+
+    fn record_async<'a>(
+        &'a self,
+        record: AuditEventRef<'_>,
+    ) -> BoxFuture<'a, Result<(), AuditError>> {
+        let result = record.to_json().map(|json| {
+            tracing::info!(target: "mcp_secure::audit", tool = %record.tool, outcome = %record.outcome, record = %json);
+        });
+        Box::pin(std::future::ready(result))
     }
 }
 
@@ -80,12 +95,14 @@ impl JsonLinesSink {
     }
 }
 
-impl AuditSink for JsonLinesSink {
-    fn record(&self, event: &AuditEvent) -> Result<(), AuditError> {
+impl JsonLinesSink {
+    /// Appends the line `write` writes (and its newline).
+    fn append(
+        &self,
+        write: impl FnOnce(&mut Vec<u8>) -> serde_json::Result<()>,
+    ) -> Result<(), AuditError> {
         let mut line = Vec::with_capacity(512);
-        event
-            .write_json(&mut line, JsonForm::Whole)
-            .map_err(|e| AuditError(e.to_string()))?;
+        write(&mut line).map_err(|e| AuditError(e.to_string()))?;
         line.push(b'\n');
         let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
         // One write per record: with O_APPEND, lines from several processes never interleave.
@@ -96,6 +113,21 @@ impl AuditSink for JsonLinesSink {
                 .map_err(|e| AuditError(format!("{}: {e}", self.path.display())))?;
         }
         Ok(())
+    }
+}
+
+impl AuditSink for JsonLinesSink {
+    fn record(&self, event: &AuditEvent) -> Result<(), AuditError> {
+        self.append(|line| event.write_json(line, JsonForm::Whole))
+    }
+
+    fn record_async<'a>(
+        &'a self,
+        record: AuditEventRef<'_>,
+    ) -> BoxFuture<'a, Result<(), AuditError>> {
+        Box::pin(std::future::ready(
+            self.append(|line| record.write_json(line)),
+        ))
     }
 }
 
@@ -143,8 +175,11 @@ impl AuditSink for Vec<Arc<dyn AuditSink>> {
     }
 
     /// Hands the record to every sink first, then waits for them all.
-    fn record_async<'a>(&'a self, event: &AuditEvent) -> BoxFuture<'a, Result<(), AuditError>> {
-        let pending: Vec<_> = self.iter().map(|sink| sink.record_async(event)).collect();
+    fn record_async<'a>(
+        &'a self,
+        record: AuditEventRef<'_>,
+    ) -> BoxFuture<'a, Result<(), AuditError>> {
+        let pending: Vec<_> = self.iter().map(|sink| sink.record_async(record)).collect();
         Box::pin(async move {
             let mut first_error = None;
             for result in futures::future::join_all(pending).await {
@@ -163,8 +198,11 @@ impl<T: AuditSink + ?Sized> AuditSink for Arc<T> {
         (**self).record(event)
     }
 
-    fn record_async<'a>(&'a self, event: &AuditEvent) -> BoxFuture<'a, Result<(), AuditError>> {
-        (**self).record_async(event)
+    fn record_async<'a>(
+        &'a self,
+        record: AuditEventRef<'_>,
+    ) -> BoxFuture<'a, Result<(), AuditError>> {
+        (**self).record_async(record)
     }
 }
 
@@ -194,13 +232,13 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        let failed = rt.block_on(sinks.record_async(&event));
+        let failed = rt.block_on(sinks.record_async(event.borrowed()));
         assert_eq!(failed.unwrap_err().0, "disk full");
         // The sinks after the failing one were tried too, both times.
         assert_eq!(first.events().len(), 2);
         assert_eq!(last.events().len(), 2);
         let healthy: Vec<Arc<dyn AuditSink>> = vec![Arc::new(first.clone())];
-        rt.block_on(healthy.record_async(&event)).unwrap();
+        rt.block_on(healthy.record_async(event.borrowed())).unwrap();
         assert_eq!(first.events().len(), 3);
     }
 }

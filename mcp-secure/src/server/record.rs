@@ -6,6 +6,7 @@
 //! refuses calls while the sink fails), and the alerts (refusal bursts, internal errors, sink
 //! failures).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,7 +17,7 @@ use rmcp::model::{CallToolResult, JsonObject};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::audit::{AlertKind, Alerts, AuditEvent, AuditSink, FailurePolicy, Phase, Redactor};
+use crate::audit::{AlertKind, Alerts, AuditEventRef, AuditSink, FailurePolicy, Phase, Redactor};
 use crate::auth::Principal;
 use crate::clock::Clock;
 use crate::error::{ErrorCode, ToolError};
@@ -53,24 +54,10 @@ impl AuditGuard {
         }
     }
 
-    /// Stores a record, waiting for the sink without blocking the thread (see
-    /// [`AuditSink::record_async`]).
-    async fn store(&self, event: &AuditEvent) -> Result<(), crate::audit::AuditError> {
-        let result = self.sink.record_async(event).await;
-        self.stored(event, result)
-    }
-
-    /// Stores a record, blocking the thread: only where no `await` is possible (a call's
-    /// future dropped before its record was written).
-    fn store_blocking(&self, event: &AuditEvent) -> Result<(), crate::audit::AuditError> {
-        let result = self.sink.record(event);
-        self.stored(event, result)
-    }
-
     /// Keeps track of the sink's health and alerts on a failed store.
     fn stored(
         &self,
-        event: &AuditEvent,
+        call: &CallRecord<'_>,
         result: Result<(), crate::audit::AuditError>,
     ) -> Result<(), crate::audit::AuditError> {
         match result {
@@ -84,12 +71,13 @@ impl AuditGuard {
                 self.failing.store(true, Ordering::SeqCst);
                 let message = format!(
                     "audit record of call {} ({}) was not stored: {e}",
-                    event.id, event.tool
+                    call.id(),
+                    call.tool
                 );
                 self.alerts.fire(
                     AlertKind::AuditFailure,
-                    event.user.as_deref(),
-                    Some(&event.tool),
+                    call.user(),
+                    Some(call.tool),
                     1,
                     message,
                 );
@@ -108,10 +96,6 @@ impl AuditGuard {
     }
 }
 
-/// The audit record of one call in the making. It owns the call's arguments: the pipeline
-/// reads them through [`CallRecord::args`] (parsing borrows them), and the record turns them
-/// into the audited input only when it writes, so a call's arguments are never copied for the
-/// audit unless a secret must be redacted.
 /// The arguments' size as the size guard found it.
 #[derive(Clone, Copy)]
 pub(super) enum ArgsSize {
@@ -123,25 +107,44 @@ pub(super) enum ArgsSize {
     OverCap,
 }
 
+/// The audit record of one call in the making. It holds what the call's records say, and
+/// lends it to the sink as an [`AuditEventRef`] when a record is written: the arguments, the
+/// principal and the names are never copied for the audit (the arguments only when a secret
+/// must be redacted or the input is too large to keep whole).
 pub(super) struct CallRecord<'a> {
     guard: &'a AuditGuard,
     started: Instant,
-    event: AuditEvent,
-    /// The arguments as called (secrets included: never written as they are).
-    args: JsonObject,
+    /// The call id, lowercase hex.
+    id: [u8; 32],
+    tool: &'a str,
+    transport: &'static str,
+    /// The arguments as called, always a JSON object (secrets included: never written as
+    /// they are).
+    args: Value,
     /// What the size guard found.
     args_size: ArgsSize,
     /// Finds the secrets in the arguments; `None` for an unknown tool.
     redactor: Option<&'a Redactor>,
     principal: Option<Arc<Principal>>,
+    approval: Option<Value>,
+    /// Set once the outcome record is being written (`Drop` writes none then).
     done: bool,
+}
+
+/// Where the call stands, as a record says: `attempt` before the body of a mutating tool
+/// runs, then how it ended.
+struct Status {
+    outcome: &'static str,
+    error: Option<String>,
+    output: Option<Value>,
+    success: bool,
 }
 
 impl<'a> CallRecord<'a> {
     pub(super) fn new(
         guard: &'a AuditGuard,
-        tool: &str,
-        transport: &str,
+        tool: &'a str,
+        transport: &'static str,
         args: JsonObject,
     ) -> Self {
         let mut id = [0u8; 16];
@@ -149,18 +152,24 @@ impl<'a> CallRecord<'a> {
         CallRecord {
             guard,
             started: Instant::now(),
-            event: AuditEvent::new(hex_id(&id), tool, transport),
-            args,
+            id: hex_id(&id),
+            tool,
+            transport,
+            args: Value::Object(args),
             args_size: ArgsSize::Unmeasured,
             redactor: None,
             principal: None,
+            approval: None,
             done: false,
         }
     }
 
     /// The call's arguments, as called.
     pub(super) fn args(&self) -> &JsonObject {
-        &self.args
+        match &self.args {
+            Value::Object(args) => args,
+            _ => unreachable!("a call's arguments are always held as an object"),
+        }
     }
 
     /// Fail closed: while the audit sink fails, no call runs. The refusal's own record is the
@@ -190,7 +199,7 @@ impl<'a> CallRecord<'a> {
     pub(super) fn set_args_size(&mut self, size: ArgsSize) {
         self.args_size = size;
         if let ArgsSize::OverCap = size {
-            self.args = JsonObject::new();
+            self.args = Value::Object(JsonObject::new());
         }
     }
 
@@ -200,27 +209,26 @@ impl<'a> CallRecord<'a> {
 
     /// How the call was approved (from the approval step).
     pub(super) fn set_approval(&mut self, decision: Value) {
-        self.event.approval = Some(decision);
+        self.approval = Some(decision);
     }
 
     /// Writes the write-ahead record, and returns once the sink has stored it. An error means
     /// the attempt is not on record, so (failing closed) the body must not run.
     pub(super) async fn write_attempt(&mut self) -> Result<(), ToolError> {
-        let mut attempt = self.event.clone();
-        attempt.input = self.audited_input(false, &mut attempt.digests);
-        self.fill_principal(&mut attempt, false);
-        attempt.phase = Phase::Attempt;
-        attempt.outcome = "attempt".into();
-        attempt.ts = self.now();
-        attempt.duration_ms = self.elapsed_ms();
-        match self.guard.store(&attempt).await {
+        let attempt = Status {
+            outcome: "attempt",
+            error: None,
+            output: None,
+            success: false,
+        };
+        match self.store(Phase::Attempt, &attempt).await {
             Ok(()) => Ok(()),
             Err(e) if self.guard.policy == FailurePolicy::FailOpen => {
-                tracing::error!(error = %e, tool = %attempt.tool, "write-ahead audit record failed; running anyway (fail open)");
+                tracing::error!(error = %e, tool = %self.tool, "write-ahead audit record failed; running anyway (fail open)");
                 Ok(())
             }
             Err(e) => {
-                tracing::error!(error = %e, tool = %attempt.tool, "write-ahead audit record failed; refusing the call");
+                tracing::error!(error = %e, tool = %self.tool, "write-ahead audit record failed; refusing the call");
                 Err(ToolError::new(
                     ErrorCode::Internal,
                     "the call could not be recorded, so it was not run",
@@ -232,86 +240,140 @@ impl<'a> CallRecord<'a> {
     /// Writes the one outcome record. It is handed to the sink before the first `await`, so
     /// it is written even if this future is dropped while it waits for the sink.
     pub(super) async fn finish(mut self, result: Result<&CallToolResult, &ToolError>) {
-        match result {
+        let status = match result {
             Ok(r) => {
                 // A tool may build its own `isError` result: pass it on, record a failure.
                 let failed = r.is_error == Some(true);
-                self.event.outcome = if failed {
-                    ErrorCode::Failed.as_str()
-                } else {
-                    "ok"
-                }
-                .into();
-                self.event.success = !failed;
                 let output = r
                     .structured_content
                     .clone()
                     .unwrap_or_else(|| json!(r.content));
-                self.event.output = Some(bounded(output, None, self.guard.value_limit));
+                Status {
+                    outcome: if failed {
+                        ErrorCode::Failed.as_str()
+                    } else {
+                        "ok"
+                    },
+                    error: None,
+                    output: Some(
+                        bounded(Cow::Owned(output), None, self.guard.value_limit).into_owned(),
+                    ),
+                    success: !failed,
+                }
             }
             Err(e) => {
-                self.event.outcome = e.code().as_str().into();
-                self.event.error = Some(e.message().to_owned());
                 self.alert_on(e.code());
+                Status {
+                    outcome: e.code().as_str(),
+                    error: Some(e.message().to_owned()),
+                    output: None,
+                    success: false,
+                }
             }
-        }
-        let event = self.outcome_event();
-        if let Err(e) = self.guard.store(&event).await {
-            outcome_not_stored(&event, &e);
+        };
+        self.done = true;
+        if let Err(e) = self.store(Phase::Outcome, &status).await {
+            outcome_not_stored(self.tool, status.outcome, &e);
         }
     }
 
+    /// Stores a record, waiting for the sink without blocking the thread (see
+    /// [`AuditSink::record_async`]: the sink takes the record before the first `await`).
+    async fn store(&self, phase: Phase, status: &Status) -> Result<(), crate::audit::AuditError> {
+        let sink = &self.guard.sink;
+        let result = self
+            .write(phase, status, |record| sink.record_async(record))
+            .await;
+        self.guard.stored(self, result)
+    }
+
+    /// Stores a record, blocking the thread: only where no `await` is possible (a call's
+    /// future dropped before its record was written).
+    fn store_blocking(
+        &self,
+        phase: Phase,
+        status: &Status,
+    ) -> Result<(), crate::audit::AuditError> {
+        let sink = &self.guard.sink;
+        let result = self.write(phase, status, |record| sink.record(&record.to_event()));
+        self.guard.stored(self, result)
+    }
+
+    /// Lends the record (`phase`, with `status`, stamped now) to `store`, which takes it
+    /// before it returns.
+    fn write<R>(
+        &self,
+        phase: Phase,
+        status: &Status,
+        store: impl FnOnce(AuditEventRef<'_>) -> R,
+    ) -> R {
+        let mut digests = BTreeMap::new();
+        let input = self.audited_input(&mut digests);
+        let ts = self.guard.clock.stamp();
+        let (key_id, roles) = match self.principal.as_deref() {
+            Some(p) => (p.key_id.as_deref(), p.roles.as_slice()),
+            None => (None, &[][..]),
+        };
+        store(AuditEventRef {
+            id: self.id(),
+            ts: ts.as_str(),
+            phase,
+            tool: self.tool,
+            user: self.user(),
+            key_id,
+            roles,
+            transport: self.transport,
+            input: &input,
+            output: status.output.as_ref(),
+            outcome: status.outcome,
+            error: status.error.as_deref(),
+            success: status.success,
+            duration_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            approval: self.approval.as_ref(),
+            digests: &digests,
+        })
+    }
+
     /// The arguments as the record shows them: secrets replaced (their digests added to
-    /// `digests`), large inputs cut. `consume` hands the arguments over when the call is over.
-    fn audited_input(&mut self, consume: bool, digests: &mut BTreeMap<String, String>) -> Value {
+    /// `digests`), large inputs cut; borrowed when neither applies.
+    fn audited_input(&self, digests: &mut BTreeMap<String, String>) -> Cow<'_, Value> {
         let size = match self.args_size {
-            ArgsSize::OverCap => return Value::Null,
+            ArgsSize::OverCap => return Cow::Owned(Value::Null),
             ArgsSize::Bytes(n) => Some(n),
             ArgsSize::Unmeasured => None,
         };
-        let (args, size) = match self.redactor.filter(|r| r.has_secrets()) {
+        match self.redactor.filter(|r| r.has_secrets()) {
             Some(r) => {
-                let mut redacted = self.args.clone();
+                let mut redacted = self.args().clone();
                 let guard = self.guard;
                 r.redact(&mut redacted, |path, v| {
                     digests.insert(format!("input.{path}"), guard.digest(v));
                 });
                 // Redaction changed the size: measure again.
-                (redacted, None)
+                bounded(
+                    Cow::Owned(Value::Object(redacted)),
+                    None,
+                    self.guard.value_limit,
+                )
             }
-            None if consume => (std::mem::take(&mut self.args), size),
-            None => (self.args.clone(), size),
-        };
-        bounded(Value::Object(args), size, self.guard.value_limit)
-    }
-
-    /// Copies the principal into a record (moves it out when the call is over and nothing
-    /// else holds it).
-    fn fill_principal(&mut self, event: &mut AuditEvent, consume: bool) {
-        let principal = if consume {
-            self.principal.take()
-        } else {
-            self.principal.clone()
-        };
-        let Some(p) = principal else { return };
-        match Arc::try_unwrap(p) {
-            Ok(p) => {
-                event.user = Some(p.user);
-                event.key_id = p.key_id;
-                event.roles = p.roles;
-            }
-            Err(p) => {
-                event.user = Some(p.user.clone());
-                event.key_id.clone_from(&p.key_id);
-                event.roles.clone_from(&p.roles);
-            }
+            None => bounded(Cow::Borrowed(&self.args), size, self.guard.value_limit),
         }
     }
 
+    /// The call id.
+    fn id(&self) -> &str {
+        // Only hex digits are written.
+        std::str::from_utf8(&self.id).unwrap_or_default()
+    }
+
+    /// The authenticated user, once there is one.
+    fn user(&self) -> Option<&str> {
+        self.principal.as_deref().map(|p| p.user.as_str())
+    }
+
     fn alert_on(&self, code: ErrorCode) {
-        // The principal is copied into the event only when it is written, after this.
-        let user = self.principal.as_deref().map(|p| p.user.as_str());
-        let tool = self.event.tool.as_str();
+        let user = self.user();
+        let tool = self.tool;
         match code {
             ErrorCode::Unauthorized
             | ErrorCode::Forbidden
@@ -320,38 +382,13 @@ impl<'a> CallRecord<'a> {
                 self.guard.alerts.refusal(user, tool, code.as_str());
             }
             ErrorCode::Internal => {
-                let message = format!(
-                    "call {} to `{tool}` failed inside the server",
-                    self.event.id
-                );
+                let message = format!("call {} to `{tool}` failed inside the server", self.id());
                 self.guard
                     .alerts
                     .fire(AlertKind::Internal, user, Some(tool), 1, message);
             }
             _ => {}
         }
-    }
-
-    /// The outcome record, complete; the call has its record from here on (`Drop` writes no
-    /// second one).
-    fn outcome_event(&mut self) -> AuditEvent {
-        self.done = true;
-        let mut digests = std::mem::take(&mut self.event.digests);
-        self.event.input = self.audited_input(true, &mut digests);
-        self.event.digests = digests;
-        let mut event = std::mem::replace(&mut self.event, AuditEvent::new(String::new(), "", ""));
-        self.fill_principal(&mut event, true);
-        event.ts = self.now();
-        event.duration_ms = self.elapsed_ms();
-        event
-    }
-
-    fn now(&self) -> String {
-        self.guard.clock.now_rfc3339()
-    }
-
-    fn elapsed_ms(&self) -> u64 {
-        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 }
 
@@ -363,38 +400,40 @@ impl Drop for CallRecord<'_> {
             } else {
                 ErrorCode::Cancelled
             };
-            self.event.outcome = code.as_str().into();
-            self.event.error = Some("the call ended before it completed".into());
             if code == ErrorCode::Internal {
                 self.alert_on(code);
             }
-            let event = self.outcome_event();
-            if let Err(e) = self.guard.store_blocking(&event) {
-                outcome_not_stored(&event, &e);
+            let status = Status {
+                outcome: code.as_str(),
+                error: Some("the call ended before it completed".into()),
+                output: None,
+                success: false,
+            };
+            if let Err(e) = self.store_blocking(Phase::Outcome, &status) {
+                outcome_not_stored(self.tool, status.outcome, &e);
             }
         }
     }
 }
 
-fn outcome_not_stored(event: &AuditEvent, e: &crate::audit::AuditError) {
-    tracing::error!(error = %e, tool = %event.tool, outcome = %event.outcome, "audit record failed");
+fn outcome_not_stored(tool: &str, outcome: &str, e: &crate::audit::AuditError) {
+    tracing::error!(error = %e, tool = %tool, outcome = %outcome, "audit record failed");
 }
 
-/// Lowercase hex of a call id, without `hex::encode`'s per-character `String` building (every
-/// call makes one).
-fn hex_id(bytes: &[u8; 16]) -> String {
+/// Lowercase hex of a call id, by table (every call makes one).
+fn hex_id(bytes: &[u8; 16]) -> [u8; 32] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = Vec::with_capacity(32);
-    for b in bytes {
-        out.push(HEX[usize::from(b >> 4)]);
-        out.push(HEX[usize::from(b & 0xf)]);
+    let mut out = [0u8; 32];
+    for (i, b) in bytes.iter().enumerate() {
+        out[2 * i] = HEX[usize::from(b >> 4)];
+        out[2 * i + 1] = HEX[usize::from(b & 0xf)];
     }
-    String::from_utf8(out).unwrap_or_default()
+    out
 }
 
 /// Keeps small values whole; replaces large ones by their size, digest and a prefix. `size` is
 /// the value's compact JSON size when already measured.
-fn bounded(value: Value, size: Option<usize>, limit: usize) -> Value {
+fn bounded(value: Cow<'_, Value>, size: Option<usize>, limit: usize) -> Cow<'_, Value> {
     if size.map_or_else(
         || crate::guard::size::json_size(&value, limit).is_some(),
         |n| n <= limit,
@@ -406,10 +445,10 @@ fn bounded(value: Value, size: Option<usize>, limit: usize) -> Value {
     while !text.is_char_boundary(cut) {
         cut -= 1;
     }
-    json!({
+    Cow::Owned(json!({
         "truncated": true,
         "bytes": text.len(),
         "sha256": hex::encode(Sha256::digest(text.as_bytes())),
         "head": &text[..cut],
-    })
+    }))
 }
