@@ -16,7 +16,7 @@
 //! writer thread's pace instead, which `benches/audit.rs` measures as throughput.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use std::hint::black_box;
 
@@ -78,17 +78,17 @@ fn args() -> JsonObject {
 /// a value, and the arguments (taken over, not copied).
 struct Parts {
     id: [u8; 32],
-    started: Instant,
+    started: Duration,
     input: serde_json::Value,
     output: serde_json::Value,
 }
 
-fn parts(args: JsonObject) -> Parts {
+fn parts(clock: &Clock, args: JsonObject) -> Parts {
     let mut id = [0u8; 16];
     rand_fill(&mut id);
     Parts {
         id: hex_id(&id),
-        started: Instant::now(),
+        started: clock.elapsed(),
         input: serde_json::Value::Object(args),
         output: json!([{"type": "text", "text": "hello"}]),
     }
@@ -102,7 +102,8 @@ fn outcome<R>(
     parts: &Parts,
     store: impl FnOnce(AuditEventRef<'_>) -> R,
 ) -> R {
-    let ts = clock.stamp();
+    let now = clock.elapsed();
+    let ts = clock.stamp_at(now);
     let id = std::str::from_utf8(&parts.id).expect("hex");
     let mut e = AuditEventRef::new(id, "echo", "direct", &parts.input);
     e.ts = ts.as_str();
@@ -112,7 +113,8 @@ fn outcome<R>(
     e.output = Some(&parts.output);
     e.outcome = "ok";
     e.success = true;
-    e.duration_ms = u64::try_from(parts.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    e.duration_ms =
+        u64::try_from(now.saturating_sub(parts.started).as_millis()).unwrap_or(u64::MAX);
     store(e)
 }
 
@@ -243,12 +245,12 @@ fn stages(c: &mut Criterion, s: &Setup) {
     g.bench_function("audit record build", |b| {
         b.iter_batched(
             || a.clone(),
-            |args| drop(parts(args)),
+            |args| drop(parts(&clock, args)),
             BatchSize::SmallInput,
         )
     });
     g.bench_function("audit enqueue (chained log)", |b| {
-        let p = parts(a.clone());
+        let p = parts(&clock, a.clone());
         // The writer drains concurrently; a full queue blocks (back-pressure), so this is
         // the sustained cost per record, not just a channel send.
         b.iter(|| {
@@ -266,7 +268,7 @@ fn stages(c: &mut Criterion, s: &Setup) {
             .expect("authenticated");
         authz::check(&s.roles, &p, s.spec).expect("allowed");
         limit.check(&p.user, "echo").expect("within rate");
-        let parts = parts(args);
+        let parts = parts(&clock, args);
         let receipt = outcome(&clock, &p, &parts, |e| log.submit(e));
         receipt.map(|r| (r, parts.input))
     };
@@ -274,7 +276,7 @@ fn stages(c: &mut Criterion, s: &Setup) {
         b.iter_custom(|iters| unsaturated(iters, &a, chain))
     });
     g.bench_function("audit enqueue, writer keeping up", |b| {
-        let p = parts(a.clone());
+        let p = parts(&clock, a.clone());
         b.iter_custom(|iters| {
             unsaturated(iters, &a, |args| {
                 outcome(&clock, black_box(&principal), &p, |e| log.submit(e)).map(|r| (r, args))

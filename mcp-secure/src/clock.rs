@@ -90,7 +90,13 @@ impl Clock {
     /// and without `time`'s calendar arithmetic while the second is the one this thread last
     /// stamped.
     pub fn stamp(&self) -> Stamp {
-        let since = self.elapsed();
+        self.stamp_at(self.elapsed())
+    }
+
+    /// The stamp of the moment `since` after the clock was made (a reading of
+    /// [`Clock::elapsed`]), for callers that also need that reading: the time of a record and
+    /// the duration it reports from one look at the clock.
+    pub fn stamp_at(&self, since: Duration) -> Stamp {
         let nanos = self.inner.base_nanos + since.subsec_nanos();
         let secs = i64::try_from(since.as_secs())
             .ok()

@@ -364,9 +364,9 @@ impl Authenticator for ApiKeyStore {
 
 fn split_token(token: &str) -> Option<(Environment, &str)> {
     let rest = token.strip_prefix(PREFIX)?.strip_prefix('_')?;
-    let (env, rest) = rest.split_once('_')?;
+    let (env, rest) = split_underscore(rest)?;
     let env = env.parse().ok()?;
-    let (id, secret) = rest.split_once('_')?;
+    let (id, secret) = split_underscore(rest)?;
     // Every byte is looked at (a fold, not `all`): no branch per character on the secret.
     let ok = !id.is_empty()
         && id.len() <= 64
@@ -380,13 +380,23 @@ fn split_token(token: &str) -> Option<(Environment, &str)> {
     ok.then_some((env, id))
 }
 
+/// `s` split at its first `_`, by a plain byte search (the parts are short).
+fn split_underscore(s: &str) -> Option<(&str, &str)> {
+    let at = s.bytes().position(|b| b == b'_')?;
+    Some((s.get(..at)?, s.get(at + 1..)?))
+}
+
 /// Compares two digests in constant time: the words' differences are folded together and
 /// tested once (`subtle`), with no branch that depends on where they differ.
 fn same_digest(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    let word = |d: &[u8; 32], i: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&d[i * 8..i * 8 + 8]);
+        u64::from_ne_bytes(w)
+    };
     let mut diff = 0u64;
-    for (a, b) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
-        let word = |c: &[u8]| u64::from_ne_bytes(c.try_into().unwrap_or([0; 8]));
-        diff |= word(a) ^ word(b);
+    for i in 0..4 {
+        diff |= word(a, i) ^ word(b, i);
     }
     diff.ct_eq(&0).into()
 }
@@ -509,6 +519,30 @@ mod tests {
 
     fn roles(r: &[&str]) -> Vec<String> {
         r.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn token_format() {
+        let secret = "0123456789abcdef".repeat(4);
+        let ok = format!("{PREFIX}_live_k1_{secret}");
+        assert_eq!(split_token(&ok), Some((Environment::Live, "k1")));
+        for bad in [
+            format!("{PREFIX}_live__{secret}"),                   // empty id
+            format!("{PREFIX}_live_k-1_{secret}"),                // id not alphanumeric
+            format!("{PREFIX}_live_k1_{}", &secret[1..]),         // 63 digits
+            format!("{PREFIX}_live_k1_{secret}0"),                // 65 digits
+            format!("{PREFIX}_live_k1_{}g", &secret[1..]),        // not hex
+            format!("{PREFIX}_live_k1_{}_", &secret[1..]),        // underscore in the secret
+            format!("{PREFIX}_live_k1{secret}"),                  // no separator
+            format!("{PREFIX}_prod_k1_{secret}"),                 // unknown environment
+            format!("{PREFIX}_live_ké_{}", &secret[..64]),        // non-ASCII id
+            format!("{PREFIX}_live_{}_{secret}", "k".repeat(65)), // id too long
+            format!("{PREFIX}live_k1_{secret}"),                  // prefix without `_`
+            format!("{PREFIX}_live"),
+            String::new(),
+        ] {
+            assert_eq!(split_token(&bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use rmcp::model::{CallToolResult, JsonObject};
@@ -113,7 +113,8 @@ pub(super) enum ArgsSize {
 /// must be redacted or the input is too large to keep whole).
 pub(super) struct CallRecord<'a> {
     guard: &'a AuditGuard,
-    started: Instant,
+    /// When the call arrived, on the server's clock ([`Clock::elapsed`]).
+    started: Duration,
     /// The call id, lowercase hex.
     id: [u8; 32],
     tool: &'a str,
@@ -151,7 +152,7 @@ impl<'a> CallRecord<'a> {
         rand::RngCore::fill_bytes(&mut rand::rng(), &mut id);
         CallRecord {
             guard,
-            started: Instant::now(),
+            started: guard.clock.elapsed(),
             id: hex_id(&id),
             tool,
             transport,
@@ -309,7 +310,9 @@ impl<'a> CallRecord<'a> {
     ) -> R {
         let mut digests = BTreeMap::new();
         let input = self.audited_input(&mut digests);
-        let ts = self.guard.clock.stamp();
+        // One look at the clock gives both the record's time and the call's duration.
+        let now = self.guard.clock.elapsed();
+        let ts = self.guard.clock.stamp_at(now);
         let (key_id, roles) = match self.principal.as_deref() {
             Some(p) => (p.key_id.as_deref(), p.roles.as_slice()),
             None => (None, &[][..]),
@@ -328,7 +331,8 @@ impl<'a> CallRecord<'a> {
             outcome: status.outcome,
             error: status.error.as_deref(),
             success: status.success,
-            duration_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            duration_ms: u64::try_from(now.saturating_sub(self.started).as_millis())
+                .unwrap_or(u64::MAX),
             approval: self.approval.as_ref(),
             digests: &digests,
         })
