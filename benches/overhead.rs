@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mcp_secure::audit::{
-    AuditError, AuditEvent, AuditLog, AuditLogConfig, AuditSink, JsonLinesSink,
+    AuditError, AuditEvent, AuditEventRef, AuditLog, AuditLogConfig, AuditSink, JsonLinesSink,
 };
 use mcp_secure::auth::{ApiKeyStore, Environment};
 use mcp_secure::{SecureServer, ToolError, roles, tools};
@@ -140,6 +140,14 @@ impl AuditSink for NullSink {
     fn record(&self, event: &AuditEvent) -> Result<(), AuditError> {
         std::hint::black_box(event);
         Ok(())
+    }
+
+    fn record_async<'a>(
+        &'a self,
+        record: AuditEventRef<'_>,
+    ) -> mcp_secure::audit::BoxFuture<'a, Result<(), AuditError>> {
+        std::hint::black_box(record);
+        Box::pin(std::future::ready(Ok(())))
     }
 }
 

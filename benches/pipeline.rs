@@ -52,6 +52,14 @@ impl AuditSink for NullSink {
         black_box(event);
         Ok(())
     }
+
+    fn record_async<'a>(
+        &'a self,
+        record: AuditEventRef<'_>,
+    ) -> mcp_secure::audit::BoxFuture<'a, Result<(), AuditError>> {
+        black_box(record);
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 /// A sink that serializes each record and drops the bytes: the CPU part of auditing without
@@ -63,6 +71,14 @@ impl AuditSink for SerializeSink {
         let bytes = serde_json::to_vec(event).map_err(|e| AuditError(e.to_string()))?;
         black_box(bytes);
         Ok(())
+    }
+
+    fn record_async<'a>(
+        &'a self,
+        record: AuditEventRef<'_>,
+    ) -> mcp_secure::audit::BoxFuture<'a, Result<(), AuditError>> {
+        let bytes = serde_json::to_vec(&record).map_err(|e| AuditError(e.to_string()));
+        Box::pin(std::future::ready(bytes.map(|b| drop(black_box(b)))))
     }
 }
 

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
-use mcp_secure::audit::{AuditError, AuditEvent, AuditSink};
+use mcp_secure::audit::{AuditError, AuditEvent, AuditEventRef, AuditSink};
 use mcp_secure::auth::{ApiKeyStore, Credential, CredentialSource, Environment};
 use mcp_secure::guard::rate::{DEFAULT_KEY_THRESHOLD, KeyedLimit};
 use mcp_secure::rmcp::model::{CallToolResult, ContentBlock, JsonObject};
@@ -189,6 +189,14 @@ impl AuditSink for NullSink {
     fn record(&self, event: &AuditEvent) -> Result<(), AuditError> {
         std::hint::black_box(event);
         Ok(())
+    }
+
+    fn record_async<'a>(
+        &'a self,
+        record: AuditEventRef<'_>,
+    ) -> mcp_secure::audit::BoxFuture<'a, Result<(), AuditError>> {
+        std::hint::black_box(record);
+        Box::pin(std::future::ready(Ok(())))
     }
 }
 

@@ -88,8 +88,9 @@ pub(crate) enum JsonForm {
 /// call already holds, so a record costs no copies of the principal, the tool name or the
 /// arguments; sinks that serialize (the chained [`AuditLog`](crate::audit::AuditLog),
 /// [`JsonLinesSink`](crate::audit::JsonLinesSink)) write straight from it, and
-/// [`AuditEventRef::to_event`] makes the owned record for those that keep one.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// [`AuditEventRef::to_event`] makes the owned record for those that keep one. It serializes
+/// (`serde`) exactly as the owned record does without its chain fields.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct AuditEventRef<'a> {
     /// The call's id (shared by its attempt and outcome records).
@@ -123,7 +124,12 @@ pub struct AuditEventRef<'a> {
     /// How the call was approved, if it was.
     pub approval: Option<&'a Value>,
     /// Keyed digests of redacted values, by path (see [`AuditEvent::digests`]).
+    #[serde(skip_serializing_if = "no_digests")]
     pub digests: &'a BTreeMap<String, String>,
+}
+
+fn no_digests(digests: &&BTreeMap<String, String>) -> bool {
+    digests.is_empty()
 }
 
 impl AuditEvent {
@@ -519,6 +525,7 @@ mod tests {
             let owned = view.to_event();
             prop_assert_eq!(owned.borrowed(), view);
             prop_assert_eq!(view.to_json().unwrap(), serde_json::to_string(&owned).unwrap());
+            prop_assert_eq!(serde_json::to_string(&view).unwrap(), serde_json::to_string(&owned).unwrap());
             // The open form is the whole form of the record without its chain fields, less
             // the closing brace.
             let mut unchained = e.clone();

@@ -25,6 +25,8 @@ pub use chain::{
 };
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
 pub use event::{AuditEvent, AuditEventRef, Phase};
+/// The future [`AuditSink::record_async`] returns (re-exported for sinks of your own).
+pub use futures::future::BoxFuture;
 pub use log::{
     AuditLog, AuditLogConfig, ChainHead, Durability, FileStore, LogStore, Receipt, Stored,
     checkpoints_path,

@@ -3,11 +3,12 @@
 use std::path::Path;
 use std::sync::Mutex;
 
+use futures::future::BoxFuture;
 use rusqlite::{Connection, OpenFlags, params_from_iter, types::Value as SqlValue};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::{AuditError, AuditEvent, AuditSink, Phase};
+use super::{AuditError, AuditEvent, AuditEventRef, AuditSink, Phase};
 
 /// Stores records in an SQLite table `audit_events` (WAL, `synchronous = FULL`), indexed by
 /// user, tool, outcome and time. Query it with [`SqliteSink::query`], or with any SQLite tool.
@@ -117,8 +118,25 @@ impl SqliteSink {
 
 impl AuditSink for SqliteSink {
     fn record(&self, event: &AuditEvent) -> Result<(), AuditError> {
-        let json = event.to_json()?;
-        let ts_ms = OffsetDateTime::parse(&event.ts, &Rfc3339).map_or(0, unix_ms);
+        self.insert(event.borrowed(), event.seq, event.to_json()?)
+    }
+
+    /// Inserts straight from the borrowed record (no owned copy).
+    fn record_async<'a>(
+        &'a self,
+        record: AuditEventRef<'_>,
+    ) -> BoxFuture<'a, Result<(), AuditError>> {
+        let inserted = record
+            .to_json()
+            .and_then(|json| self.insert(record, 0, json));
+        Box::pin(std::future::ready(inserted))
+    }
+}
+
+impl SqliteSink {
+    /// Inserts one record (`seq` 0: not from a chained log) with its JSON text.
+    fn insert(&self, event: AuditEventRef<'_>, seq: u64, json: String) -> Result<(), AuditError> {
+        let ts_ms = OffsetDateTime::parse(event.ts, &Rfc3339).map_or(0, unix_ms);
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         conn.prepare_cached(
             "INSERT INTO audit_events (id, ts, ts_ms, phase, tool, user, outcome, success, seq, record)
@@ -134,7 +152,7 @@ impl AuditSink for SqliteSink {
                 event.user,
                 event.outcome,
                 event.success,
-                (event.seq > 0).then(|| i64::try_from(event.seq).unwrap_or(i64::MAX)),
+                (seq > 0).then(|| i64::try_from(seq).unwrap_or(i64::MAX)),
                 json,
             ])
         })
@@ -228,6 +246,34 @@ mod tests {
         e.outcome = outcome.into();
         e.ts = ts.into();
         e
+    }
+
+    /// A record lent by the server is stored as the owned record would be, and found by the
+    /// same filters.
+    #[test]
+    fn borrowed_records_are_stored_like_owned_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = SqliteSink::open(dir.path().join("audit.db")).unwrap();
+        let mut lent = event("1", "alice", "get", "ok", "2026-01-01T10:00:00.25Z");
+        lent.roles = vec!["reader".into()];
+        lent.input = serde_json::json!({"order": "A-1"});
+        lent.digests
+            .insert("input.pin".into(), "hmac-sha256:00".into());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(sink.record_async(lent.borrowed())).unwrap();
+        let owned = event("2", "alice", "get", "ok", "2026-01-01T11:00:00Z");
+        sink.record(&owned).unwrap();
+        let found = sink.query(&AuditQuery::new().user("alice")).unwrap();
+        assert_eq!(found, [lent.clone(), owned]);
+        let early = sink
+            .query(&AuditQuery::new().between(
+                None,
+                Some(OffsetDateTime::parse("2026-01-01T10:30:00Z", &Rfc3339).unwrap()),
+            ))
+            .unwrap();
+        assert_eq!(early, [lent]);
     }
 
     #[test]
