@@ -14,7 +14,7 @@ use crate::tool::ParsedArgs;
 /// Deserializes (unknown fields refused by the generated struct) and runs the `validator`
 /// rules.
 ///
-/// Generic only where it must be: the struct's own `Deserialize` runs on [`Arguments`], a
+/// Generic only where it must be: the struct's own `Deserialize` runs on `Arguments`, a
 /// concrete deserializer, and its errors and validation are described by non-generic code. The
 /// field path of an error is tracked by `serde_path_to_error` inside each field's value only,
 /// so its wrappers are instantiated once per field type, not once per tool.

@@ -6,7 +6,7 @@
 //! 2. **Host / Origin allow-lists** – DNS-rebinding protection (403);
 //! 3. **body limit** – a request body over the cap is refused (413) before it is read whole;
 //! 4. **bearer authentication** – `Authorization: Bearer` with an API key or a JWT access token,
-//!    checked by the server's [`Authenticator`](crate::auth::Authenticator): missing or bad gives
+//!    checked by the server's [`Authenticator`]: missing or bad gives
 //!    401 with `WWW-Authenticate: Bearer resource_metadata="..."` (and `error="invalid_token"`),
 //!    a valid token with no role this server knows gives 403 `error="insufficient_scope"`. The
 //!    resolved principal travels to the pipeline in the request's extensions and the
