@@ -15,9 +15,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mcp_secure::audit::{
-    AuditError, AuditEvent, AuditEventRef, AuditLog, AuditLogConfig, AuditSink, JsonLinesSink,
-};
+use mcp_secure::audit::{AuditLog, AuditLogConfig, AuditSink, JsonLinesSink};
 use mcp_secure::auth::{ApiKeyStore, Environment};
 use mcp_secure::{SecureServer, ToolError, roles, tools};
 use rmcp::handler::server::router::tool::ToolRouter;
@@ -133,23 +131,9 @@ async fn run(
     }
 }
 
-/// Drops records: isolates the audit write from the rest of the pipeline (diagnostic row).
-struct NullSink;
-
-impl AuditSink for NullSink {
-    fn record(&self, event: &AuditEvent) -> Result<(), AuditError> {
-        std::hint::black_box(event);
-        Ok(())
-    }
-
-    fn record_async<'a>(
-        &'a self,
-        record: AuditEventRef<'_>,
-    ) -> mcp_secure::audit::BoxFuture<'a, Result<(), AuditError>> {
-        std::hint::black_box(record);
-        Box::pin(std::future::ready(Ok(())))
-    }
-}
+#[path = "support/null_sink.rs"]
+mod null_sink;
+use null_sink::NullSink;
 
 struct Scenario {
     name: &'static str,

@@ -44,23 +44,9 @@ async fn echo(
     Ok(text)
 }
 
-/// A sink that drops records: isolates the pipeline from audit I/O.
-struct NullSink;
-
-impl AuditSink for NullSink {
-    fn record(&self, event: &AuditEvent) -> Result<(), AuditError> {
-        black_box(event);
-        Ok(())
-    }
-
-    fn record_async<'a>(
-        &'a self,
-        record: AuditEventRef<'_>,
-    ) -> mcp_secure::audit::BoxFuture<'a, Result<(), AuditError>> {
-        black_box(record);
-        Box::pin(std::future::ready(Ok(())))
-    }
-}
+#[path = "support/null_sink.rs"]
+mod null_sink;
+use null_sink::NullSink;
 
 /// A sink that serializes each record and drops the bytes: the CPU part of auditing without
 /// the write.

@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
-use mcp_secure::audit::{AuditError, AuditEvent, AuditEventRef, AuditSink};
 use mcp_secure::auth::{ApiKeyStore, Credential, CredentialSource, Environment};
 use mcp_secure::guard::rate::{DEFAULT_KEY_THRESHOLD, KeyedLimit};
 use mcp_secure::rmcp::model::{CallToolResult, ContentBlock, JsonObject};
@@ -182,23 +181,9 @@ fn bare(n: usize) -> Bare {
     }
 }
 
-/// Drops records: the scale benchmark measures dispatch, not audit I/O (see `overhead`).
-struct NullSink;
-
-impl AuditSink for NullSink {
-    fn record(&self, event: &AuditEvent) -> Result<(), AuditError> {
-        std::hint::black_box(event);
-        Ok(())
-    }
-
-    fn record_async<'a>(
-        &'a self,
-        record: AuditEventRef<'_>,
-    ) -> mcp_secure::audit::BoxFuture<'a, Result<(), AuditError>> {
-        std::hint::black_box(record);
-        Box::pin(std::future::ready(Ok(())))
-    }
-}
+#[path = "support/null_sink.rs"]
+mod null_sink;
+use null_sink::NullSink;
 
 fn secured(n: usize, keys: &ApiKeyStore) -> SecureServer<()> {
     let tools: Vec<Arc<dyn ToolHandler<()>>> = (0..n)
