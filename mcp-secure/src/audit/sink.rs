@@ -38,10 +38,16 @@ pub trait AuditSink: Send + Sync + 'static {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct TracingSink;
 
+impl TracingSink {
+    fn emit(record: AuditEventRef<'_>, json: &str) {
+        tracing::info!(target: "mcp_secure::audit", tool = %record.tool, outcome = %record.outcome, record = %json);
+    }
+}
+
 impl AuditSink for TracingSink {
     fn record(&self, event: &AuditEvent) -> Result<(), AuditError> {
-        let json = event.to_json()?;
-        tracing::info!(target: "mcp_secure::audit", tool = %event.tool, outcome = %event.outcome, record = %json);
+        // The owned record's JSON keeps its chain fields, if it has any.
+        Self::emit(event.borrowed(), &event.to_json()?);
         Ok(())
     }
 
@@ -49,9 +55,7 @@ impl AuditSink for TracingSink {
         &'a self,
         record: AuditEventRef<'_>,
     ) -> BoxFuture<'a, Result<(), AuditError>> {
-        let result = record.to_json().map(|json| {
-            tracing::info!(target: "mcp_secure::audit", tool = %record.tool, outcome = %record.outcome, record = %json);
-        });
+        let result = record.to_json().map(|json| Self::emit(record, &json));
         Box::pin(std::future::ready(result))
     }
 }
