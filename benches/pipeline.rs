@@ -22,13 +22,13 @@ use std::hint::black_box;
 
 use criterion::{BatchSize, BenchmarkId, Criterion};
 use mcp_secure::audit::{
-    AuditError, AuditEvent, AuditEventRef, AuditLog, AuditLogConfig, AuditSink, Durability,
-    JsonLinesSink,
+    AuditError, AuditEvent, AuditEventRef, AuditLog, AuditLogConfig, AuditOutput, AuditSink,
+    ContentJson, Durability, JsonLinesSink,
 };
 use mcp_secure::auth::{ApiKeyStore, Credential, CredentialSource, Environment, Principal};
 use mcp_secure::guard::rate::{DEFAULT_KEY_THRESHOLD, KeyedLimit};
 use mcp_secure::guard::{authn, authz, size};
-use mcp_secure::rmcp::model::JsonObject;
+use mcp_secure::rmcp::model::{CallToolResult, ContentBlock, JsonObject};
 use mcp_secure::{Clock, Rate, Roles, SecureServer, ToolError, ToolHandler, roles, tools};
 use serde_json::json;
 
@@ -75,14 +75,19 @@ fn args() -> JsonObject {
         .unwrap_or_default()
 }
 
+/// The echo tool's result: made by the body (the baseline) and, after the response is sent,
+/// freed by rmcp, bare or not; the record only reads it.
+static RESULT: std::sync::LazyLock<CallToolResult> =
+    std::sync::LazyLock::new(|| CallToolResult::success(vec![ContentBlock::text("hello")]));
+
 /// What a successful call's outcome record needs beyond what the call already holds, as the
-/// server's record keeps it: a call id (hex, on the stack), the time it arrived, the output as
-/// a value, and the arguments (taken over, not copied).
+/// server's record keeps it: a call id (hex, on the stack), the time it arrived, the result's
+/// content as JSON text, and the arguments (taken over, not copied).
 struct Parts {
     id: [u8; 32],
     started: Duration,
     input: serde_json::Value,
-    output: serde_json::Value,
+    output: ContentJson,
 }
 
 fn parts(clock: &Clock, args: JsonObject) -> Parts {
@@ -92,7 +97,7 @@ fn parts(clock: &Clock, args: JsonObject) -> Parts {
         id: hex_id(&id),
         started: clock.elapsed(),
         input: serde_json::Value::Object(args),
-        output: json!([{"type": "text", "text": "hello"}]),
+        output: ContentJson::new(&RESULT.content),
     }
 }
 
@@ -112,7 +117,7 @@ fn outcome<R>(
     e.user = Some(&principal.user);
     e.key_id = principal.key_id.as_deref();
     e.roles = &principal.roles;
-    e.output = Some(&parts.output);
+    e.output = Some(AuditOutput::from(&parts.output));
     e.outcome = "ok";
     e.success = true;
     e.duration_ms =

@@ -401,3 +401,114 @@ async fn failing_open_runs_calls_and_alerts() {
         "every failure alerts"
     );
 }
+
+/// Text with everything JSON escapes, and more.
+const TRICKY: &str = "a \"quoted\" line\\\nand\ttabs \u{1} é 😀 }";
+
+/// Echoes text back (the output is the result's content).
+#[tool(kind = "read", role = "read-only")]
+async fn echo(
+    /// The text.
+    #[validate(length(max = 20000))]
+    text: String,
+) -> Result<String, ToolError> {
+    Ok(text)
+}
+
+/// A result of several kinds of block, one text block with annotations.
+#[tool(kind = "read", role = "read-only")]
+async fn mixed() -> Result<CallToolResult, ToolError> {
+    use mcp_secure::rmcp::model::{Annotations, ContentBlock, Role, TextContent};
+    Ok(CallToolResult::success(vec![
+        ContentBlock::text(TRICKY),
+        ContentBlock::Text(
+            TextContent::new("noted").with_annotations(
+                Annotations::default()
+                    .with_audience(vec![Role::User])
+                    .with_priority(0.3),
+            ),
+        ),
+        ContentBlock::image("aGk=", "image/png"),
+    ]))
+}
+
+/// Structured output (the record shows `structuredContent`).
+#[tool(kind = "read", role = "read-only")]
+async fn structured() -> Result<Json<Value>, ToolError> {
+    Ok(Json(json!({"z": TRICKY, "a": [1, 2.5, null]})))
+}
+
+/// Each outcome record shows the tool's output as the JSON of its value: the result's content
+/// (written straight from the result, not through a `Value`) or its structured content, cut
+/// to the value limit; the same in the chained file (as bytes) and in a sink that keeps
+/// owned records.
+#[tokio::test]
+async fn outputs_are_recorded_as_the_json_of_their_values() {
+    let keys = keys();
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(dir.path().join("audit.jsonl"), AuditLogConfig::default()).unwrap();
+    let memory = Arc::new(MemorySink::new());
+    let sinks: Vec<Arc<dyn AuditSink>> = vec![Arc::new(log.clone()), memory.clone()];
+    let server = SecureServer::builder(())
+        .roles(ROLES)
+        .tools(tools![echo, mixed, structured])
+        .authenticator(keys.store.clone())
+        .audit(sinks)
+        .audit_value_limit(1000)
+        .build()
+        .unwrap();
+    let long = "é".repeat(3000);
+    let mut results = Vec::new();
+    for (tool, args) in [
+        ("echo", json!({"text": TRICKY})),
+        ("mixed", json!({})),
+        ("structured", json!({})),
+        ("echo", json!({"text": long})),
+    ] {
+        let r = call(&server, &keys.reader, tool, args).await;
+        assert_ne!(r.is_error, Some(true), "{tool}: {r:?}");
+        results.push(r);
+    }
+    drop(server);
+    log.close().unwrap();
+
+    let expected: Vec<Value> = results
+        .iter()
+        .map(|r| {
+            r.structured_content
+                .clone()
+                .unwrap_or_else(|| json!(r.content))
+        })
+        .collect();
+    let text = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains("\"phase\"")).collect();
+    let events = memory.events();
+    assert_eq!((lines.len(), events.len()), (4, 4));
+    for (i, want) in expected.iter().enumerate().take(3) {
+        // The bytes: what serde_json writes for the value (keys in order).
+        let written = format!(",\"output\":{},\"outcome\":\"ok\"", want);
+        assert!(lines[i].contains(&written), "{}\n{written}", lines[i]);
+        assert_eq!(events[i].output.as_ref(), Some(want));
+    }
+    assert!(lines[0].contains(
+        r#""output":[{"text":"a \"quoted\" line\\\nand\ttabs \u0001 é 😀 }","type":"text"}]"#
+    ));
+    // Over the limit: the size, digest and head are those of the value's JSON text.
+    let whole = expected[3].to_string();
+    let cut = events[3].output.as_ref().unwrap();
+    assert_eq!(cut["truncated"], true);
+    assert_eq!(cut["bytes"], whole.len());
+    assert_eq!(
+        cut["sha256"],
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(whole.as_bytes()))
+    );
+    let head = cut["head"].as_str().unwrap();
+    assert!(whole.starts_with(head) && head.len() <= 1000 && head.len() > 990);
+    let line: Value = serde_json::from_str(lines[3]).unwrap();
+    assert_eq!(&line["output"], cut);
+    assert!(
+        verify_log(dir.path().join("audit.jsonl"), None)
+            .unwrap()
+            .is_intact()
+    );
+}

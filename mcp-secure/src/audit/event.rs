@@ -3,6 +3,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::AuditOutput;
+
 /// Which record of a call this is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -111,8 +113,9 @@ pub struct AuditEventRef<'a> {
     pub transport: &'a str,
     /// The arguments, redacted and truncated.
     pub input: &'a Value,
-    /// The output, truncated (outcome records of successful calls).
-    pub output: Option<&'a Value>,
+    /// The output, truncated (outcome records of successful calls): a value, or the tool
+    /// result's content as JSON text (see [`AuditOutput`]).
+    pub output: Option<AuditOutput<'a>>,
     /// `ok` or an error code.
     pub outcome: &'a str,
     /// The refusal or failure message, if any.
@@ -145,7 +148,7 @@ impl AuditEvent {
             roles: &self.roles,
             transport: &self.transport,
             input: &self.input,
-            output: self.output.as_ref(),
+            output: self.output.as_ref().map(AuditOutput::from),
             outcome: &self.outcome,
             error: self.error.as_deref(),
             success: self.success,
@@ -224,7 +227,7 @@ impl AuditEventRef<'_> {
             roles: self.roles.to_vec(),
             transport: self.transport.to_owned(),
             input: self.input.clone(),
-            output: self.output.cloned(),
+            output: self.output.map(AuditOutput::to_value),
             outcome: self.outcome.to_owned(),
             error: self.error.map(str::to_owned),
             success: self.success,
@@ -275,7 +278,10 @@ impl AuditEventRef<'_> {
         out.extend_from_slice(b",\"input\":");
         serde_json::to_writer(&mut *out, self.input)?;
         out.extend_from_slice(b",\"output\":");
-        serde_json::to_writer(&mut *out, &self.output)?;
+        match self.output {
+            Some(output) => output.write(out)?,
+            None => out.extend_from_slice(b"null"),
+        }
         out.extend_from_slice(b",\"outcome\":");
         json_str(out, self.outcome)?;
         out.extend_from_slice(b",\"error\":");
@@ -414,7 +420,7 @@ impl AuditEvent {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use proptest::prelude::*;
     use serde_json::json;
@@ -429,8 +435,8 @@ mod tests {
         out.split_off(6)
     }
 
-    /// Any text, control characters, quotes, backslashes and non-ASCII included.
-    fn text() -> impl Strategy<Value = String> {
+    /// Any text, control characters, quotes, backslashes, braces and non-ASCII included.
+    pub(in crate::audit) fn text() -> impl Strategy<Value = String> {
         prop_oneof![
             "[a-z0-9_.:-]{0,12}",
             any::<String>(),
@@ -444,6 +450,7 @@ mod tests {
                     Just('\u{7f}'),
                     Just('é'),
                     Just('\u{2028}'),
+                    Just('}'),
                     Just('😀'),
                     Just('a'),
                 ],

@@ -12,6 +12,7 @@ mod alert;
 pub mod chain;
 mod event;
 mod log;
+mod output;
 mod redact;
 mod sink;
 mod sqlite;
@@ -31,6 +32,7 @@ pub use log::{
     AuditLog, AuditLogConfig, ChainHead, Durability, FileStore, LogStore, Receipt, Stored,
     checkpoints_path,
 };
+pub use output::{AuditOutput, ContentJson};
 pub use redact::{REDACTED, Redactor};
 pub use sink::{AuditError, AuditSink, JsonLinesSink, MemorySink, TracingSink};
 pub use sqlite::{AuditQuery, SqliteSink};

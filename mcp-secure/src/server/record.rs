@@ -17,7 +17,10 @@ use rmcp::model::{CallToolResult, JsonObject};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::audit::{AlertKind, Alerts, AuditEventRef, AuditSink, FailurePolicy, Phase, Redactor};
+use crate::audit::{
+    AlertKind, Alerts, AuditEventRef, AuditOutput, AuditSink, ContentJson, FailurePolicy, Phase,
+    Redactor,
+};
 use crate::auth::Principal;
 use crate::clock::Clock;
 use crate::error::{ErrorCode, ToolError};
@@ -134,11 +137,49 @@ pub(super) struct CallRecord<'a> {
 
 /// Where the call stands, as a record says: `attempt` before the body of a mutating tool
 /// runs, then how it ended.
-struct Status {
+struct Status<'r> {
     outcome: &'static str,
     error: Option<String>,
-    output: Option<Value>,
+    output: Option<Output<'r>>,
     success: bool,
+}
+
+/// The output an outcome record shows: lent from the tool's result, or made for the record.
+enum Output<'r> {
+    /// The result's `structuredContent`, as it is.
+    Structured(&'r Value),
+    /// The result's `content`, written once as JSON text (no `Value` tree built and freed).
+    Content(ContentJson),
+    /// Too large to keep whole: its size, digest and first bytes.
+    Cut(Value),
+}
+
+impl<'r> Output<'r> {
+    /// The output of a result, cut to `limit` bytes of JSON.
+    fn of(result: &'r CallToolResult, limit: usize) -> Self {
+        match &result.structured_content {
+            Some(value) => match bounded(Cow::Borrowed(value), None, limit) {
+                Cow::Borrowed(value) => Output::Structured(value),
+                Cow::Owned(cut) => Output::Cut(cut),
+            },
+            None => {
+                let json = ContentJson::new(&result.content);
+                if json.as_str().len() <= limit {
+                    Output::Content(json)
+                } else {
+                    Output::Cut(cut(json.as_str(), limit))
+                }
+            }
+        }
+    }
+
+    fn lend(&self) -> AuditOutput<'_> {
+        match self {
+            Output::Structured(value) => AuditOutput::from(*value),
+            Output::Content(json) => AuditOutput::from(json),
+            Output::Cut(value) => AuditOutput::from(value),
+        }
+    }
 }
 
 impl<'a> CallRecord<'a> {
@@ -245,10 +286,6 @@ impl<'a> CallRecord<'a> {
             Ok(r) => {
                 // A tool may build its own `isError` result: pass it on, record a failure.
                 let failed = r.is_error == Some(true);
-                let output = r
-                    .structured_content
-                    .clone()
-                    .unwrap_or_else(|| json!(r.content));
                 Status {
                     outcome: if failed {
                         ErrorCode::Failed.as_str()
@@ -256,9 +293,7 @@ impl<'a> CallRecord<'a> {
                         "ok"
                     },
                     error: None,
-                    output: Some(
-                        bounded(Cow::Owned(output), None, self.guard.value_limit).into_owned(),
-                    ),
+                    output: Some(Output::of(r, self.guard.value_limit)),
                     success: !failed,
                 }
             }
@@ -280,7 +315,11 @@ impl<'a> CallRecord<'a> {
 
     /// Stores a record, waiting for the sink without blocking the thread (see
     /// [`AuditSink::record_async`]: the sink takes the record before the first `await`).
-    async fn store(&self, phase: Phase, status: &Status) -> Result<(), crate::audit::AuditError> {
+    async fn store(
+        &self,
+        phase: Phase,
+        status: &Status<'_>,
+    ) -> Result<(), crate::audit::AuditError> {
         let sink = &self.guard.sink;
         let result = self
             .write(phase, status, |record| sink.record_async(record))
@@ -293,7 +332,7 @@ impl<'a> CallRecord<'a> {
     fn store_blocking(
         &self,
         phase: Phase,
-        status: &Status,
+        status: &Status<'_>,
     ) -> Result<(), crate::audit::AuditError> {
         let sink = &self.guard.sink;
         let result = self.write(phase, status, |record| sink.record(&record.to_event()));
@@ -305,7 +344,7 @@ impl<'a> CallRecord<'a> {
     fn write<R>(
         &self,
         phase: Phase,
-        status: &Status,
+        status: &Status<'_>,
         store: impl FnOnce(AuditEventRef<'_>) -> R,
     ) -> R {
         let mut digests = BTreeMap::new();
@@ -327,7 +366,7 @@ impl<'a> CallRecord<'a> {
             roles,
             transport: self.transport,
             input: &input,
-            output: status.output.as_ref(),
+            output: status.output.as_ref().map(Output::lend),
             outcome: status.outcome,
             error: status.error.as_deref(),
             success: status.success,
@@ -444,15 +483,19 @@ fn bounded(value: Cow<'_, Value>, size: Option<usize>, limit: usize) -> Cow<'_, 
     ) {
         return value;
     }
-    let text = value.to_string();
-    let mut cut = limit.min(text.len());
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
+    Cow::Owned(cut(&value.to_string(), limit))
+}
+
+/// What a record keeps of a value whose JSON `text` is over `limit` bytes.
+fn cut(text: &str, limit: usize) -> Value {
+    let mut end = limit.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
     }
-    Cow::Owned(json!({
+    json!({
         "truncated": true,
         "bytes": text.len(),
         "sha256": hex::encode(Sha256::digest(text.as_bytes())),
-        "head": &text[..cut],
-    }))
+        "head": &text[..end],
+    })
 }

@@ -1,0 +1,259 @@
+//! A call's output as its audit record shows it, lent to the sink like the rest of the record.
+//!
+//! The record's `output` is the tool result's `structuredContent` when it has one (lent as it
+//! is), else its `content` as JSON. The content is written once, as text ([`ContentJson`]),
+//! rather than converted to a [`Value`] tree that would be serialized and freed right after:
+//! the text is the same bytes that value would serialize to.
+
+use rmcp::model::ContentBlock;
+use serde::{Serialize, Serializer};
+use serde_json::Value;
+
+/// The compact JSON text of a tool result's `content`: byte for byte what `serde_json` writes
+/// for the content converted to a [`Value`] (so with every object's keys sorted), made without
+/// building that value. Only [`ContentJson::new`] makes one, so the text is always valid JSON.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContentJson(String);
+
+/// What `serde_json` writes first for a text block with nothing but its text.
+const TEXT_FIRST: &[u8] = br#"{"type":"text","text":"#;
+/// `"type":"text",`: what moves behind the text when a plain text block is put in key order.
+const TYPE_ENTRY: usize = 14;
+
+impl ContentJson {
+    /// The content's JSON text, as its audit record shows it.
+    pub fn new(content: &[ContentBlock]) -> Self {
+        let mut out = Vec::with_capacity(32 + content.len() * 48);
+        out.push(b'[');
+        for (i, block) in content.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            let start = out.len();
+            // A text block with only its text (the usual result) is written directly and its
+            // two keys swapped into order; any other block, or a text block with anything
+            // beside its text, goes through a `Value` (which orders every key).
+            let direct = serde_json::to_writer(&mut out, block).is_ok()
+                && sort_plain_text(&mut out[start..]);
+            if !direct {
+                out.truncate(start);
+                let value = serde_json::to_value(block).unwrap_or_else(|e| {
+                    Value::String(format!("(content that cannot be serialized: {e})"))
+                });
+                // Writing a `Value` to memory cannot fail (its keys are strings).
+                let _ = serde_json::to_writer(&mut out, &value);
+            }
+        }
+        out.push(b']');
+        // serde_json writes UTF-8, and only whole JSON tokens were moved.
+        ContentJson(String::from_utf8(out).unwrap_or_else(|_| "[]".to_owned()))
+    }
+
+    /// The JSON text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Puts a block written as `{"type":"text","text":"…"}` (nothing else in it) into key order,
+/// `{"text":"…","type":"text"}`, in place; false, leaving it as it was, for any other block.
+fn sort_plain_text(block: &mut [u8]) -> bool {
+    let n = block.len();
+    if !block.starts_with(TEXT_FIRST) || block.last() != Some(&b'}') {
+        return false;
+    }
+    // The text's string must run from right after `"text":` to just before the final brace.
+    if !is_one_string(&block[TEXT_FIRST.len()..n - 1]) {
+        return false;
+    }
+    // `{` `"type":"text",` `"text":"…"` `}` -> `{` `"text":"…"` `"type":"text",` `}`
+    block[1..n - 1].rotate_left(TYPE_ENTRY);
+    // -> `{` `"text":"…"` `,"type":"text"` `}`
+    block[n - 1 - TYPE_ENTRY..n - 1].rotate_right(1);
+    true
+}
+
+/// Whether `s` is exactly one JSON string as serde_json writes it: a quote, characters (a
+/// backslash escapes the next one), and a closing quote as its last byte.
+fn is_one_string(s: &[u8]) -> bool {
+    if s.first() != Some(&b'"') {
+        return false;
+    }
+    let mut i = 1;
+    while i < s.len() {
+        match s[i] {
+            b'\\' => i += 2,
+            b'"' => return i == s.len() - 1,
+            _ => i += 1,
+        }
+    }
+    false
+}
+
+/// A record's output as lent to a sink: a JSON value, or a result's content as JSON text
+/// ([`ContentJson`]). Both serialize to the same JSON: [`AuditOutput::to_value`] gives the
+/// value either way.
+#[derive(Clone, Copy, Debug)]
+pub struct AuditOutput<'a>(Repr<'a>);
+
+#[derive(Clone, Copy, Debug)]
+enum Repr<'a> {
+    Value(&'a Value),
+    Content(&'a ContentJson),
+}
+
+impl<'a> AuditOutput<'a> {
+    /// The output as a JSON value (a copy, or the content's text parsed).
+    pub fn to_value(self) -> Value {
+        match self.0 {
+            Repr::Value(v) => v.clone(),
+            Repr::Content(c) => serde_json::from_str(c.as_str())
+                .unwrap_or_else(|e| Value::String(format!("(content that cannot be parsed: {e})"))),
+        }
+    }
+
+    /// The value, when the output is lent as one.
+    pub fn as_value(self) -> Option<&'a Value> {
+        match self.0 {
+            Repr::Value(v) => Some(v),
+            Repr::Content(_) => None,
+        }
+    }
+
+    /// Appends the output as compact JSON (the content's text is copied as it is).
+    pub(crate) fn write(self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        match self.0 {
+            Repr::Value(v) => serde_json::to_writer(out, v),
+            Repr::Content(c) => {
+                out.extend_from_slice(c.as_str().as_bytes());
+                Ok(())
+            }
+        }
+    }
+}
+
+impl<'a> From<&'a Value> for AuditOutput<'a> {
+    fn from(value: &'a Value) -> Self {
+        AuditOutput(Repr::Value(value))
+    }
+}
+
+impl<'a> From<&'a ContentJson> for AuditOutput<'a> {
+    fn from(content: &'a ContentJson) -> Self {
+        AuditOutput(Repr::Content(content))
+    }
+}
+
+impl Serialize for AuditOutput<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Repr::Value(v) => v.serialize(serializer),
+            // Through the value, so that every format (not only JSON) sees the same data.
+            Repr::Content(_) => self.to_value().serialize(serializer),
+        }
+    }
+}
+
+/// Two outputs are equal when they are the same JSON.
+impl PartialEq for AuditOutput<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        match (self.0, other.0) {
+            (Repr::Value(a), Repr::Value(b)) => a == b,
+            (Repr::Content(a), Repr::Content(b)) => a == b,
+            _ => self.to_value() == other.to_value(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::event::tests::text;
+    use proptest::prelude::*;
+    use rmcp::model::{Annotations, Role};
+    use serde_json::json;
+
+    /// What the record showed before: the content converted to a value, then written.
+    fn via_value(content: &[ContentBlock]) -> String {
+        serde_json::to_string(&json!(content)).unwrap()
+    }
+
+    fn block() -> impl Strategy<Value = ContentBlock> {
+        prop_oneof![
+            4 => text().prop_map(ContentBlock::text),
+            1 => (text(), any::<bool>(), 0.0f32..1.0).prop_map(|(t, user, priority)| {
+                let audience = vec![if user { Role::User } else { Role::Assistant }];
+                ContentBlock::Text(
+                    rmcp::model::TextContent::new(t).with_annotations(
+                        Annotations::default()
+                            .with_audience(audience)
+                            .with_priority(priority),
+                    ),
+                )
+            }),
+            1 => (text(), text()).prop_map(|(t, k)| {
+                let mut meta = rmcp::model::MetaObject::new();
+                meta.insert(k, json!(1));
+                ContentBlock::Text(rmcp::model::TextContent::new(t).with_meta(meta))
+            }),
+            1 => (text(), text()).prop_map(|(data, mime)| ContentBlock::image(data, mime)),
+            1 => (text(), text())
+                .prop_map(|(uri, t)| ContentBlock::embedded_text(uri, t)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #[test]
+        fn content_json_is_the_value_written(content in proptest::collection::vec(block(), 0..4)) {
+            let made = ContentJson::new(&content);
+            prop_assert_eq!(made.as_str(), via_value(&content));
+            let output = AuditOutput::from(&made);
+            prop_assert_eq!(output.to_value(), json!(content));
+            prop_assert_eq!(serde_json::to_string(&output).unwrap(), via_value(&content));
+            let mut written = Vec::new();
+            output.write(&mut written).unwrap();
+            prop_assert_eq!(written, via_value(&content).into_bytes());
+        }
+    }
+
+    #[test]
+    fn plain_text_is_put_in_key_order_and_nothing_else_is() {
+        let made = ContentJson::new(&[ContentBlock::text("a \"quoted\" }\\")]);
+        assert_eq!(
+            made.as_str(),
+            r#"[{"text":"a \"quoted\" }\\","type":"text"}]"#
+        );
+        for (block, plain) in [
+            (&br#"{"type":"text","text":"x"}"#[..], true),
+            (br#"{"type":"text","text":"x\"}"}"#, true),
+            (br#"{"type":"text","text":"x","_meta":{}}"#, false),
+            (br#"{"type":"text","text":"x\\"}"#, true),
+            (br#"{"type":"text","text":"x\\","y":"}"#, false),
+            (br#"{"type":"image","text":"x"}"#, false),
+            (br#"{"type":"text","text":"x"#, false),
+        ] {
+            let mut b = block.to_vec();
+            assert_eq!(
+                sort_plain_text(&mut b),
+                plain,
+                "{}",
+                String::from_utf8_lossy(block)
+            );
+            if !plain {
+                assert_eq!(b, block, "left as it was");
+            }
+        }
+    }
+
+    #[test]
+    fn value_and_content_outputs_compare_as_json() {
+        let content = [ContentBlock::text("hi")];
+        let made = ContentJson::new(&content);
+        let value = json!(content);
+        assert_eq!(AuditOutput::from(&made), AuditOutput::from(&value));
+        assert_ne!(AuditOutput::from(&made), AuditOutput::from(&json!([])));
+        assert_eq!(AuditOutput::from(&value).as_value(), Some(&value));
+        assert_eq!(AuditOutput::from(&made).as_value(), None);
+    }
+}
