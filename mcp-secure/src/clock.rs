@@ -239,12 +239,16 @@ impl Stamp {
     }
 
     /// Appends `value` as exactly `width` decimal digits (zero-padded; `value < 10^width`).
+    /// Written from the last digit back: dividing by the constant 10 compiles to a multiply,
+    /// where dividing by a power of ten held in a variable is a hardware division per digit.
     fn digits(&mut self, value: u32, width: u32) {
-        let mut div = 10u32.pow(width - 1);
-        while div > 0 {
-            self.push(b'0' + (value / div % 10) as u8);
-            div /= 10;
+        let end = self.len + width as usize;
+        let mut value = value;
+        for at in (self.len..end).rev() {
+            self.bytes[at] = b'0' + (value % 10) as u8;
+            value /= 10;
         }
+        self.len = end;
     }
 }
 
