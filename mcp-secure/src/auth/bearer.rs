@@ -49,22 +49,88 @@ impl BearerAuthenticator {
     }
 }
 
-impl Authenticator for BearerAuthenticator {
-    fn authenticate<'a>(
-        &'a self,
-        credential: &'a Credential,
-    ) -> BoxFuture<'a, Result<Arc<Principal>, AuthError>> {
+impl BearerAuthenticator {
+    /// The authenticator for a token of this shape, if one is configured.
+    fn route(&self, credential: &Credential) -> Option<&Arc<dyn Authenticator>> {
         let token = credential.expose();
-        let target = if token.starts_with("mcs_") {
+        if token.starts_with("mcs_") {
             self.api_keys.as_ref()
         } else if token.bytes().filter(|&b| b == b'.').count() == 2 {
             self.jwt.as_ref()
         } else {
             None
-        };
-        match target {
+        }
+    }
+}
+
+impl Authenticator for BearerAuthenticator {
+    fn authenticate<'a>(
+        &'a self,
+        credential: &'a Credential,
+    ) -> BoxFuture<'a, Result<Arc<Principal>, AuthError>> {
+        match self.route(credential) {
             Some(auth) => auth.authenticate(credential),
             None => Box::pin(std::future::ready(Err(AuthError::Invalid))),
         }
+    }
+
+    /// API keys are answered at once; a JWT waits (its keys may need fetching).
+    fn authenticate_now(
+        &self,
+        credential: &Credential,
+    ) -> Option<Result<Arc<Principal>, AuthError>> {
+        match self.route(credential) {
+            Some(auth) => auth.authenticate_now(credential),
+            None => Some(Err(AuthError::Invalid)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{ApiKeyStore, CredentialSource, Environment};
+
+    /// Stands in for a JWT authenticator: refuses every token, and only by awaiting.
+    struct Awaits;
+
+    impl Authenticator for Awaits {
+        fn authenticate<'a>(
+            &'a self,
+            _: &'a Credential,
+        ) -> BoxFuture<'a, Result<Arc<Principal>, AuthError>> {
+            Box::pin(async { Err(AuthError::Expired) })
+        }
+    }
+
+    /// API keys are answered at once, JWTs by the authenticator that awaits, anything else
+    /// refused at once; the ready answers are the awaited ones.
+    #[test]
+    fn answers_api_keys_at_once_and_leaves_jwts_to_await() {
+        let keys = ApiKeyStore::new(Environment::Test);
+        let key = keys
+            .generate("ann", &["editor".to_owned()], Environment::Test, None)
+            .unwrap();
+        let bearer = BearerAuthenticator::new().api_keys(keys).jwt(Awaits);
+        let cred = |t: &str| Credential::new(t.to_owned(), CredentialSource::HttpBearer);
+        let awaited = |c: &Credential| futures::executor::block_on(bearer.authenticate(c));
+
+        let api = cred(&key.token);
+        let now = bearer
+            .authenticate_now(&api)
+            .expect("an API key is answered at once");
+        assert_eq!(now.as_ref().unwrap().user, "ann");
+        assert!(Arc::ptr_eq(now.as_ref().unwrap(), &awaited(&api).unwrap()));
+
+        let jwt = cred("aaa.bbb.ccc");
+        assert!(bearer.authenticate_now(&jwt).is_none(), "a JWT is awaited");
+        assert_eq!(awaited(&jwt), Err(AuthError::Expired));
+
+        let junk = cred("neither");
+        assert_eq!(
+            bearer.authenticate_now(&junk),
+            Some(Err(AuthError::Invalid))
+        );
+        assert_eq!(awaited(&junk), Err(AuthError::Invalid));
     }
 }

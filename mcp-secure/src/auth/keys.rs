@@ -360,6 +360,13 @@ impl Authenticator for ApiKeyStore {
         let result = self.check(credential.expose());
         Box::pin(std::future::ready(result))
     }
+
+    fn authenticate_now(
+        &self,
+        credential: &Credential,
+    ) -> Option<Result<Arc<Principal>, AuthError>> {
+        Some(self.check(credential.expose()))
+    }
 }
 
 fn split_token(token: &str) -> Option<(Environment, &str)> {
@@ -586,6 +593,8 @@ mod tests {
         assert!(format!("{k:?}").contains("[REDACTED]"));
     }
 
+    /// Every refusal, as `check` gives it and as the server asks for it: the ready answer
+    /// (`authenticate_now`) is the awaited one (`authenticate`), the same shared principal.
     #[test]
     fn refusals() {
         let clock = Clock::manual();
@@ -601,22 +610,40 @@ mod tests {
         let test = store
             .generate("bob", &roles(&["admin"]), Environment::Test, None)
             .unwrap();
-        assert!(store.check(&live.token).is_ok());
+        let check = |token: &str| {
+            let checked = store.check(token);
+            let credential = Credential::new(
+                token.to_owned(),
+                super::super::CredentialSource::RequestMeta,
+            );
+            let now = store
+                .authenticate_now(&credential)
+                .expect("answers at once");
+            let awaited = futures::executor::block_on(store.authenticate(&credential));
+            for answer in [now, awaited] {
+                match (&checked, &answer) {
+                    (Ok(a), Ok(b)) => assert!(Arc::ptr_eq(a, b), "the same principal"),
+                    _ => assert_eq!(checked, answer, "{token:?}"),
+                }
+            }
+            checked
+        };
+        assert!(check(&live.token).is_ok());
         assert!(matches!(
-            store.check(&test.token),
+            check(&test.token),
             Err(AuthError::WrongEnvironment { .. })
         ));
         // Wrong secret, same id.
         let mut forged = live.token.clone();
         let last = forged.pop().unwrap();
         forged.push(if last == '0' { '1' } else { '0' });
-        assert_eq!(store.check(&forged), Err(AuthError::Invalid));
-        assert_eq!(store.check("mcs_live_nope"), Err(AuthError::Invalid));
-        assert_eq!(store.check(""), Err(AuthError::Invalid));
+        assert_eq!(check(&forged), Err(AuthError::Invalid));
+        assert_eq!(check("mcs_live_nope"), Err(AuthError::Invalid));
+        assert_eq!(check(""), Err(AuthError::Invalid));
         clock.advance(std::time::Duration::from_secs(3601));
-        assert_eq!(store.check(&live.token), Err(AuthError::Expired));
+        assert_eq!(check(&live.token), Err(AuthError::Expired));
         assert!(store.revoke(&live.entry.id));
-        assert_eq!(store.check(&live.token), Err(AuthError::Revoked));
+        assert_eq!(check(&live.token), Err(AuthError::Revoked));
     }
 
     #[test]

@@ -150,4 +150,16 @@ pub trait Authenticator: Send + Sync + 'static {
         &'a self,
         credential: &'a Credential,
     ) -> BoxFuture<'a, Result<Arc<Principal>, AuthError>>;
+
+    /// Checks a credential without waiting, when this authenticator can (a lookup in memory,
+    /// as the API-key store does): the server asks this first, and awaits
+    /// [`Authenticator::authenticate`] only on `None` (the default), so a ready answer costs
+    /// no boxed future. When it answers, it must answer as `authenticate` would.
+    fn authenticate_now(
+        &self,
+        credential: &Credential,
+    ) -> Option<Result<Arc<Principal>, AuthError>> {
+        let _ = credential;
+        None
+    }
 }

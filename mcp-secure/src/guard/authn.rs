@@ -69,10 +69,21 @@ pub async fn authenticate(
     if let Some(principal) = credential.resolved_principal() {
         return Ok(Arc::clone(principal));
     }
-    authenticator
-        .authenticate(credential)
+    check(authenticator, credential)
         .await
         .map_err(|e| refusal(&e))
+}
+
+/// Asks `authenticator` about `credential`: its ready answer when it has one
+/// ([`Authenticator::authenticate_now`]), else the one it awaits.
+pub async fn check(
+    authenticator: &dyn Authenticator,
+    credential: &Credential,
+) -> Result<Arc<Principal>, AuthError> {
+    match authenticator.authenticate_now(credential) {
+        Some(answer) => answer,
+        None => authenticator.authenticate(credential).await,
+    }
 }
 
 fn refusal(e: &AuthError) -> ToolError {

@@ -702,7 +702,7 @@ async fn bearer_layer(State(auth): State<AuthState>, mut request: Request, next:
         }
     };
     let credential = Credential::new(token, CredentialSource::HttpBearer);
-    let principal = match auth.authenticator.authenticate(&credential).await {
+    let principal = match crate::guard::authn::check(&*auth.authenticator, &credential).await {
         Ok(p) => p,
         Err(e) => {
             tracing::info!(reason = %e, "bearer token refused");
