@@ -242,7 +242,7 @@ impl AuditEventRef<'_> {
 
     /// Appends the record as compact JSON, the same bytes as `serde_json` writes for
     /// [`AuditEventRef::to_event`], with the keys written as constants and plain strings
-    /// copied without serde's per-character escaping. Every call's record is written this
+    /// (values' strings and keys too) copied without serde's per-character escaping. Every call's record is written this
     /// way, so this is on every call's path.
     pub(crate) fn write_json(self, out: &mut Vec<u8>) -> serde_json::Result<()> {
         self.write_open(out)?;
@@ -276,7 +276,7 @@ impl AuditEventRef<'_> {
         out.extend_from_slice(b"],\"transport\":");
         json_str(out, self.transport)?;
         out.extend_from_slice(b",\"input\":");
-        serde_json::to_writer(&mut *out, self.input)?;
+        json_value(out, self.input)?;
         out.extend_from_slice(b",\"output\":");
         match self.output {
             Some(output) => output.write(out)?,
@@ -293,10 +293,13 @@ impl AuditEventRef<'_> {
         });
         json_u64(out, self.duration_ms);
         out.extend_from_slice(b",\"approval\":");
-        serde_json::to_writer(&mut *out, &self.approval)?;
+        match self.approval {
+            Some(approval) => json_value(out, approval)?,
+            None => out.extend_from_slice(b"null"),
+        }
         if !self.digests.is_empty() {
             out.extend_from_slice(b",\"digests\":");
-            serde_json::to_writer(&mut *out, self.digests)?;
+            json_object(out, self.digests.iter(), |out, v: &String| json_str(out, v))?;
         }
         Ok(())
     }
@@ -339,6 +342,49 @@ fn json_str(out: &mut Vec<u8>, s: &str) -> serde_json::Result<()> {
     } else {
         serde_json::to_writer(&mut *out, s)
     }
+}
+
+/// A JSON value, as `serde_json` writes it (compact; numbers written by `serde_json` itself),
+/// with strings and keys copied by [`json_str`].
+pub(crate) fn json_value(out: &mut Vec<u8>, value: &Value) -> serde_json::Result<()> {
+    match value {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Number(n) => serde_json::to_writer(&mut *out, n)?,
+        Value::String(s) => json_str(out, s)?,
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                json_value(out, item)?;
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => json_object(out, map.iter(), json_value)?,
+    }
+    Ok(())
+}
+
+/// A JSON object of `entries`, each value written by `write`.
+fn json_object<'v, V: ?Sized + 'v>(
+    out: &mut Vec<u8>,
+    entries: impl Iterator<Item = (&'v String, &'v V)>,
+    write: impl Fn(&mut Vec<u8>, &V) -> serde_json::Result<()>,
+) -> serde_json::Result<()> {
+    out.push(b'{');
+    for (i, (key, value)) in entries.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        json_str(out, key)?;
+        out.push(b':');
+        write(out, value)?;
+    }
+    out.push(b'}');
+    Ok(())
 }
 
 /// Whether any byte is one JSON escapes (`"`, `\\`, below U+0020), eight bytes at a time: in

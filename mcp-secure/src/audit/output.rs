@@ -123,7 +123,7 @@ impl<'a> AuditOutput<'a> {
     /// Appends the output as compact JSON (the content's text is copied as it is).
     pub(crate) fn write(self, out: &mut Vec<u8>) -> serde_json::Result<()> {
         match self.0 {
-            Repr::Value(v) => serde_json::to_writer(out, v),
+            Repr::Value(v) => super::event::json_value(out, v),
             Repr::Content(c) => {
                 out.extend_from_slice(c.as_str().as_bytes());
                 Ok(())
