@@ -394,21 +394,24 @@ fn needs_escape(bytes: &[u8]) -> bool {
     const ONES: u64 = u64::from_ne_bytes([1; 8]);
     const HIGH: u64 = ONES * 0x80;
     let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGH;
-    let mut words = bytes.chunks_exact(8);
-    for chunk in &mut words {
-        let x = u64::from_ne_bytes(chunk.try_into().unwrap_or([0; 8]));
-        if below(x, 0x20)
+    let flagged = |word: [u8; 8]| {
+        let x = u64::from_ne_bytes(word);
+        below(x, 0x20)
             | below(x ^ (ONES * u64::from(b'"')), 1)
             | below(x ^ (ONES * u64::from(b'\\')), 1)
             != 0
-        {
+    };
+    let mut words = bytes.chunks_exact(8);
+    for chunk in &mut words {
+        if flagged(chunk.try_into().unwrap_or([0; 8])) {
             return true;
         }
     }
-    words
-        .remainder()
-        .iter()
-        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+    // The last few bytes, padded to a word with a byte that needs no escape.
+    let rest = words.remainder();
+    let mut last = [b'a'; 8];
+    last[..rest.len()].copy_from_slice(rest);
+    !rest.is_empty() && flagged(last)
 }
 
 fn json_opt_str(out: &mut Vec<u8>, s: Option<&str>) -> serde_json::Result<()> {
