@@ -242,8 +242,8 @@ impl AuditEventRef<'_> {
 
     /// Appends the record as compact JSON, the same bytes as `serde_json` writes for
     /// [`AuditEventRef::to_event`], with the keys written as constants and plain strings
-    /// (values' strings and keys too) copied without serde's per-character escaping. Every call's record is written this
-    /// way, so this is on every call's path.
+    /// (values' strings and keys too) copied without serde's per-character escaping. Every
+    /// call's record is written this way, so this is on every call's path.
     pub(crate) fn write_json(self, out: &mut Vec<u8>) -> serde_json::Result<()> {
         self.write_open(out)?;
         out.push(b'}');
