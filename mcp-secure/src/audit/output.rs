@@ -45,8 +45,12 @@ impl ContentJson {
             }
         }
         out.push(b']');
-        // serde_json writes UTF-8, and only whole JSON tokens were moved.
-        ContentJson(String::from_utf8(out).unwrap_or_else(|_| "[]".to_owned()))
+        // serde_json writes UTF-8, and only whole JSON tokens were moved; were that ever not
+        // so, the text would keep every character it could, not be dropped.
+        ContentJson(
+            String::from_utf8(out)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        )
     }
 
     /// The JSON text.
