@@ -40,8 +40,9 @@ impl ContentJson {
                 let value = serde_json::to_value(block).unwrap_or_else(|e| {
                     Value::String(format!("(content that cannot be serialized: {e})"))
                 });
-                // Writing a `Value` to memory cannot fail (its keys are strings).
-                let _ = serde_json::to_writer(&mut out, &value);
+                // Written by the record's own writer, as every value in a record is; writing
+                // to memory cannot fail (a `Value`'s keys are strings).
+                let _ = super::event::json_value(&mut out, &value);
             }
         }
         out.push(b']');

@@ -612,10 +612,8 @@ mod tests {
             .unwrap();
         let check = |token: &str| {
             let checked = store.check(token);
-            let credential = Credential::new(
-                token.to_owned(),
-                super::super::CredentialSource::RequestMeta,
-            );
+            let credential =
+                Credential::new(token.to_owned(), crate::auth::CredentialSource::RequestMeta);
             let now = store
                 .authenticate_now(&credential)
                 .expect("answers at once");
