@@ -11,7 +11,9 @@ use std::time::Duration;
 use common::{Client, call, code, text};
 use mcp_secure::audit::{AuditEvent, MemorySink, Phase};
 use mcp_secure::auth::{ApiKeyStore, Environment};
-use mcp_secure::{Bounded, Ctx, Json, Secret, SecureServer, ToolError, roles, tool, tools};
+use mcp_secure::{
+    Bounded, Ctx, Json, Secret, SecureServer, ServerBuilder, ToolError, roles, tool, tools,
+};
 use rmcp::ServiceExt;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
@@ -152,6 +154,11 @@ struct Harness {
 
 impl Harness {
     async fn new() -> Harness {
+        Harness::with(|b| b).await
+    }
+
+    /// A harness whose server is built with `configure` applied to its builder.
+    async fn with(configure: impl FnOnce(ServerBuilder<State>) -> ServerBuilder<State>) -> Harness {
         let keys = ApiKeyStore::new(Environment::Test);
         let key = |user: &str, role: &str, env| {
             keys.generate(user, &[role.to_string()], env, None)
@@ -165,7 +172,7 @@ impl Harness {
         );
         let live = key("lee", "admin", Environment::Live);
         let audit = MemorySink::new();
-        let server = SecureServer::builder(State::default())
+        let server = configure(SecureServer::builder(State::default()))
             .name("pipeline-test", "1.0.0")
             .roles(ROLES)
             .tools(tools![
@@ -443,6 +450,48 @@ async fn rate_limit_trips_at_exactly_the_quota_plus_one() {
     // Limits are per principal.
     h.expect(Some(h.editor.as_str()), "limited", json!({}), "ok")
         .await;
+}
+
+#[tokio::test]
+async fn output_over_the_cap_is_refused_and_recorded_without_it() {
+    let h = Harness::with(|b| b.max_output(200)).await;
+    let reader = Some(h.reader.as_str());
+    let r = h
+        .expect(reader, "echo", json!({"text": "y".repeat(100)}), "ok")
+        .await;
+    assert_eq!(text(&r), "y".repeat(100));
+    let last = h.outcomes().pop().unwrap();
+    assert_eq!(
+        last.output,
+        Some(json!([{"type": "text", "text": "y".repeat(100)}]))
+    );
+    // The body ran (the cap is on what it returns), but its 300 bytes never leave.
+    let r = h
+        .expect(
+            reader,
+            "echo",
+            json!({"text": "z".repeat(100), "times": 3}),
+            "too_large",
+        )
+        .await;
+    assert_eq!(
+        text(&r),
+        "Error: Input too large: the tool's output is larger than 200 bytes"
+    );
+    let error = &r.structured_content.as_ref().unwrap()["error"];
+    assert_eq!(
+        error["message"],
+        "the tool's output is larger than 200 bytes"
+    );
+    assert_eq!(error["max_bytes"], 200);
+    assert!(!format!("{r:?}").contains("zzz"), "{r:?}");
+    let last = h.outcomes().pop().unwrap();
+    assert_eq!(last.output, None);
+    assert_eq!(
+        last.error.as_deref(),
+        Some("the tool's output is larger than 200 bytes")
+    );
+    assert_eq!(h.ran("echo"), 2);
 }
 
 #[tokio::test]

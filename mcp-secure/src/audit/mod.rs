@@ -13,6 +13,9 @@ pub mod chain;
 mod event;
 mod log;
 mod output;
+/// Content blocks of every kind, for the output cap's tests.
+#[cfg(test)]
+pub(crate) use output::tests::block as content_block;
 mod redact;
 mod sink;
 mod sqlite;

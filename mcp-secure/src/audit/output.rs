@@ -23,8 +23,7 @@ const TYPE_ENTRY: usize = 14;
 impl ContentJson {
     /// The content's JSON text, as its audit record shows it.
     pub fn new(content: &[ContentBlock]) -> Self {
-        let mut out = Vec::with_capacity(32 + content.len() * 48);
-        out.push(b'[');
+        let mut out = open(content);
         for (i, block) in content.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
@@ -37,26 +36,107 @@ impl ContentJson {
                 && sort_plain_text(&mut out[start..]);
             if !direct {
                 out.truncate(start);
-                let value = serde_json::to_value(block).unwrap_or_else(|e| {
-                    Value::String(format!("(content that cannot be serialized: {e})"))
-                });
-                // Written by the record's own writer, as every value in a record is; writing
-                // to memory cannot fail (a `Value`'s keys are strings).
-                let _ = super::event::json_value(&mut out, &value);
+                by_value(&mut out, block);
             }
         }
-        out.push(b']');
-        // serde_json writes UTF-8, and only whole JSON tokens were moved; were that ever not
-        // so, the text would keep every character it could, not be dropped.
-        ContentJson(
-            String::from_utf8(out)
-                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
-        )
+        close(out)
+    }
+
+    /// The content's JSON text (as [`ContentJson::new`] writes it), and the content's size as
+    /// `serde_json` writes it in a tool's result: the bytes it takes on the wire, where its
+    /// keys are in the blocks' own order. `None` once that size passes `max` (writing stops
+    /// there), or when a block cannot be serialized.
+    pub fn measured(content: &[ContentBlock], max: usize) -> Option<(Self, usize)> {
+        // The brackets and the commas between blocks.
+        let mut size = 2 + content.len().saturating_sub(1);
+        if size > max {
+            return None;
+        }
+        let mut out = open(content);
+        for (i, block) in content.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            let start = out.len();
+            let left = max - size;
+            serde_json::to_writer(
+                Bounded {
+                    out: &mut out,
+                    left,
+                },
+                block,
+            )
+            .ok()?;
+            // The block as serialized is its size on the wire; only its keys' order changes.
+            size += out.len() - start;
+            if !sort_plain_text(&mut out[start..]) {
+                out.truncate(start);
+                by_value(&mut out, block);
+            }
+        }
+        Some((close(out), size))
     }
 
     /// The JSON text.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// The buffer a content's text is written into, with its opening bracket.
+fn open(content: &[ContentBlock]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32 + content.len() * 48);
+    out.push(b'[');
+    out
+}
+
+/// Appends a block that is not plain text through its `Value`, which orders every key.
+fn by_value(out: &mut Vec<u8>, block: &ContentBlock) {
+    let value = serde_json::to_value(block)
+        .unwrap_or_else(|e| Value::String(format!("(content that cannot be serialized: {e})")));
+    // Written by the record's own writer, as every value in a record is; writing to memory
+    // cannot fail (a `Value`'s keys are strings).
+    let _ = super::event::json_value(out, &value);
+}
+
+/// Closes the text.
+fn close(mut out: Vec<u8>) -> ContentJson {
+    out.push(b']');
+    // serde_json writes UTF-8, and only whole JSON tokens were moved; were that ever not so,
+    // the text would keep every character it could, not be dropped.
+    ContentJson(
+        String::from_utf8(out)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+    )
+}
+
+/// Appends to a buffer until `left` bytes are used up, then fails: a content over the output
+/// cap is not written whole to learn that it is.
+struct Bounded<'a> {
+    out: &'a mut Vec<u8>,
+    left: usize,
+}
+
+impl std::io::Write for Bounded<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    // serde_json writes each token with `write_all`: one check and one copy, not the default
+    // loop around `write`.
+    #[inline]
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.left = self
+            .left
+            .checked_sub(buf.len())
+            .ok_or_else(|| std::io::Error::other("over the cap"))?;
+        self.out.extend_from_slice(buf);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -171,7 +251,7 @@ impl PartialEq for AuditOutput<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::audit::event::tests::text;
     use proptest::prelude::*;
@@ -183,7 +263,9 @@ mod tests {
         serde_json::to_string(&json!(content)).unwrap()
     }
 
-    fn block() -> impl Strategy<Value = ContentBlock> {
+    /// Content blocks of every kind the record treats apart (shared with the output cap's
+    /// tests).
+    pub(crate) fn block() -> impl Strategy<Value = ContentBlock> {
         prop_oneof![
             4 => text().prop_map(ContentBlock::text),
             1 => (text(), any::<bool>(), 0.0f32..1.0).prop_map(|(t, user, priority)| {
@@ -249,6 +331,31 @@ mod tests {
                 assert_eq!(b, block, "left as it was");
             }
         }
+    }
+
+    #[test]
+    fn measuring_stops_writing_at_the_cap() {
+        let huge = ContentBlock::text("x".repeat(1_000_000));
+        let mut out = Vec::new();
+        let written = serde_json::to_writer(
+            Bounded {
+                out: &mut out,
+                left: 100,
+            },
+            &huge,
+        );
+        assert!(written.is_err());
+        assert!(out.len() <= 100, "{}", out.len());
+        assert_eq!(ContentJson::measured(&[huge], 1_000_000), None);
+        // Even the brackets and commas count.
+        assert_eq!(ContentJson::measured(&[], 1), None);
+        let two = [ContentBlock::text("a"), ContentBlock::text("b")];
+        let size = serde_json::to_vec(&two).unwrap().len();
+        assert_eq!(
+            ContentJson::measured(&two, size),
+            Some((ContentJson::new(&two), size))
+        );
+        assert_eq!(ContentJson::measured(&two, size - 1), None);
     }
 
     #[test]

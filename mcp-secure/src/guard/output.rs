@@ -3,16 +3,117 @@
 use rmcp::model::CallToolResult;
 
 use super::size::encoded_size;
+use crate::audit::ContentJson;
 use crate::error::{ErrorCode, ToolError};
 
-/// Refuses with `too_large` when the encoded result exceeds `max` bytes.
-pub fn check(result: &CallToolResult, max: usize) -> Result<(), ToolError> {
-    match encoded_size(result, max) {
-        Some(_) => Ok(()),
-        None => Err(ToolError::new(
-            ErrorCode::TooLarge,
-            format!("the tool's output is larger than {max} bytes"),
+/// `[]`: what an empty `content` takes in a result's JSON.
+const EMPTY_CONTENT: usize = 2;
+
+/// Refuses with `too_large` when the result's compact JSON (as `serde_json` writes it) is
+/// larger than `max` bytes.
+///
+/// A result without `structuredContent` is measured by writing its content's JSON text
+/// ([`ContentJson::measured`]), which is returned: the call's audit record shows that text
+/// as its output, so the content is serialized once for both. (`result` is borrowed mutably
+/// only to measure the rest of it without its content; it is left as it was.)
+pub fn check(result: &mut CallToolResult, max: usize) -> Result<Option<ContentJson>, ToolError> {
+    if result.structured_content.is_some() {
+        return match encoded_size(&*result, max) {
+            Some(_) => Ok(None),
+            None => Err(too_large(max)),
+        };
+    }
+    // Everything but the content, by the serializer itself (whatever fields rmcp adds), with
+    // the content as `[]`; then the content, within what is left.
+    let content = std::mem::take(&mut result.content);
+    let rest = encoded_size(&*result, max);
+    result.content = content;
+    rest.and_then(|rest| {
+        let left = max.saturating_add(EMPTY_CONTENT).checked_sub(rest)?;
+        ContentJson::measured(&result.content, left)
+    })
+    .map(|(json, _)| Some(json))
+    .ok_or_else(|| too_large(max))
+}
+
+fn too_large(max: usize) -> ToolError {
+    ToolError::new(
+        ErrorCode::TooLarge,
+        format!("the tool's output is larger than {max} bytes"),
+    )
+    .with_detail("max_bytes", max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::content_block as block;
+    use proptest::prelude::*;
+    use rmcp::model::{ContentBlock, MetaObject};
+    use serde_json::json;
+
+    fn result() -> impl Strategy<Value = CallToolResult> {
+        (
+            proptest::collection::vec(block(), 0..4),
+            prop_oneof![Just(None), Just(Some(false)), Just(Some(true))],
+            any::<bool>(),
+            any::<bool>(),
         )
-        .with_detail("max_bytes", max)),
+            .prop_map(|(content, is_error, structured, meta)| {
+                let mut r = CallToolResult::success(content);
+                r.is_error = is_error;
+                if structured {
+                    r.structured_content = Some(json!({"n": 1, "s": "é\n"}));
+                }
+                if meta {
+                    let mut m = MetaObject::new();
+                    m.insert("trace".into(), json!("t-1"));
+                    r.meta = Some(m);
+                }
+                r
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+        /// The cap is exact: a result of exactly `max` bytes passes, one byte less refuses it.
+        /// The content's text comes back (unless the record lends `structuredContent`), and
+        /// the result is left as it was.
+        #[test]
+        fn the_cap_is_the_serialized_size(original in result()) {
+            let size = serde_json::to_vec(&original).unwrap().len();
+            let mut r = original.clone();
+            let json = check(&mut r, size).unwrap();
+            prop_assert_eq!(&r, &original);
+            if original.structured_content.is_some() {
+                prop_assert_eq!(json, None);
+            } else {
+                prop_assert_eq!(json, Some(ContentJson::new(&original.content)));
+            }
+            let refused = check(&mut r, size - 1).unwrap_err();
+            prop_assert_eq!(&r, &original);
+            prop_assert_eq!(refused.code(), ErrorCode::TooLarge);
+            prop_assert_eq!(
+                refused.message(),
+                format!("the tool's output is larger than {} bytes", size - 1)
+            );
+        }
+    }
+
+    #[test]
+    fn a_cap_smaller_than_the_rest_of_the_result_refuses_it() {
+        let mut r = CallToolResult::success(vec![]);
+        r.is_error = Some(false);
+        let size = serde_json::to_vec(&r).unwrap().len();
+        assert!(check(&mut r, size).is_ok());
+        for max in [0, 1, size - 1] {
+            assert_eq!(check(&mut r, max).unwrap_err().code(), ErrorCode::TooLarge);
+        }
+        let mut big = CallToolResult::success(vec![ContentBlock::text("x".repeat(100_000))]);
+        assert_eq!(
+            check(&mut big, 1024).unwrap_err().code(),
+            ErrorCode::TooLarge
+        );
+        assert!(check(&mut big, usize::MAX).unwrap().is_some());
     }
 }

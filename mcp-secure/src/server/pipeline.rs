@@ -165,7 +165,7 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
         let cancel = request
             .as_ref()
             .map_or_else(CancellationToken::new, |r| r.ct.child_token());
-        let result = match &entry.sandbox {
+        let mut result = match &entry.sandbox {
             // In a sandboxed worker process, killed and reaped on timeout or cancellation.
             Some(sandbox) => {
                 drop(parsed);
@@ -178,8 +178,9 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
             }
         };
 
-        // 8. Output cap.
-        output::check(&result, inner.max_output)?;
+        // 8. Output cap. The content's text, written to measure it, is the record's output.
+        let content = output::check(&mut result, inner.max_output)?;
+        record.set_content(content);
         Ok(CallToolResponse::Complete(result))
     }
 }

@@ -131,6 +131,8 @@ pub(super) struct CallRecord<'a> {
     redactor: Option<&'a Redactor>,
     principal: Option<Arc<Principal>>,
     approval: Option<Value>,
+    /// The result's content as JSON text, when the output cap wrote it.
+    content: Option<ContentJson>,
     /// Set once the outcome record is being written (`Drop` writes none then).
     done: bool,
 }
@@ -155,15 +157,21 @@ enum Output<'r> {
 }
 
 impl<'r> Output<'r> {
-    /// The output of a result, cut to `limit` bytes of JSON.
-    fn of(result: &'r CallToolResult, limit: usize) -> Self {
+    /// The output of a result, cut to `limit` bytes of JSON; `written` is its content's text,
+    /// when the output cap already wrote it.
+    fn of(result: &'r CallToolResult, written: Option<ContentJson>, limit: usize) -> Self {
         match &result.structured_content {
             Some(value) => match bounded(Cow::Borrowed(value), None, limit) {
                 Cow::Borrowed(value) => Output::Structured(value),
                 Cow::Owned(cut) => Output::Cut(cut),
             },
             None => {
-                let json = ContentJson::new(&result.content);
+                let json = written.unwrap_or_else(|| ContentJson::new(&result.content));
+                debug_assert_eq!(
+                    json,
+                    ContentJson::new(&result.content),
+                    "another result's text"
+                );
                 if json.as_str().len() <= limit {
                     Output::Content(json)
                 } else {
@@ -202,6 +210,7 @@ impl<'a> CallRecord<'a> {
             redactor: None,
             principal: None,
             approval: None,
+            content: None,
             done: false,
         }
     }
@@ -254,6 +263,12 @@ impl<'a> CallRecord<'a> {
         self.approval = Some(decision);
     }
 
+    /// The result's content as JSON text, written by the output cap: the outcome record shows
+    /// it rather than writing it again. Only for the result `finish` is then given.
+    pub(super) fn set_content(&mut self, content: Option<ContentJson>) {
+        self.content = content;
+    }
+
     /// Writes the write-ahead record, and returns once the sink has stored it. An error means
     /// the attempt is not on record, so (failing closed) the body must not run.
     pub(super) async fn write_attempt(&mut self) -> Result<(), ToolError> {
@@ -293,7 +308,7 @@ impl<'a> CallRecord<'a> {
                         "ok"
                     },
                     error: None,
-                    output: Some(Output::of(r, self.guard.value_limit)),
+                    output: Some(Output::of(r, self.content.take(), self.guard.value_limit)),
                     success: !failed,
                 }
             }
