@@ -6,6 +6,8 @@
 //! dependencies are built once first (the first run takes minutes; later runs reuse them);
 //! then each round touches each crate's `lib.rs` and times `cargo build` of that crate alone,
 //! so only macro expansion, type checking and code generation of the 100 tools are compared.
+//! The secured crate uses mcp-secure without its default features (HTTP, fetch, SQLite), as
+//! the bare crate uses rmcp without its transports: cargo checks fewer packages on each build.
 //!
 //! The machine may be busy with other work, which only ever adds time: so one untimed warm-up
 //! round comes first (the first rebuild after a dependency changed also refreshes incremental
@@ -16,7 +18,8 @@
 //! of the minimums and of the medians are printed beside it.
 //!
 //! Run: `cargo bench --bench compile_time` (`COMPILE_ROUNDS=N` rounds, default 5;
-//! `COMPILE_PROFILE=release` to time release builds; `COMPILE_BENCH=0` skips it).
+//! `COMPILE_PROFILE=release` to time release builds; `COMPILE_FEATURES=default` builds the
+//! secured crate with mcp-secure's default features; `COMPILE_BENCH=0` skips it).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -34,11 +37,13 @@ edition = "2024"
 publish = false
 
 [dependencies]
-mcp-secure = {{ path = "{}" }}
+# Like the bare crate, no HTTP transport, no SQLite: only what these tools use.
+mcp-secure = {{ path = "{}", default-features = {} }}
 
 [workspace]
 "#,
-        workspace().join("mcp-secure").display()
+        workspace().join("mcp-secure").display(),
+        std::env::var("COMPILE_FEATURES").is_ok_and(|f| f == "default"),
     );
     let mut src = String::from(
         "//! 100 tools declared with mcp-secure.\n\

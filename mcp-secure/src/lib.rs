@@ -24,7 +24,9 @@ pub use error::{ErrorCode, ToolError};
 pub use policy::{Approval, Kind, Rate, RoleDecl, Roles, ToolSpec};
 pub use server::{SecureServer, ServerBuilder};
 pub use tool::{Bounded, IntoToolOutput, Json, ParsedArgs, ToolHandler, ToolReturn, Tools};
-pub use types::{ReadOnlySql, Secret};
+#[cfg(feature = "sqlite")]
+pub use types::ReadOnlySql;
+pub use types::Secret;
 
 /// Declares an MCP tool. See the crate documentation for the keys and the errors.
 pub use mcp_secure_macros::tool;

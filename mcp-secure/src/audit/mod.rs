@@ -18,6 +18,7 @@ mod output;
 pub(crate) use output::tests::block as content_block;
 mod redact;
 mod sink;
+#[cfg(feature = "sqlite")]
 mod sqlite;
 mod verify;
 
@@ -38,6 +39,7 @@ pub use log::{
 pub use output::{AuditOutput, ContentJson};
 pub use redact::{REDACTED, Redactor};
 pub use sink::{AuditError, AuditSink, JsonLinesSink, MemorySink, TracingSink};
+#[cfg(feature = "sqlite")]
 pub use sqlite::{AuditQuery, SqliteSink};
 pub use verify::{Break, Unfinished, VerifyReport, verify_log};
 

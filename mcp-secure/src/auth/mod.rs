@@ -6,7 +6,9 @@
 //! tokens (JWTs) as a resource server; [`BearerAuthenticator`] routes each bearer token to one of
 //! them by its shape.
 
+#[cfg(feature = "http")]
 mod bearer;
+#[cfg(feature = "http")]
 pub mod jwt;
 mod keys;
 mod principal;
@@ -18,7 +20,9 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use secrecy::{ExposeSecret, SecretString};
 
+#[cfg(feature = "http")]
 pub use bearer::BearerAuthenticator;
+#[cfg(feature = "http")]
 pub use jwt::{JwksSource, JwtAuthenticator, JwtConfig, RolesClaim, TokenError};
 pub use keys::{ApiKeyStore, KeyEntry, KeyStoreError, NewKey};
 pub use principal::{Environment, Principal};
@@ -59,6 +63,7 @@ impl Credential {
     }
 
     /// A credential the transport has already authenticated to `principal`.
+    #[cfg(feature = "http")]
     pub(crate) fn resolved(principal: Arc<Principal>, source: CredentialSource) -> Self {
         Credential {
             token: SecretString::from(String::new()),
@@ -119,6 +124,7 @@ pub enum AuthError {
     #[error("the API key was revoked")]
     Revoked,
     /// An access token (JWT) was refused.
+    #[cfg(feature = "http")]
     #[error("{0}")]
     Token(TokenError),
     /// The credential is valid but grants no role this server knows (HTTP 403

@@ -33,21 +33,30 @@ pub fn transport_credential(
     extensions: &Extensions,
     session: Option<&Credential>,
 ) -> Option<Credential> {
-    let Some(parts) = extensions.get::<http::request::Parts>() else {
-        return session.cloned();
-    };
+    http_credential(extensions).or_else(|| session.cloned())
+}
+
+/// The credential of a request that came over HTTP.
+#[cfg(feature = "http")]
+fn http_credential(extensions: &Extensions) -> Option<Credential> {
+    let parts = extensions.get::<http::request::Parts>()?;
     if let Some(principal) = crate::server::http::authenticated(&parts.extensions) {
         return Some(Credential::resolved(
             principal,
             CredentialSource::HttpBearer,
         ));
     }
-    bearer_token(&parts.headers)
-        .map(|t| Credential::new(t, CredentialSource::HttpBearer))
-        .or_else(|| session.cloned())
+    bearer_token(&parts.headers).map(|t| Credential::new(t, CredentialSource::HttpBearer))
+}
+
+/// Without the `http` feature, no request comes over HTTP.
+#[cfg(not(feature = "http"))]
+fn http_credential(_: &Extensions) -> Option<Credential> {
+    None
 }
 
 /// The token of a single well-formed `Authorization: Bearer <token>` header.
+#[cfg(feature = "http")]
 pub fn bearer_token(headers: &http::HeaderMap) -> Option<String> {
     let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
     let (Some(value), None) = (values.next(), values.next()) else {

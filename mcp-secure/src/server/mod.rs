@@ -3,6 +3,7 @@
 
 mod builder;
 mod handler;
+#[cfg(feature = "http")]
 pub mod http;
 mod pipeline;
 mod record;
@@ -11,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub use builder::{BuildError, ServerBuilder};
+#[cfg(feature = "http")]
 pub use http::{HttpConfig, HttpServer};
 
 use crate::auth::{Authenticator, Credential};

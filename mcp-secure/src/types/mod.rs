@@ -2,11 +2,13 @@
 
 pub mod path;
 mod secret;
+#[cfg(feature = "sqlite")]
 pub mod sql;
 pub mod url;
 
 pub use path::{SafePath, SafeRoot};
 pub use secret::Secret;
+#[cfg(feature = "sqlite")]
 pub use sql::{ReadOnlySql, SqlPolicy};
 pub use url::PublicUrl;
 

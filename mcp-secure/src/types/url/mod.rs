@@ -83,6 +83,7 @@
 //!   nothing private; an egress firewall is the layer that does not depend on this code.
 //! - Other schemes and protocols (`ftp`, `gopher`, `file`, WebSockets): refused.
 
+#[cfg(feature = "fetch")]
 mod fetch;
 mod ip;
 mod policy;
@@ -90,6 +91,7 @@ mod public_url;
 mod rejection;
 mod resolve;
 
+#[cfg(feature = "fetch")]
 pub use fetch::{FetchError, FetchPolicy, FetchResponse, Fetcher};
 pub use policy::{CheckedUrl, Scheme, UrlPolicy};
 pub use public_url::PublicUrl;
