@@ -476,7 +476,7 @@ async fn output_over_the_cap_is_refused_and_recorded_without_it() {
         .await;
     assert_eq!(
         text(&r),
-        "Error: Input too large: the tool's output is larger than 200 bytes"
+        "Error: Too large: the tool's output is larger than 200 bytes"
     );
     let error = &r.structured_content.as_ref().unwrap()["error"];
     assert_eq!(

@@ -67,7 +67,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => "Error: Not authorized",
             ErrorCode::RateLimited => "Rate limit reached. Please wait.",
             ErrorCode::InvalidInput => "Error: Invalid input",
-            ErrorCode::TooLarge => "Error: Input too large",
+            ErrorCode::TooLarge => "Error: Too large",
             ErrorCode::ApprovalRequired => "Approval required",
             ErrorCode::ApprovalDenied => "Error: Approval denied",
             ErrorCode::Timeout => "Error: The tool took too long and was stopped",
