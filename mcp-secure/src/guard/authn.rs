@@ -26,32 +26,37 @@ pub fn credential(meta: &RequestMetaObject, transport: Option<&Credential>) -> O
     }
 }
 
-/// The transport's credential for a request: over HTTP, the principal the HTTP layer already
+/// The transport's credential for a request. Over HTTP: the principal the HTTP layer already
 /// resolved from `Authorization: Bearer` (see `server::http`), else that header itself (when
-/// rmcp's HTTP service is mounted without our layer); otherwise the session credential (stdio).
+/// rmcp's HTTP service is mounted without our layer), else none: a request over HTTP never
+/// borrows the session credential, which is the stdio process's own. Otherwise the session
+/// credential (stdio). Without the `http` feature, no request is known to come over HTTP.
 pub fn transport_credential(
     extensions: &Extensions,
     session: Option<&Credential>,
 ) -> Option<Credential> {
-    http_credential(extensions).or_else(|| session.cloned())
+    match http_credential(extensions) {
+        Some(over_http) => over_http,
+        None => session.cloned(),
+    }
 }
 
-/// The credential of a request that came over HTTP.
+/// `Some` for a request that came over HTTP, holding its credential if it has one.
 #[cfg(feature = "http")]
-fn http_credential(extensions: &Extensions) -> Option<Credential> {
+fn http_credential(extensions: &Extensions) -> Option<Option<Credential>> {
     let parts = extensions.get::<http::request::Parts>()?;
     if let Some(principal) = crate::server::http::authenticated(&parts.extensions) {
-        return Some(Credential::resolved(
+        return Some(Some(Credential::resolved(
             principal,
             CredentialSource::HttpBearer,
-        ));
+        )));
     }
-    bearer_token(&parts.headers).map(|t| Credential::new(t, CredentialSource::HttpBearer))
+    Some(bearer_token(&parts.headers).map(|t| Credential::new(t, CredentialSource::HttpBearer)))
 }
 
-/// Without the `http` feature, no request comes over HTTP.
+/// Without the `http` feature, no request is known to come over HTTP.
 #[cfg(not(feature = "http"))]
-fn http_credential(_: &Extensions) -> Option<Credential> {
+fn http_credential(_: &Extensions) -> Option<Option<Credential>> {
     None
 }
 
@@ -97,4 +102,44 @@ pub async fn check(
 
 fn refusal(e: &AuthError) -> ToolError {
     ToolError::new(ErrorCode::Unauthorized, e.to_string())
+}
+
+#[cfg(all(test, feature = "http"))]
+mod tests {
+    use super::*;
+
+    fn over_http(authorization: Option<&str>) -> Extensions {
+        let mut request = http::Request::builder().uri("/mcp");
+        if let Some(value) = authorization {
+            request = request.header(http::header::AUTHORIZATION, value);
+        }
+        let (parts, ()) = request.body(()).unwrap().into_parts();
+        let mut extensions = Extensions::new();
+        extensions.insert(parts);
+        extensions
+    }
+
+    #[test]
+    fn the_session_credential_is_for_stdio_only() {
+        let session = Credential::new("session-token", CredentialSource::Session);
+        // stdio (no HTTP request behind it): the session's.
+        let stdio = transport_credential(&Extensions::new(), Some(&session)).unwrap();
+        assert_eq!(
+            (stdio.expose(), stdio.source()),
+            ("session-token", CredentialSource::Session)
+        );
+        // Over HTTP: the request's bearer token, never the session's.
+        let bearer = transport_credential(&over_http(Some("Bearer abc")), Some(&session)).unwrap();
+        assert_eq!(
+            (bearer.expose(), bearer.source()),
+            ("abc", CredentialSource::HttpBearer)
+        );
+        for anonymous in [None, Some("Basic abc"), Some("Bearer ")] {
+            assert!(
+                transport_credential(&over_http(anonymous), Some(&session)).is_none(),
+                "{anonymous:?}"
+            );
+        }
+        assert!(transport_credential(&Extensions::new(), None).is_none());
+    }
 }
