@@ -23,30 +23,25 @@ const TYPE_ENTRY: usize = 14;
 impl ContentJson {
     /// The content's JSON text, as its audit record shows it.
     pub fn new(content: &[ContentBlock]) -> Self {
-        let mut out = open(content);
-        for (i, block) in content.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            let start = out.len();
-            // A text block with only its text (the usual result) is written directly and its
-            // two keys swapped into order; any other block, or a text block with anything
-            // beside its text, goes through a `Value` (which orders every key).
-            let direct = serde_json::to_writer(&mut out, block).is_ok()
-                && sort_plain_text(&mut out[start..]);
-            if !direct {
-                out.truncate(start);
+        Self::measured(content, usize::MAX).unwrap_or_else(|| {
+            // A block serde_json cannot write (none of rmcp's): every block through its
+            // `Value`, which gives the same text for the others.
+            let mut out = open(content);
+            for (i, block) in content.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
                 by_value(&mut out, block);
             }
-        }
-        close(out)
+            close(out)
+        })
     }
 
-    /// The content's JSON text (as [`ContentJson::new`] writes it), and the content's size as
-    /// `serde_json` writes it in a tool's result: the bytes it takes on the wire, where its
-    /// keys are in the blocks' own order. `None` once that size passes `max` (writing stops
-    /// there), or when a block cannot be serialized.
-    pub fn measured(content: &[ContentBlock], max: usize) -> Option<(Self, usize)> {
+    /// The content's JSON text (as [`ContentJson::new`] writes it), if the content's size as
+    /// `serde_json` writes it in a tool's result (the bytes it takes on the wire, where its
+    /// keys are in the blocks' own order) is at most `max`. `None` once that size passes `max`
+    /// (writing stops there), or when a block cannot be serialized.
+    pub fn measured(content: &[ContentBlock], max: usize) -> Option<Self> {
         // The brackets and the commas between blocks.
         let mut size = 2 + content.len().saturating_sub(1);
         if size > max {
@@ -69,12 +64,15 @@ impl ContentJson {
             .ok()?;
             // The block as serialized is its size on the wire; only its keys' order changes.
             size += out.len() - start;
+            // A text block with only its text (the usual result) has its two keys swapped into
+            // order; any other block, or a text block with anything beside its text, goes
+            // through a `Value` (which orders every key).
             if !sort_plain_text(&mut out[start..]) {
                 out.truncate(start);
                 by_value(&mut out, block);
             }
         }
-        Some((close(out), size))
+        Some(close(out))
     }
 
     /// The JSON text.
@@ -90,7 +88,7 @@ fn open(content: &[ContentBlock]) -> Vec<u8> {
     out
 }
 
-/// Appends a block that is not plain text through its `Value`, which orders every key.
+/// Appends a block through its `Value`, which orders every key.
 fn by_value(out: &mut Vec<u8>, block: &ContentBlock) {
     let value = serde_json::to_value(block)
         .unwrap_or_else(|e| Value::String(format!("(content that cannot be serialized: {e})")));
@@ -353,7 +351,7 @@ pub(super) mod tests {
         let size = serde_json::to_vec(&two).unwrap().len();
         assert_eq!(
             ContentJson::measured(&two, size),
-            Some((ContentJson::new(&two), size))
+            Some(ContentJson::new(&two))
         );
         assert_eq!(ContentJson::measured(&two, size - 1), None);
     }

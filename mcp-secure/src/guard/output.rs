@@ -32,7 +32,7 @@ pub fn check(result: &mut CallToolResult, max: usize) -> Result<Option<ContentJs
         let left = max.saturating_add(EMPTY_CONTENT).checked_sub(rest)?;
         ContentJson::measured(&result.content, left)
     })
-    .map(|(json, _)| Some(json))
+    .map(Some)
     .ok_or_else(|| too_large(max))
 }
 
