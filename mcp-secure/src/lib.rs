@@ -10,6 +10,7 @@ mod ctx;
 mod error;
 pub mod guard;
 pub mod policy;
+mod random;
 pub mod sandbox;
 pub mod server;
 mod tool;

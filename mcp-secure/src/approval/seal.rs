@@ -139,7 +139,7 @@ fn checked(key: Vec<u8>) -> Result<Vec<u8>, String> {
 
 fn random_key() -> Vec<u8> {
     let mut key = vec![0u8; 32];
-    rand::RngCore::fill_bytes(&mut rand::rng(), &mut key);
+    crate::random::fill(&mut key);
     key
 }
 
@@ -155,7 +155,7 @@ pub(crate) fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
 /// A random id for a seal or a queued request: 16 bytes, hex.
 pub(crate) fn random_id() -> String {
     let mut id = [0u8; 16];
-    rand::RngCore::fill_bytes(&mut rand::rng(), &mut id);
+    crate::random::fill(&mut id);
     hex::encode(id)
 }
 

@@ -216,7 +216,7 @@ impl Checkpoint {
 /// A new random Ed25519 signing key for checkpoints.
 pub fn generate_signing_key() -> SigningKey {
     let mut seed = [0u8; 32];
-    rand::RngCore::fill_bytes(&mut rand::rng(), &mut seed);
+    crate::random::fill(&mut seed);
     SigningKey::from_bytes(&seed)
 }
 

@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use futures::future::BoxFuture;
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -455,11 +454,10 @@ fn make_key(
     if expires.is_some_and(|e| e <= now) {
         return Err(KeyStoreError::Invalid("the expiry is in the past".into()));
     }
-    let mut rng = rand::rng();
     let mut id = [0u8; 6];
     let mut secret = [0u8; 32];
-    rng.fill_bytes(&mut id);
-    rng.fill_bytes(&mut secret);
+    crate::random::fill(&mut id);
+    crate::random::fill(&mut secret);
     let id = hex::encode(id);
     let token = format!("{PREFIX}_{env}_{id}_{}", hex::encode(secret));
     let entry = KeyEntry {

@@ -453,7 +453,7 @@ impl Scratch {
     fn new(base: &std::path::Path, tool: &str) -> Result<Scratch, String> {
         use std::os::unix::fs::DirBuilderExt;
         let mut bytes = [0u8; 12];
-        rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+        crate::random::fill(&mut bytes);
         let path = base.join(format!("mcs-scratch-{tool}-{}", hex::encode(bytes)));
         std::fs::DirBuilder::new()
             .mode(0o700)

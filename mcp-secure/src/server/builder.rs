@@ -287,7 +287,7 @@ impl<S: Send + Sync + 'static> ServerBuilder<S> {
         };
         let digest_key = self.audit_digest_key.unwrap_or_else(|| {
             let mut key = [0u8; 32];
-            rand::RngCore::fill_bytes(&mut rand::rng(), &mut key);
+            crate::random::fill(&mut key);
             key
         });
         let audit = Arc::new(AuditGuard::new(

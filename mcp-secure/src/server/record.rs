@@ -197,8 +197,7 @@ impl<'a> CallRecord<'a> {
         transport: &'static str,
         args: JsonObject,
     ) -> Self {
-        let mut id = [0u8; 16];
-        rand::RngCore::fill_bytes(&mut rand::rng(), &mut id);
+        let id = crate::random::call_id();
         CallRecord {
             guard,
             started: guard.clock.elapsed(),
