@@ -12,6 +12,21 @@ use super::wire::{Limits, NetPolicy, PathGrant, Policy, Required};
 use crate::policy::{FsTarget, Network, SandboxSpec, ToolSpec};
 use crate::server::BuildError;
 
+/// Why no sandboxed tool can run in this build (`None`: they can): the refusal at `build`,
+/// and what a worker started anyway says as it exits.
+pub(super) const UNAVAILABLE: Option<&str> =
+    unavailable(cfg!(target_os = "linux"), cfg!(feature = "sandbox"));
+
+const fn unavailable(linux: bool, built_in: bool) -> Option<&'static str> {
+    match (linux, built_in) {
+        (false, _) => Some("the process sandbox needs Linux"),
+        (true, false) => Some(
+            "the process sandbox is not built in; enable mcp-secure's `sandbox` feature (on by default)",
+        ),
+        (true, true) => None,
+    }
+}
+
 /// How sandboxed tools (`#[tool(sandbox = "process", ...)]`) run: the roots their `fs` names,
 /// resource limits, the worker pool, and which missing kernel features are accepted.
 ///
@@ -195,8 +210,9 @@ pub(crate) struct Prepared {
     pub(crate) launch: Arc<Launch>,
 }
 
-/// How workers are started.
+/// How workers are started (read only by the sandbox's runner).
 #[derive(Debug)]
+#[cfg_attr(not(all(target_os = "linux", feature = "sandbox")), allow(dead_code))]
 pub(crate) struct Launch {
     pub(crate) program: PathBuf,
     pub(crate) env: Vec<(String, OsString)>,
@@ -265,9 +281,9 @@ impl Prepared {
         spec: &'static ToolSpec,
         sandbox: &SandboxSpec,
     ) -> Result<Policy, BuildError> {
-        if !cfg!(target_os = "linux") {
+        if let Some(why) = UNAVAILABLE {
             return Err(BuildError::Invalid(format!(
-                "tool `{}` is sandboxed (`sandbox = \"process\"`), which needs Linux",
+                "tool `{}` is sandboxed (`sandbox = \"process\"`): {why}",
                 spec.name
             )));
         }
@@ -374,4 +390,60 @@ fn canonical(path: &Path, what: &str) -> Result<PathBuf, BuildError> {
     path.canonicalize().map_err(|e| {
         BuildError::Invalid(format!("{what}: `{}` cannot be used: {e}", path.display()))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Approval, Kind};
+
+    static SPEC: ToolSpec = ToolSpec::__new(
+        "boxed",
+        None,
+        "A sandboxed tool.",
+        Kind::Read,
+        "reader",
+        Approval::None,
+        None,
+        None,
+        None,
+        None,
+        &[],
+        Some(SandboxSpec::__new(Network::None, &[])),
+    );
+
+    #[test]
+    fn why_the_sandbox_is_unavailable() {
+        assert_eq!(unavailable(true, true), None);
+        for built_in in [true, false] {
+            assert_eq!(
+                unavailable(false, built_in),
+                Some("the process sandbox needs Linux")
+            );
+        }
+        let off = unavailable(true, false).expect("refused");
+        assert!(
+            off.contains("enable mcp-secure's `sandbox` feature"),
+            "{off}"
+        );
+    }
+
+    /// This build's answer for a sandboxed tool on a kernel with every feature: a policy with
+    /// the sandbox built in (on Linux), the refusal without it.
+    #[test]
+    fn a_sandboxed_tool_gets_a_policy_only_with_the_sandbox_built_in() {
+        let built_in = cfg!(all(target_os = "linux", feature = "sandbox"));
+        assert_eq!(UNAVAILABLE.is_none(), built_in, "{UNAVAILABLE:?}");
+        let prepared = Prepared::new(SandboxConfig::new().kernel(KernelSupport::new(6, true)))
+            .expect("prepared");
+        let sandbox = SPEC.sandbox.as_ref().expect("sandboxed");
+        match (prepared.policy(&SPEC, sandbox), UNAVAILABLE) {
+            (Ok(_), None) => {}
+            (Err(BuildError::Invalid(message)), Some(why)) => assert_eq!(
+                message,
+                format!("tool `boxed` is sandboxed (`sandbox = \"process\"`): {why}")
+            ),
+            (other, why) => panic!("{other:?} with the sandbox unavailable because {why:?}"),
+        }
+    }
 }

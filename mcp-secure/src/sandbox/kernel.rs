@@ -112,7 +112,7 @@ impl KernelSupport {
     }
 }
 
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", feature = "sandbox"))]
 mod probe {
     use landlock::{
         ABI, Access, AccessFs, AccessNet, CompatLevel, Compatible, Ruleset, RulesetAttr, Scope,
@@ -152,7 +152,7 @@ mod probe {
     }
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(all(target_os = "linux", feature = "sandbox")))]
 mod probe {
     pub(super) fn landlock_abi() -> u8 {
         0
@@ -179,7 +179,7 @@ mod tests {
         assert_eq!(KernelSupport::new(9, true).landlock_abi(), 6);
     }
 
-    #[cfg(target_os = "linux")]
+    #[cfg(all(target_os = "linux", feature = "sandbox"))]
     #[test]
     fn probe_agrees_with_the_kernel_this_runs_on() {
         // This machine and CI run Linux 6.18 (Landlock ABI 7) with seccomp filters.

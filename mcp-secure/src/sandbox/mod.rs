@@ -24,14 +24,17 @@
 //! Where the kernel lacks a feature ([`KernelFeature`]), `build` refuses the tool unless
 //! [`SandboxConfig::accept_weaker`] accepts running without it, and then logs a warning.
 
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", feature = "sandbox"))]
 mod apply;
 mod config;
 mod kernel;
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", feature = "sandbox"))]
 mod pool;
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", feature = "sandbox"))]
 mod runner;
+// Without the sandbox the worker protocol is not spoken; the policy types in it are still
+// built, so that a sandboxed tool's declaration is checked before the tool is refused.
+#[cfg_attr(not(all(target_os = "linux", feature = "sandbox")), allow(dead_code))]
 mod wire;
 mod worker;
 
@@ -40,15 +43,16 @@ pub use kernel::{KernelFeature, KernelSupport};
 pub use worker::{WORKER_ENV, principal, root, scratch, worker};
 
 pub(crate) use config::Prepared;
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", feature = "sandbox"))]
 pub(crate) use runner::Runner;
 
-/// Outside Linux no sandboxed tool can be built (`Prepared::policy` refuses), so no runner is
-/// ever made.
-#[cfg(not(target_os = "linux"))]
-pub(crate) enum Runner {}
+/// Outside Linux, or without the `sandbox` feature, no sandboxed tool can be built
+/// (`Prepared::policy` refuses), so no runner is ever made; were one made, it would refuse
+/// every call.
+#[cfg(not(all(target_os = "linux", feature = "sandbox")))]
+pub(crate) struct Runner;
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(all(target_os = "linux", feature = "sandbox")))]
 impl Runner {
     pub(crate) fn new(
         _tool: &'static str,
@@ -56,7 +60,7 @@ impl Runner {
         _with_scratch: bool,
         _launch: std::sync::Arc<config::Launch>,
     ) -> Self {
-        unreachable!("sandboxed tools are refused at build outside Linux")
+        Runner
     }
 
     pub(crate) async fn call(
@@ -66,6 +70,9 @@ impl Runner {
         _limit: Option<std::time::Duration>,
         _cancel: &tokio_util::sync::CancellationToken,
     ) -> Result<rmcp::model::CallToolResult, crate::ToolError> {
-        match *self {}
+        Err(crate::ToolError::new(
+            crate::error::ErrorCode::Internal,
+            config::UNAVAILABLE.unwrap_or("the process sandbox is not available"),
+        ))
     }
 }

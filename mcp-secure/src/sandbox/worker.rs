@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use crate::auth::Principal;
 use crate::error::ToolError;
@@ -94,11 +94,12 @@ fn outside() -> ToolError {
     )
 }
 
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", feature = "sandbox"))]
 mod imp {
     use std::fs::File;
     use std::os::fd::AsFd;
     use std::panic::AssertUnwindSafe;
+    use std::sync::Arc;
 
     use futures::FutureExt;
     use tokio_util::sync::CancellationToken;
@@ -223,12 +224,16 @@ mod imp {
     }
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(all(target_os = "linux", feature = "sandbox")))]
 mod imp {
     use super::*;
 
     pub(super) fn run(_tools: Tools<()>) -> ExitCode {
-        eprintln!("mcp-secure sandbox worker: sandboxed tools need Linux");
+        let why = crate::sandbox::config::UNAVAILABLE;
+        eprintln!(
+            "mcp-secure sandbox worker: {}",
+            why.unwrap_or("the process sandbox is not available")
+        );
         ExitCode::from(70)
     }
 }

@@ -1,11 +1,13 @@
 //! Validated parameter types: values that are safe by construction.
 
+#[cfg(feature = "safe-path")]
 pub mod path;
 mod secret;
 #[cfg(feature = "sqlite")]
 pub mod sql;
 pub mod url;
 
+#[cfg(feature = "safe-path")]
 pub use path::{SafePath, SafeRoot};
 pub use secret::Secret;
 #[cfg(feature = "sqlite")]
