@@ -252,14 +252,6 @@ impl Stamp {
     }
 }
 
-impl governor::clock::Clock for Clock {
-    type Instant = Duration;
-
-    fn now(&self) -> Duration {
-        self.elapsed()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,42 +1,52 @@
-//! Guard 4: rate limits. A GCRA limiter (governor) per tool, keyed by principal, and an
-//! optional server-wide limiter per principal. Memory stays bounded: once a limiter holds more
-//! keys than its threshold, keys indistinguishable from a fresh start are evicted, and the
-//! threshold doubles past the survivors so eviction work is amortised.
+//! Guard 4: rate limits. A GCRA limiter per tool, keyed by principal, and an optional
+//! server-wide limiter per principal. Memory stays bounded: once a limiter holds more keys than
+//! its threshold, keys indistinguishable from a fresh start are evicted, and the threshold
+//! doubles past the survivors so eviction work is amortised.
+//!
+//! GCRA (the generic cell rate algorithm) keeps one number per key, its theoretical arrival
+//! time `tat`. With `t` the interval between calls at the sustained rate and `tau = t * (n - 1)`
+//! the burst of a `n/period` rate, a call at `now` is allowed when `now >= tat - tau`, and moves
+//! `tat` to `max(tat, now) + t`; otherwise it is refused, to be retried after `tat - tau - now`.
+//! A key whose `tat` is not after `now` behaves exactly as a new key would, so it can be
+//! forgotten.
 
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicUsize, Ordering};
-
-use governor::{Quota, RateLimiter, middleware::NoOpMiddleware, state::keyed::DashMapStateStore};
+use std::sync::{Mutex, MutexGuard};
 
 use crate::clock::Clock;
 use crate::error::{ErrorCode, ToolError};
 use crate::policy::Rate;
 
-type Keyed =
-    RateLimiter<String, DashMapStateStore<String>, Clock, NoOpMiddleware<std::time::Duration>>;
-
 /// Keys kept before the first eviction pass.
 pub const DEFAULT_KEY_THRESHOLD: usize = 100_000;
 
-/// Calls between two looks at the number of keys. Counting keys visits every shard of the
-/// map (four per CPU), so it is not done on every call; a limiter may pass its threshold by at
-/// most this many keys before it evicts.
-const GC_CHECK_EVERY: usize = 64;
-
 /// One keyed limiter with bounded memory.
 pub struct KeyedLimit {
-    limiter: Keyed,
+    /// Key to theoretical arrival time (nanoseconds on `clock`), in shards so that callers with
+    /// different keys seldom wait for one another.
+    shards: Box<[Mutex<HashMap<String, u64>>]>,
+    /// Picks a key's shard (seeded per process, like the shards' own maps).
+    hasher: RandomState,
+    /// Nanoseconds between two calls at the sustained rate (at least 1).
+    t: u64,
+    /// The burst tolerance: `t` times one less than the rate's count.
+    tau: u64,
     rate: Rate,
     clock: Clock,
     threshold: usize,
+    /// Keys held, over all shards.
+    keys: AtomicUsize,
+    /// The number of keys past which the next call evicts (`usize::MAX` while one does).
     next_gc: AtomicUsize,
-    calls: AtomicUsize,
 }
 
 impl std::fmt::Debug for KeyedLimit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyedLimit")
             .field("rate", &self.rate)
-            .field("keys", &self.limiter.len())
+            .field("keys", &self.len())
             .finish()
     }
 }
@@ -44,29 +54,45 @@ impl std::fmt::Debug for KeyedLimit {
 impl KeyedLimit {
     /// A limiter for `rate` on `clock`, evicting idle keys past `threshold` keys.
     pub fn new(rate: Rate, clock: Clock, threshold: usize) -> Self {
-        let quota = Quota::with_period(rate.per() / rate.count())
-            .unwrap_or_else(|| Quota::per_second(rate_count(rate)))
-            .allow_burst(rate_count(rate));
+        let count = u64::from(rate.count().max(1));
+        let per = u64::try_from(rate.per().as_nanos()).unwrap_or(u64::MAX);
+        let t = (per / count).max(1);
+        let shards = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .saturating_mul(4)
+            .next_power_of_two();
         KeyedLimit {
-            limiter: RateLimiter::dashmap_with_clock(quota, clock.clone()),
+            shards: (0..shards).map(|_| Mutex::default()).collect(),
+            hasher: RandomState::new(),
+            t,
+            tau: t.saturating_mul(count - 1),
             rate,
             clock,
             threshold,
+            keys: AtomicUsize::new(0),
             next_gc: AtomicUsize::new(threshold),
-            calls: AtomicUsize::new(0),
         }
     }
 
     /// Counts one call for `key`, or refuses with `rate_limited` and `retry_after_ms`.
-    ///
-    /// The key is a `&String` because the limiter's map is looked up by `&String`: borrowing
-    /// the caller's (the principal's user id) saves a copy on every call.
-    #[allow(clippy::ptr_arg)]
-    pub fn check(&self, key: &String, what: &str) -> Result<(), ToolError> {
-        let result = self.limiter.check_key(key);
+    pub fn check(&self, key: &str, what: &str) -> Result<(), ToolError> {
+        let now = self.now();
+        let verdict = {
+            let mut shard = self.shard(key);
+            match shard.get_mut(key) {
+                Some(tat) => self.gcra(*tat, now).map(|next| *tat = next),
+                None => {
+                    // A new key: always allowed (`now - tau <= now`).
+                    let next = now.saturating_add(self.t);
+                    shard.insert(key.to_owned(), next);
+                    self.keys.fetch_add(1, Ordering::Relaxed);
+                    Ok(())
+                }
+            }
+        };
         self.collect_garbage();
-        result.map_err(|not_until| {
-            let wait = not_until.wait_time_from(governor::clock::Clock::now(&self.clock));
+        verdict.map_err(|wait_ns| {
+            let wait = std::time::Duration::from_nanos(wait_ns);
             let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
             ToolError::new(
                 ErrorCode::RateLimited,
@@ -82,7 +108,7 @@ impl KeyedLimit {
 
     /// Keys currently held.
     pub fn len(&self) -> usize {
-        self.limiter.len()
+        self.keys.load(Ordering::Relaxed)
     }
 
     /// True when no key is held.
@@ -90,40 +116,65 @@ impl KeyedLimit {
         self.len() == 0
     }
 
-    /// Evicts keys whose state is the same as a fresh start.
+    /// Evicts keys whose state is the same as a fresh start, and gives their memory back.
     pub fn evict_idle(&self) {
-        self.limiter.retain_recent();
-        self.limiter.shrink_to_fit();
+        let now = self.now();
+        for shard in &self.shards {
+            let mut map = lock(shard);
+            let before = map.len();
+            map.retain(|_, tat| *tat > now);
+            map.shrink_to_fit();
+            self.keys.fetch_sub(before - map.len(), Ordering::Relaxed);
+        }
+    }
+
+    /// GCRA for a key whose theoretical arrival time is `tat`: the new one if a call at `now`
+    /// is allowed, else how long (ns) until one would be.
+    fn gcra(&self, tat: u64, now: u64) -> Result<u64, u64> {
+        let earliest = tat.saturating_sub(self.tau);
+        if now < earliest {
+            Err(earliest - now)
+        } else {
+            Ok(tat.max(now).saturating_add(self.t))
+        }
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.clock.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn shard(&self, key: &str) -> MutexGuard<'_, HashMap<String, u64>> {
+        // The shard count is a power of two: the hash's top bits pick one.
+        let bits = self.shards.len().trailing_zeros();
+        let index = if bits == 0 {
+            0
+        } else {
+            (self.hasher.hash_one(key) >> (64 - bits)) as usize
+        };
+        lock(&self.shards[index])
     }
 
     fn collect_garbage(&self) {
-        if !self
-            .calls
-            .fetch_add(1, Ordering::Relaxed)
-            .is_multiple_of(GC_CHECK_EVERY)
-        {
-            return;
-        }
-        let len = self.limiter.len();
         let due = self.next_gc.load(Ordering::Relaxed);
-        if len > due
+        if self.len() > due
             && self
                 .next_gc
                 .compare_exchange(due, usize::MAX, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
         {
             self.evict_idle();
-            let survivors = self.limiter.len();
             self.next_gc.store(
-                survivors.saturating_mul(2).max(self.threshold),
+                self.len().saturating_mul(2).max(self.threshold),
                 Ordering::Release,
             );
         }
     }
 }
 
-fn rate_count(rate: Rate) -> std::num::NonZeroU32 {
-    std::num::NonZeroU32::new(rate.count()).unwrap_or(std::num::NonZeroU32::MIN)
+/// A shard's map; a panic elsewhere cannot leave it half-updated (one number per key), so a
+/// poisoned lock is used as it is.
+fn lock(shard: &Mutex<HashMap<String, u64>>) -> MutexGuard<'_, HashMap<String, u64>> {
+    shard.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]
@@ -135,17 +186,58 @@ mod tests {
     fn exactly_the_quota_then_refused_then_refilled() {
         let clock = Clock::manual();
         let l = KeyedLimit::new(Rate::parse("3/min").unwrap(), clock.clone(), 1000);
-        let alice = "alice".to_string();
+        let alice = "alice";
         for _ in 0..3 {
-            l.check(&alice, "t").unwrap();
+            l.check(alice, "t").unwrap();
         }
-        let e = l.check(&alice, "t").unwrap_err();
+        let e = l.check(alice, "t").unwrap_err();
         assert_eq!(e.code(), ErrorCode::RateLimited);
         assert_eq!(e.details()["retry_after_ms"], 20_000);
-        l.check(&"bob".to_string(), "t").unwrap();
+        assert_eq!(e.message(), "t allows 3/min calls; retry in 20.0 s");
+        l.check("bob", "t").unwrap();
         clock.advance(Duration::from_secs(20));
-        l.check(&alice, "t").unwrap();
-        assert!(l.check(&alice, "t").is_err());
+        l.check(alice, "t").unwrap();
+        assert!(l.check(alice, "t").is_err());
+    }
+
+    /// The sustained rate once the burst is spent: one call per interval, each refusal saying
+    /// how long is left, to the millisecond.
+    #[test]
+    fn after_the_burst_one_call_per_interval() {
+        let clock = Clock::manual();
+        let l = KeyedLimit::new(Rate::parse("2/sec").unwrap(), clock.clone(), 1000);
+        l.check("k", "t").unwrap();
+        l.check("k", "t").unwrap();
+        let wait =
+            |l: &KeyedLimit| l.check("k", "t").unwrap_err().details()["retry_after_ms"].clone();
+        assert_eq!(wait(&l), 500);
+        clock.advance(Duration::from_millis(200));
+        assert_eq!(wait(&l), 300);
+        clock.advance(Duration::from_millis(300));
+        l.check("k", "t").unwrap();
+        assert_eq!(wait(&l), 500);
+        // Idle long enough to refill the whole burst, not more.
+        clock.advance(Duration::from_secs(10));
+        l.check("k", "t").unwrap();
+        l.check("k", "t").unwrap();
+        assert!(l.check("k", "t").is_err());
+    }
+
+    #[test]
+    fn only_keys_back_at_a_fresh_start_are_evicted() {
+        let clock = Clock::manual();
+        let l = KeyedLimit::new(Rate::parse("1/sec").unwrap(), clock.clone(), 1000);
+        l.check("old", "t").unwrap();
+        clock.advance(Duration::from_millis(600));
+        l.check("new", "t").unwrap();
+        clock.advance(Duration::from_millis(400));
+        // `old` is refilled (its next call is as a new key's); `new` still owes 600 ms.
+        l.evict_idle();
+        assert_eq!(l.len(), 1);
+        let e = l.check("new", "t").unwrap_err();
+        assert_eq!(e.details()["retry_after_ms"], 600);
+        l.check("old", "t").unwrap();
+        assert_eq!(l.len(), 2);
     }
 
     #[test]
@@ -159,5 +251,27 @@ mod tests {
             }
         }
         assert!(l.len() <= 2000, "held {} keys", l.len());
+        let held: usize = l.shards.iter().map(|s| lock(s).len()).sum();
+        assert_eq!(held, l.len(), "the count agrees with the shards");
+    }
+
+    /// Many threads on one key never let more calls through than the burst.
+    #[test]
+    fn concurrent_callers_share_one_quota() {
+        let clock = Clock::manual();
+        let l = KeyedLimit::new(Rate::parse("100/hour").unwrap(), clock, 1000);
+        let allowed = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    for _ in 0..50 {
+                        if l.check("shared", "t").is_ok() {
+                            allowed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(allowed.into_inner(), 100);
     }
 }
