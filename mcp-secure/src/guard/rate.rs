@@ -11,7 +11,7 @@
 //! forgotten.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
@@ -24,10 +24,11 @@ pub const DEFAULT_KEY_THRESHOLD: usize = 100_000;
 
 /// One keyed limiter with bounded memory.
 pub struct KeyedLimit {
-    /// Key to theoretical arrival time (nanoseconds on `clock`), in shards so that callers with
-    /// different keys seldom wait for one another.
-    shards: Box<[Mutex<HashMap<String, u64>>]>,
-    /// Picks a key's shard (seeded per process, like the shards' own maps).
+    /// Keys and their theoretical arrival times (nanoseconds on `clock`), in shards so that
+    /// callers with different keys seldom wait for one another.
+    shards: Box<[Mutex<Shard>]>,
+    /// Hashes a key once, for both its shard and its place in the shard (SipHash, seeded per
+    /// limiter: keys cannot be chosen to collide).
     hasher: RandomState,
     /// Nanoseconds between two calls at the sustained rate (at least 1).
     t: u64,
@@ -77,14 +78,14 @@ impl KeyedLimit {
     /// Counts one call for `key`, or refuses with `rate_limited` and `retry_after_ms`.
     pub fn check(&self, key: &str, what: &str) -> Result<(), ToolError> {
         let now = self.now();
+        let hash = self.hasher.hash_one(key);
         let verdict = {
-            let mut shard = self.shard(key);
-            match shard.get_mut(key) {
+            let mut shard = lock(&self.shards[self.shard_index(hash)]);
+            match shard.get_mut(hash, key) {
                 Some(tat) => self.gcra(*tat, now).map(|next| *tat = next),
                 None => {
                     // A new key: always allowed (`now - tau <= now`).
-                    let next = now.saturating_add(self.t);
-                    shard.insert(key.to_owned(), next);
+                    shard.insert(hash, key, now.saturating_add(self.t));
                     self.keys.fetch_add(1, Ordering::Relaxed);
                     Ok(())
                 }
@@ -120,11 +121,9 @@ impl KeyedLimit {
     pub fn evict_idle(&self) {
         let now = self.now();
         for shard in &self.shards {
-            let mut map = lock(shard);
-            let before = map.len();
-            map.retain(|_, tat| *tat > now);
-            map.shrink_to_fit();
-            self.keys.fetch_sub(before - map.len(), Ordering::Relaxed);
+            let mut shard = lock(shard);
+            let evicted = shard.retain_after(now);
+            self.keys.fetch_sub(evicted, Ordering::Relaxed);
         }
     }
 
@@ -143,15 +142,10 @@ impl KeyedLimit {
         u64::try_from(self.clock.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
-    fn shard(&self, key: &str) -> MutexGuard<'_, HashMap<String, u64>> {
-        // The shard count is a power of two: the hash's top bits pick one.
-        let bits = self.shards.len().trailing_zeros();
-        let index = if bits == 0 {
-            0
-        } else {
-            (self.hasher.hash_one(key) >> (64 - bits)) as usize
-        };
-        lock(&self.shards[index])
+    /// A key's shard, from bits of its hash that the shard's table uses for neither the bucket
+    /// (the low bits) nor the tag (the top seven).
+    fn shard_index(&self, hash: u64) -> usize {
+        (hash >> 32) as usize & (self.shards.len() - 1)
     }
 
     fn collect_garbage(&self) {
@@ -171,9 +165,79 @@ impl KeyedLimit {
     }
 }
 
-/// A shard's map; a panic elsewhere cannot leave it half-updated (one number per key), so a
-/// poisoned lock is used as it is.
-fn lock(shard: &Mutex<HashMap<String, u64>>) -> MutexGuard<'_, HashMap<String, u64>> {
+/// One shard: keys by their hash, each with its theoretical arrival time. The hash is computed
+/// once per call and the table uses it as it is. Two keys with the same 64-bit hash (which
+/// cannot be aimed at: the hash is keyed) both stay exact, the second in `collided`.
+#[derive(Default)]
+struct Shard {
+    by_hash: HashMap<u64, (Box<str>, u64), BuildHasherDefault<AsIs>>,
+    collided: Vec<(Box<str>, u64)>,
+}
+
+impl Shard {
+    fn get_mut(&mut self, hash: u64, key: &str) -> Option<&mut u64> {
+        if let Some((name, tat)) = self.by_hash.get_mut(&hash)
+            && **name == *key
+        {
+            return Some(tat);
+        }
+        // Another key holds this hash's place (or held it, and was evicted).
+        self.collided
+            .iter_mut()
+            .find(|(name, _)| **name == *key)
+            .map(|(_, tat)| tat)
+    }
+
+    /// Adds a key `get_mut` did not find.
+    fn insert(&mut self, hash: u64, key: &str, tat: u64) {
+        match self.by_hash.entry(hash) {
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert((key.into(), tat));
+            }
+            std::collections::hash_map::Entry::Occupied(_) => self.collided.push((key.into(), tat)),
+        }
+    }
+
+    /// Keeps the keys whose arrival time is after `now`, frees the rest's memory, and returns
+    /// how many went.
+    fn retain_after(&mut self, now: u64) -> usize {
+        let before = self.len();
+        self.by_hash.retain(|_, (_, tat)| *tat > now);
+        self.collided.retain(|(_, tat)| *tat > now);
+        self.by_hash.shrink_to_fit();
+        self.collided.shrink_to_fit();
+        before - self.len()
+    }
+
+    fn len(&self) -> usize {
+        self.by_hash.len() + self.collided.len()
+    }
+}
+
+/// The hasher of a table keyed by a hash already computed: that hash, as it is.
+#[derive(Default)]
+struct AsIs(u64);
+
+impl Hasher for AsIs {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed here (`write_u64`); anything else is folded in, not lost.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// A shard; a panic elsewhere cannot leave it half-updated (one number per key), so a poisoned
+/// lock is used as it is.
+fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
     shard.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -238,6 +302,33 @@ mod tests {
         assert_eq!(e.details()["retry_after_ms"], 600);
         l.check("old", "t").unwrap();
         assert_eq!(l.len(), 2);
+    }
+
+    /// Keys with one hash (made up here; a keyed hash cannot be aimed at) are told apart by
+    /// name, and stay reachable when the one holding the hash's place is evicted.
+    #[test]
+    fn keys_sharing_a_hash_stay_apart() {
+        let mut shard = Shard::default();
+        shard.insert(7, "a", 10);
+        shard.insert(7, "b", 20);
+        shard.insert(8, "c", 30);
+        assert_eq!(shard.len(), 3);
+        assert_eq!(shard.get_mut(7, "a").copied(), Some(10));
+        assert_eq!(shard.get_mut(7, "b").copied(), Some(20));
+        assert_eq!(shard.get_mut(7, "c"), None);
+        *shard.get_mut(7, "b").expect("b") = 25;
+        assert_eq!(
+            shard.retain_after(15),
+            1,
+            "only `a` is back at a fresh start"
+        );
+        assert_eq!(shard.get_mut(7, "a"), None);
+        assert_eq!(shard.get_mut(7, "b").copied(), Some(25));
+        shard.insert(7, "a", 40);
+        assert_eq!(shard.get_mut(7, "a").copied(), Some(40));
+        assert_eq!(shard.get_mut(7, "b").copied(), Some(25));
+        assert_eq!(shard.retain_after(100), 3);
+        assert_eq!(shard.len(), 0);
     }
 
     #[test]
