@@ -134,7 +134,8 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
             tracing::warn!("MCP_SECURE_TOKEN is not set: every call must carry `_meta.authToken`");
         }
         let running = server
-            .serve(rmcp::transport::stdio())
+            // What `rmcp::transport::stdio()` returns, without its `transport-io` feature.
+            .serve((tokio::io::stdin(), tokio::io::stdout()))
             .await
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         running

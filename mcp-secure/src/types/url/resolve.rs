@@ -25,8 +25,14 @@ pub struct SystemResolver;
 
 impl Resolver for SystemResolver {
     fn resolve<'a>(&'a self, host: &'a str) -> BoxFuture<'a, io::Result<Vec<IpAddr>>> {
+        // What `tokio::net::lookup_host` does, without tokio's network driver.
+        let host = host.to_owned();
         Box::pin(async move {
-            let addrs = tokio::net::lookup_host((host, 0u16)).await?;
+            let addrs = tokio::task::spawn_blocking(move || {
+                std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), 0u16))
+            })
+            .await
+            .map_err(|e| io::Error::other(format!("name resolution did not finish: {e}")))??;
             Ok(addrs.map(|a| a.ip()).collect())
         })
     }
@@ -82,5 +88,21 @@ impl Resolver for FixedResolver {
         Box::pin(async move {
             found.ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "unknown host"))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `localhost` resolves from the hosts file, with no network: to loopback addresses only.
+    #[tokio::test]
+    async fn the_system_resolver_asks_the_operating_system() {
+        let addrs = SystemResolver
+            .resolve("localhost")
+            .await
+            .expect("localhost resolves");
+        assert!(!addrs.is_empty());
+        assert!(addrs.iter().all(IpAddr::is_loopback), "{addrs:?}");
     }
 }
