@@ -17,6 +17,12 @@ use crate::server::BuildError;
 pub(super) const UNAVAILABLE: Option<&str> =
     unavailable(cfg!(target_os = "linux"), cfg!(feature = "sandbox"));
 
+/// [`UNAVAILABLE`]'s reason, for the code built only when the sandbox is unavailable.
+#[cfg(not(all(target_os = "linux", feature = "sandbox")))]
+pub(super) fn why_unavailable() -> &'static str {
+    UNAVAILABLE.unwrap_or("the process sandbox is not available")
+}
+
 const fn unavailable(linux: bool, built_in: bool) -> Option<&'static str> {
     match (linux, built_in) {
         (false, _) => Some("the process sandbox needs Linux"),

@@ -72,7 +72,7 @@ impl Runner {
     ) -> Result<rmcp::model::CallToolResult, crate::ToolError> {
         Err(crate::ToolError::new(
             crate::error::ErrorCode::Internal,
-            config::UNAVAILABLE.unwrap_or("the process sandbox is not available"),
+            config::why_unavailable(),
         ))
     }
 }

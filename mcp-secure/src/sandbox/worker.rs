@@ -229,11 +229,8 @@ mod imp {
     use super::*;
 
     pub(super) fn run(_tools: Tools<()>) -> ExitCode {
-        let why = crate::sandbox::config::UNAVAILABLE;
-        eprintln!(
-            "mcp-secure sandbox worker: {}",
-            why.unwrap_or("the process sandbox is not available")
-        );
+        let why = crate::sandbox::config::why_unavailable();
+        eprintln!("mcp-secure sandbox worker: {why}");
         ExitCode::from(70)
     }
 }
