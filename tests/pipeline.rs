@@ -51,6 +51,35 @@ async fn echo(
     Ok(text.repeat(usize::from(times.unwrap_or(1))))
 }
 
+/// A team, with a rule of its own.
+#[derive(serde::Deserialize, schemars::JsonSchema, validator::Validate)]
+#[serde(deny_unknown_fields)]
+struct Team {
+    #[validate(length(min = 1, max = 16))]
+    name: String,
+}
+
+impl Bounded for Team {}
+
+/// Invite someone to a team: rules only validator's derive checks (`email`, `nested`), next
+/// to ones `#[tool]` checks itself.
+#[tool(kind = "read", role = "read-only")]
+async fn invite(
+    ctx: Ctx<State>,
+    /// Who.
+    #[validate(email, length(max = 64))]
+    to: String,
+    /// Where.
+    #[validate(nested)]
+    team: Team,
+    /// How many seats.
+    #[validate(range(min = 1, max = 5))]
+    seats: u8,
+) -> Result<String, ToolError> {
+    ctx.ran("invite");
+    Ok(format!("{to} {} {seats}", team.name))
+}
+
 /// A tool with a small quota.
 #[tool(kind = "read", role = "read-only", rate = "3/hour")]
 async fn limited(ctx: Ctx<State>) -> Result<String, ToolError> {
@@ -184,7 +213,8 @@ impl Harness {
                 purge,
                 maintenance,
                 explode,
-                login
+                login,
+                invite
             ])
             .authenticator(keys)
             .audit(audit.clone())
@@ -274,17 +304,19 @@ async fn tools_list_shows_each_caller_only_its_tools_with_constraints() {
     let reader = names(list(h.reader.clone()).await);
     assert_eq!(
         reader,
-        ["busy", "echo", "explode", "limited", "login", "slow"]
+        [
+            "busy", "echo", "explode", "invite", "limited", "login", "slow"
+        ]
     );
     let editor = names(list(h.editor.clone()).await);
     assert_eq!(
         editor,
         [
-            "busy", "echo", "edit", "explode", "limited", "login", "purge", "slow"
+            "busy", "echo", "edit", "explode", "invite", "limited", "login", "purge", "slow"
         ]
     );
     let admin = list(h.admin.clone()).await;
-    assert_eq!(admin.len(), 9);
+    assert_eq!(admin.len(), 10);
     // Unauthenticated callers see nothing.
     assert!(
         h.client
@@ -648,4 +680,50 @@ async fn a_cancelled_request_stops_the_body_and_is_recorded() {
     };
     let (r, ()) = tokio::join!(next, release);
     assert_eq!(code(&r), "ok");
+}
+
+/// Rules `#[tool]` checks itself and rules validator's derive checks are refused alike over
+/// rmcp: `invalid_input`, every broken rule named with its field (nested ones by their path),
+/// no value repeated, the body never run.
+#[tokio::test]
+async fn own_and_validator_rules_are_refused_end_to_end() {
+    let h = Harness::new().await;
+    let reader = Some(h.reader.as_str());
+    let ok = json!({"to": "ada@example.com", "team": {"name": "core"}, "seats": 2});
+    h.expect(reader, "invite", ok, "ok").await;
+    let r = h
+        .expect(
+            reader,
+            "invite",
+            json!({"to": "not-an-address", "team": {"name": ""}, "seats": 9}),
+            "invalid_input",
+        )
+        .await;
+    assert_eq!(
+        text(&r),
+        "Error: Invalid input: `seats`: must be between 1 and 5; `team.name`: length must be \
+         between 1 and 16; `to`: must be an email address"
+    );
+    assert!(!text(&r).contains("not-an-address"));
+    let r = h
+        .expect(
+            reader,
+            "echo",
+            json!({"text": "x", "times": 0}),
+            "invalid_input",
+        )
+        .await;
+    assert_eq!(
+        text(&r),
+        "Error: Invalid input: `times`: must be between 1 and 3"
+    );
+    let r = h
+        .expect(reader, "echo", json!({"text": ""}), "invalid_input")
+        .await;
+    assert_eq!(
+        text(&r),
+        "Error: Invalid input: `text`: length must be between 1 and 100"
+    );
+    assert_eq!(h.ran("invite"), 1);
+    assert_eq!(h.ran("echo"), 0);
 }

@@ -1,7 +1,9 @@
 //! The typed model the checks produce and the emitter reads. Everything here has already been
 //! checked: `expand` makes no decision and reports no error.
 
-use syn::{Attribute, Ident, ItemFn, LitInt, LitStr, Path, Type};
+use syn::{Attribute, Ident, ItemFn, LitStr, Path, Type};
+
+use crate::rules::OwnRule;
 
 /// The permission class of a tool (`kind = "..."`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -175,29 +177,21 @@ pub(crate) struct Field {
 pub(crate) enum Rules {
     /// No `#[validate]` attribute.
     None,
-    /// Exactly one `#[validate(length(..))]` with integer bounds, on a type validator's derive
-    /// does not unwrap as an `Option`: the macro writes the same check the derive writes.
-    Length(LengthRule),
+    /// Only `length` and `range` rules with literal bounds: the generated code checks them
+    /// (see `rules`).
+    Own(Vec<OwnRule>),
     /// Any other rule: validator's `Validate` derive.
     Derive,
 }
 
-/// `length(min = N, max = N, equal = N)`, each bound optional, as written.
-#[derive(Clone, Default)]
-pub(crate) struct LengthRule {
-    pub(crate) min: Option<LitInt>,
-    pub(crate) max: Option<LitInt>,
-    pub(crate) equal: Option<LitInt>,
-}
-
-/// How the arguments struct implements `Validate`.
+/// How the arguments struct checks its rules.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Validation {
     /// No rules: no impl, `parse_args_without_rules`.
     None,
-    /// Only `Rules::Length`: the macro writes the impl.
-    Length,
-    /// Some `Rules::Derive`: validator's derive writes it.
+    /// Only `Rules::Own`: the macro writes `CheckRules`, `parse_args_checked`.
+    Own,
+    /// Some `Rules::Derive`: validator's derive writes `Validate`, `parse_args`.
     Derive,
 }
 
@@ -209,13 +203,13 @@ impl Tool {
         })
     }
 
-    /// How the arguments struct implements `Validate`.
+    /// How the arguments struct checks its rules.
     pub(crate) fn validation(&self) -> Validation {
         let mut validation = Validation::None;
         for f in self.fields() {
             match f.rules {
                 Rules::None => {}
-                Rules::Length(_) => validation = Validation::Length,
+                Rules::Own(_) => validation = Validation::Own,
                 Rules::Derive => return Validation::Derive,
             }
         }

@@ -14,7 +14,8 @@ use syn::{
     Signature, Stmt, Token, Visibility, braced,
 };
 
-use crate::ast::{LengthRule, RoleCheck, RoleError, ToolPath};
+use crate::ast::{RoleCheck, RoleError, ToolPath};
+use crate::rules;
 use crate::valid::Ctxt;
 
 /// The keys `#[tool]` accepts, in the order messages list them.
@@ -240,9 +241,8 @@ pub(crate) struct ParamAttrs {
     pub(crate) docs: Vec<LitStr>,
     /// A `#[validate(length(max = ..))]` or `length(equal = ..)` rule bounds the value.
     pub(crate) length_rule: bool,
-    /// One entry per `#[validate(..)]` attribute: the rule when it is exactly
-    /// `length(min = N, max = N, equal = N)` (any of the three, integer literals), else `None`.
-    pub(crate) rules: Vec<Option<LengthRule>>,
+    /// One entry per `#[validate(..)]` attribute: its rules if `#[tool]` checks them itself.
+    pub(crate) rules: Vec<rules::Parsed>,
     /// `#[unbounded(..)]` is present. A malformed one is reported by itself, and still
     /// suppresses the "unbounded type" error, which would only repeat it.
     pub(crate) unbounded: bool,
@@ -271,7 +271,7 @@ pub(crate) fn param_attrs(cx: &Ctxt, attrs: &mut Vec<Attribute>) -> ParamAttrs {
             out.field.push(attr);
         } else if path.is_ident("validate") {
             out.length_rule |= has_length_rule(&attr);
-            out.rules.push(length_only(&attr));
+            out.rules.push(rules::parse(&attr));
             out.argument_only.get_or_insert_with(|| attr.clone());
             out.field.push(attr);
         } else if path.is_ident("serde") {
@@ -345,48 +345,6 @@ fn unbounded_reason(cx: &Ctxt, attr: &Attribute) {
         ),
         Some(_) => {}
     }
-}
-
-/// `#[validate(length(..))]` with nothing else: one `length` item whose keys are `min`, `max`
-/// or `equal`, each at most once, each an integer literal, and `equal` alone or `min`/`max`
-/// without it. Anything else (another rule, a `code` or `message`, a path or a string as a
-/// bound, a mistake) is `None`, and is left to validator's derive, which also reports the
-/// mistakes.
-fn length_only(attr: &Attribute) -> Option<LengthRule> {
-    let mut rule = None;
-    attr.parse_nested_meta(|meta| {
-        if rule.is_some() || !meta.path.is_ident("length") {
-            return Err(meta.error("not a single `length` rule"));
-        }
-        let mut r = LengthRule::default();
-        meta.parse_nested_meta(|kv| {
-            let slot = if kv.path.is_ident("min") {
-                &mut r.min
-            } else if kv.path.is_ident("max") {
-                &mut r.max
-            } else if kv.path.is_ident("equal") {
-                &mut r.equal
-            } else {
-                return Err(kv.error("not a bound"));
-            };
-            if slot.is_some() {
-                return Err(kv.error("duplicate bound"));
-            }
-            *slot = Some(kv.value()?.parse::<LitInt>()?);
-            Ok(())
-        })?;
-        // validator's derive rejects both (with its own message): leave them to it.
-        if r.min.is_none() && r.max.is_none() && r.equal.is_none() {
-            return Err(meta.error("no bound"));
-        }
-        if r.equal.is_some() && (r.min.is_some() || r.max.is_some()) {
-            return Err(meta.error("`equal` with `min` or `max`"));
-        }
-        rule = Some(r);
-        Ok(())
-    })
-    .ok()?;
-    rule
 }
 
 /// True for `#[validate(.., length(.., max = ..), ..)]` (or `equal`).

@@ -10,9 +10,9 @@ use syn::spanned::Spanned;
 use syn::{Ident, ItemFn, LitStr};
 
 use crate::ast::{
-    Arg, FsTarget, Kind, LengthRule, RoleCheck, RoleDecl, RoleError, Rules, Sandbox, Tool,
-    ToolPath, Validation,
+    Arg, FsTarget, Kind, RoleCheck, RoleDecl, RoleError, Rules, Sandbox, Tool, ToolPath, Validation,
 };
+use crate::rules;
 
 /// The generated handler constant of a tool: `__mcs_tool_<fn>`.
 pub(crate) fn tool_struct(fn_ident: &Ident) -> Ident {
@@ -55,10 +55,10 @@ pub(crate) fn tool(tool: &Tool) -> TokenStream {
     let serde_crate = Literal::string("::mcp_secure::__private::serde");
     let schemars_crate = Literal::string("::mcp_secure::__private::schemars");
 
-    // Arguments without a `#[validate]` rule implement no `Validate` (the derived impl would
+    // Arguments without a `#[validate]` rule implement nothing (a derived `Validate` would
     // always pass) and are parsed by `parse_args_without_rules`; arguments whose only rules are
-    // `length` get the impl validator's derive would write, without running it (see
-    // `length_validate`); the others derive it.
+    // `length` and `range` with literal bounds implement `CheckRules` (see `own_rules`) and are
+    // parsed by `parse_args_checked`; the others derive validator's `Validate`.
     let (validate_derive, validate_attr, validate_impl, parse) = match tool.validation() {
         Validation::None => (
             TokenStream::new(),
@@ -66,18 +66,23 @@ pub(crate) fn tool(tool: &Tool) -> TokenStream {
             TokenStream::new(),
             quote!(parse_args_without_rules),
         ),
-        Validation::Length => (
+        Validation::Own => (
             TokenStream::new(),
             TokenStream::new(),
-            length_validate(tool, &args_ident),
-            quote!(parse_args),
+            own_rules(tool, &args_ident),
+            quote!(parse_args_checked),
         ),
         Validation::Derive => {
             let validator_crate = Literal::string("::mcp_secure::__private::validator");
             (
                 quote!(, ::mcp_secure::__private::validator::Validate),
                 quote!(#[validate(crate = #validator_crate)]),
-                TokenStream::new(),
+                // The derive checks a `nested` field by calling its `validate` method, which
+                // needs the trait in scope; `as _` adds no name to the user's module.
+                quote! {
+                    #[allow(unused_imports)]
+                    use ::mcp_secure::__private::validator::Validate as _;
+                },
                 quote!(parse_args),
             )
         }
@@ -161,56 +166,19 @@ pub(crate) fn tool(tool: &Tool) -> TokenStream {
     }
 }
 
-/// The `Validate` impl of arguments whose rules are all `#[validate(length(..))]`: the checks
-/// validator's derive (0.20) writes for them, field by field in order, with the bounds as
-/// written (so their types are inferred as in the derived code), the same error code and
-/// parameters, and the field's name as its key. Running the derive costs more than the rest of
-/// the tool's expansion; its `ValidateArgs` impl, which nothing calls, is not written.
-fn length_validate(tool: &Tool, args_ident: &Ident) -> TokenStream {
-    let checks = tool.fields().filter_map(|f| {
-        let Rules::Length(LengthRule { min, max, equal }) = &f.rules else {
-            return None;
-        };
-        let field = &f.ident;
-        let key = Literal::string(&field.to_string());
-        let bound = |b: &Option<syn::LitInt>| match b {
-            Some(v) => quote!(::core::option::Option::Some(#v)),
-            None => quote!(::core::option::Option::None),
-        };
-        let param = |name: &str, b: &Option<syn::LitInt>| {
-            b.as_ref().map(|v| {
-                let name = Literal::string(name);
-                quote!(__mcs_err.add_param(::std::borrow::Cow::from(#name), &#v);)
-            })
-        };
-        let (min_b, max_b, equal_b) = (bound(min), bound(max), bound(equal));
-        let params = [param("min", min), param("max", max), param("equal", equal)];
-        let params = params.iter().flatten();
-        let (code, value) = (Literal::string("length"), Literal::string("value"));
-        Some(quote! {
-            if !self.#field.validate_length(#min_b, #max_b, #equal_b) {
-                let mut __mcs_err =
-                    ::mcp_secure::__private::validator::ValidationError::new(#code);
-                #(#params)*
-                __mcs_err.add_param(::std::borrow::Cow::from(#value), &self.#field);
-                __mcs_errors.add(#key, __mcs_err);
-            }
-        })
+/// The `CheckRules` impl of arguments whose rules are all `length` and `range` with literal
+/// bounds: each field's checks in order, each pushing the field's name and the rule's message
+/// when it fails. Cheaper to compile than validator's derive, and needs no validator at all.
+fn own_rules(tool: &Tool, args_ident: &Ident) -> TokenStream {
+    let checks = tool.fields().filter_map(|f| match &f.rules {
+        Rules::Own(own) => Some(rules::checks(&f.ident, rules::is_option(&f.ty), own)),
+        _ => None,
     });
     quote! {
         #[automatically_derived]
-        impl ::mcp_secure::__private::validator::Validate for #args_ident {
-            fn validate(
-                &self,
-            ) -> ::core::result::Result<(), ::mcp_secure::__private::validator::ValidationErrors> {
-                use ::mcp_secure::__private::validator::ValidateLength;
-                let mut __mcs_errors = ::mcp_secure::__private::validator::ValidationErrors::new();
+        impl ::mcp_secure::__private::CheckRules for #args_ident {
+            fn check_rules(&self, __mcs_failed: &mut ::mcp_secure::__private::Failed) {
                 #(#checks)*
-                if __mcs_errors.is_empty() {
-                    ::core::result::Result::Ok(())
-                } else {
-                    ::core::result::Result::Err(__mcs_errors)
-                }
             }
         }
     }

@@ -12,6 +12,7 @@ mod ast;
 mod attr;
 mod expand;
 mod grammar;
+mod rules;
 mod valid;
 
 #[cfg(test)]
@@ -48,6 +49,15 @@ pub fn tools(input: TokenStream) -> TokenStream {
         Err(e) => expand::error(&e),
     }
     .into()
+}
+
+/// Stands in for validator's `Validate` derive when mcp-secure is built without its
+/// `validator` feature: reports the first `#[validate]` rule that needs it, on the user's
+/// attribute. `#[tool]` derives it only for arguments with such a rule; not for direct use.
+#[doc(hidden)]
+#[proc_macro_derive(__ValidatorFeatureOff, attributes(validate))]
+pub fn __validator_feature_off(input: TokenStream) -> TokenStream {
+    rules::feature_off(input.into()).into()
 }
 
 /// Reports a failed role check on the user's literal. Called by the `__mcs_check_role!` macro

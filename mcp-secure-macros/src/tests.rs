@@ -110,10 +110,10 @@ fn tool_without_rules() {
     insta::assert_snapshot!(pretty(out));
 }
 
-/// Rules other than `length` (here `range`, and `length` on an `Option`, which validator
-/// unwraps): validator's `Validate` derive.
+/// `length` and `range` with literal bounds, on plain and `Option` types, exclusive and
+/// negative bounds, and a `message`: the generated `CheckRules`, no derive.
 #[test]
-fn tool_with_derived_rules() {
+fn tool_with_own_rules() {
     let out = crate::tool_impl(
         quote!(kind = "write", role = "editor"),
         quote! {
@@ -123,6 +123,13 @@ fn tool_with_derived_rules() {
                 qty: u32,
                 #[validate(length(max = 64))]
                 note: Option<String>,
+                #[validate(range(exclusive_min = -0.5, max = 2.5e1), range(max = 20.0, message = "too heavy"))]
+                weight: Option<f64>,
+                #[validate(length(equal = 2))]
+                tag: String,
+                #[validate(range(exclusive_max = 0x7f))]
+                #[validate(range(min = 1u8))]
+                level: u8,
             ) -> Result<String, ToolError> {
                 Ok(format!("{qty}"))
             }
@@ -131,26 +138,157 @@ fn tool_with_derived_rules() {
     insta::assert_snapshot!(pretty(out));
 }
 
-/// `equal` with `min` or `max` is a mistake validator's derive reports: it is left to it.
+/// Any rule `#[tool]` does not check itself (here `email`, next to a `length` it would):
+/// validator's `Validate` derive for the whole struct.
 #[test]
-fn length_with_equal_and_max_is_derived() {
-    let out = pretty(crate::tool_impl(
+fn tool_with_derived_rules() {
+    let out = crate::tool_impl(
+        quote!(kind = "write", role = "editor"),
+        quote! {
+            /// Notify someone.
+            pub async fn notify(
+                #[validate(email, length(max = 64))]
+                to: String,
+                #[validate(length(max = 64))]
+                text: String,
+            ) -> Result<String, ToolError> {
+                Ok(to)
+            }
+        },
+    );
+    insta::assert_snapshot!(pretty(out));
+}
+
+fn expansion(param: TokenStream) -> String {
+    pretty(crate::tool_impl(
         quote!(kind = "read", role = "r"),
         quote! {
             /// Doc.
-            pub async fn f(
-                #[validate(length(max = 3, equal = 2))]
-                s: String,
-            ) -> Result<String, ToolError> {
-                Ok(s)
+            pub async fn f(#param) -> Result<String, ToolError> {
+                Ok(String::new())
             }
         },
-    ));
+    ))
+}
+
+fn derives(out: &str) -> bool {
+    out.contains("::mcp_secure::__private::validator::Validate\n)]")
+}
+
+/// Rules `#[tool]` checks itself, and those it leaves to validator's derive.
+#[test]
+fn who_checks_which_rule() {
+    for own in [
+        quote!(#[validate(length(min = 1, max = 9))] s: String),
+        quote!(#[validate(length(max = 3, message = "short"))] s: String),
+        quote!(#[validate(range(min = -3))] n: i8),
+        quote!(#[validate(range(max = 1e3))] n: f64),
+        quote!(#[validate()] #[validate(length(max = 2))] s: String),
+    ] {
+        let out = expansion(own.clone());
+        assert!(
+            !derives(&out) && out.contains("CheckRules for"),
+            "{own}: {out}"
+        );
+    }
+    for derived in [
+        quote!(#[validate(email)] #[validate(length(max = 64))] s: String),
+        quote!(#[validate(length(max = MAX))] s: String),
+        quote!(#[validate(length(max = 3, code = "short"))] s: String),
+        quote!(#[validate(range(min = LOW))] n: u8),
+        quote!(#[validate(range(min = 1 + 1))] n: u8),
+        quote!(#[validate(length(max = 3), custom(function = "f"))] s: String),
+        quote!(#[validate(length(max = 3), length(min = "1"))] s: String),
+        quote!(#[validate(length(max = 3, message = format!("x")))] s: String),
+        quote!(#[validate(length(max = 3, unknown = 3))] s: String),
+        quote!(#[validate = "x"] #[validate(length(max = 3))] s: String),
+    ] {
+        let out = expansion(derived.clone());
+        assert!(
+            derives(&out) && !out.contains("CheckRules"),
+            "{derived}: {out}"
+        );
+    }
+}
+
+/// Own rules written so that no value can pass, or written wrong, are the macro's errors.
+#[test]
+fn own_rule_mistakes() {
+    for (param, expected) in [
+        (
+            quote!(#[validate(length(max = 3, equal = 2))] s: String),
+            "`equal` cannot be combined with `min` or `max`",
+        ),
+        (
+            quote!(#[validate(length(min = 5, max = 4))] s: String),
+            "`min` (5) is greater than `max` (4): no value can pass",
+        ),
+        (
+            quote!(#[validate(length())] s: String),
+            "`length` needs a bound",
+        ),
+        (
+            quote!(#[validate(length(max = 3, max = 4))] s: String),
+            "duplicate `max`; give it once",
+        ),
+        (
+            quote!(#[validate(length(max = 99999999999999999999999))] s: String),
+            "`max` must be a length (a non-negative integer)",
+        ),
+        (quote!(#[validate(range())] n: u8), "`range` needs a bound"),
+        (
+            quote!(#[validate(range(min = 1, exclusive_min = 0))] n: u8),
+            "give either `min` or `exclusive_min`, not both",
+        ),
+        (
+            quote!(#[validate(range(exclusive_max = 3, max = 2))] n: u8),
+            "give either `max` or `exclusive_max`, not both",
+        ),
+        (
+            quote!(#[validate(range(min = 10, max = -10))] n: i8),
+            "no value can pass `range`: it must be at least 10 and at most -10",
+        ),
+        (
+            quote!(#[validate(range(min = 1.5, exclusive_max = 1.5))] n: f64),
+            "no value can pass `range`: it must be at least 1.5 and less than 1.5",
+        ),
+        (
+            quote!(#[validate(range(max = 1e999))] n: f64),
+            "`max` (inf) is not a finite number",
+        ),
+    ] {
+        let out = expansion(param.clone());
+        assert!(
+            out.contains(expected),
+            "{param}: missing {expected:?} in {out}"
+        );
+        assert!(!out.contains("__mcs_tool_f"), "{param}: {out}");
+    }
+    // Equal bounds, both inclusive, are one value: allowed.
+    let out = expansion(quote!(#[validate(range(min = 2, max = 2))] n: u8));
+    assert!(out.contains("must be between 2 and 2"), "{out}");
+}
+
+/// Without the `validator` feature, validator's derive is `__ValidatorFeatureOff`: one error,
+/// on the first attribute with a rule only validator checks.
+#[test]
+fn feature_off_names_the_first_validator_rule() {
+    let out = crate::rules::feature_off(quote! {
+        struct A {
+            #[validate(length(max = 3))]
+            a: String,
+            #[validate(range(min = 1), email)]
+            b: String,
+            #[validate(url)]
+            c: String,
+        }
+    });
+    let text = out.to_string();
+    assert_eq!(text.matches("compile_error").count(), 1, "{text}");
     assert!(
-        out.contains("::mcp_secure::__private::validator::Validate\n)]"),
-        "{out}"
+        text.contains("enable mcp-secure's `validator` feature"),
+        "{text}"
     );
-    assert!(!out.contains("validate_length"), "{out}");
 }
 
 #[test]

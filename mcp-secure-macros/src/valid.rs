@@ -12,9 +12,10 @@ use syn::{
     ReturnType, Type,
 };
 
-use crate::ast::{Approval, Arg, Field, Kind, LengthRule, Net, RoleDecl, Rules, Sandbox, Tool};
+use crate::ast::{Approval, Arg, Field, Kind, Net, RoleDecl, Rules, Sandbox, Tool};
 use crate::attr::{self, Parents, RoleEntry, ToolArgs};
 use crate::grammar;
+use crate::rules::Parsed;
 
 /// Collects errors. Like serde_derive's, it must be checked: dropping one that holds errors
 /// is a bug in the macro, and panics.
@@ -367,7 +368,7 @@ fn parameters(cx: &Ctxt, func: &mut ItemFn, sandboxed: bool) -> (Option<Type>, V
             wire_name: attrs.rename.unwrap_or_else(|| name.clone()),
             secret: is_secret(&ty),
             assert_bounded,
-            rules: rules(attrs.rules, &ty),
+            rules: rules(cx, attrs.rules),
             attrs: attrs.field,
             ident,
             ty,
@@ -376,34 +377,27 @@ fn parameters(cx: &Ctxt, func: &mut ItemFn, sandboxed: bool) -> (Option<Type>, V
     (state, args)
 }
 
-/// Who implements a parameter's `#[validate]` rules (see `Rules`).
-fn rules(mut rules: Vec<Option<LengthRule>>, ty: &Type) -> Rules {
-    match rules.len() {
-        0 => Rules::None,
-        1 if !validator_option(ty) => match rules.pop().flatten() {
-            Some(length) => Rules::Length(length),
-            None => Rules::Derive,
-        },
-        _ => Rules::Derive,
+/// Who checks a parameter's `#[validate]` rules (see `Rules`): the generated code when every
+/// attribute holds only `length` and `range` rules it checks, else validator's derive. Rules
+/// no value could pass are reported here.
+fn rules(cx: &Ctxt, parsed: Vec<Parsed>) -> Rules {
+    if parsed.is_empty() {
+        return Rules::None;
     }
-}
-
-/// validator's derive wraps a field's checks in `if let Some(..)` when its type's path is
-/// `Option`, `std::option::Option` or `core::option::Option` (segment names only, as it
-/// compares them); those fields are left to it.
-fn validator_option(ty: &Type) -> bool {
-    let Type::Path(p) = ty else {
-        return false;
-    };
-    let mut idents = String::new();
-    for segment in &p.path.segments {
-        idents.push_str(&segment.ident.to_string());
-        idents.push('|');
+    let mut own = Vec::new();
+    let mut derive = false;
+    for p in parsed {
+        match p {
+            Parsed::Own(rules) => own.extend(rules),
+            Parsed::Validator => derive = true,
+            Parsed::Mistake(e) => cx.syn_error(e),
+        }
     }
-    matches!(
-        idents.as_str(),
-        "Option|" | "std|option|Option|" | "core|option|Option|"
-    )
+    if derive {
+        Rules::Derive
+    } else {
+        Rules::Own(own)
+    }
 }
 
 /// Rejects borrowed, `impl Trait` and syntactically unbounded types. Returns true when the type

@@ -1,11 +1,13 @@
 //! Everything `#[tool]`, `roles!` and `tools!` expand to reaches the runtime through here.
 //! Not a public API: it changes with the macros.
 
+pub use crate::guard::validate::{CheckRules, Failed, length_within};
 pub use ::futures::future::BoxFuture;
 pub use ::rmcp::model::{CallToolResult, JsonObject};
 pub use ::schemars;
 pub use ::serde;
 pub use ::serde_json;
+#[cfg(feature = "validator")]
 pub use ::validator;
 pub use mcp_secure_macros::__role_error;
 
@@ -28,12 +30,37 @@ pub fn input_schema<T: schemars::JsonSchema + 'static>() -> JsonObject {
     }
 }
 
-/// Deserializes and validates arguments (guard 5).
+/// Without the `validator` feature, `#[derive(validator::Validate)]` on arguments with a rule
+/// only validator checks is a compile error that names the rule and the feature.
+#[cfg(not(feature = "validator"))]
+pub mod validator {
+    pub use mcp_secure_macros::__ValidatorFeatureOff as Validate;
+}
+
+/// Deserializes and validates arguments with validator's derive (guard 5).
+#[cfg(feature = "validator")]
 pub fn parse_args<T>(args: &JsonObject) -> Result<ParsedArgs, ToolError>
 where
     T: serde::de::DeserializeOwned + validator::Validate + Send + 'static,
 {
     crate::guard::validate::parse::<T>(args)
+}
+
+/// Without the `validator` feature, the code that names this function does not compile (the
+/// derive above reports the rule); it exists so that error is the only one, and refuses.
+#[cfg(not(feature = "validator"))]
+pub fn parse_args<T>(_: &JsonObject) -> Result<ParsedArgs, ToolError> {
+    Err(ToolError::internal(
+        "a `#[validate]` rule needs mcp-secure's `validator` feature",
+    ))
+}
+
+/// Deserializes arguments and checks the `length` and `range` rules `#[tool]` wrote.
+pub fn parse_args_checked<T>(args: &JsonObject) -> Result<ParsedArgs, ToolError>
+where
+    T: serde::de::DeserializeOwned + CheckRules + Send + 'static,
+{
+    crate::guard::validate::parse_checked::<T>(args)
 }
 
 /// [`parse_args`] for arguments without a `#[validate]` rule: no `Validate` impl is generated
@@ -78,7 +105,8 @@ pub struct ToolFns<C> {
     pub input_schema: fn() -> JsonObject,
     /// `output_schema::<Return>`.
     pub output_schema: fn() -> Option<JsonObject>,
-    /// `parse_args::<Args>` (`parse_args_without_rules::<Args>` without `#[validate]` rules).
+    /// `parse_args_checked::<Args>`, `parse_args::<Args>` (validator's rules) or
+    /// `parse_args_without_rules::<Args>`.
     pub parse: fn(&JsonObject) -> Result<ParsedArgs, ToolError>,
     /// Runs the body with parsed arguments.
     pub call: fn(C, ParsedArgs) -> BoxFuture<'static, Result<CallToolResult, ToolError>>,

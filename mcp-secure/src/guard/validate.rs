@@ -1,23 +1,31 @@
 //! Guard 5: turn raw JSON arguments into the tool's typed arguments, or refuse with a clear
 //! message that never repeats the offending value (it may be a secret).
+//!
+//! `#[validate]` rules are checked one of two ways, with the same messages:
+//! - `length` and `range` with literal bounds (and an optional `message`): `#[tool]` writes
+//!   the checks itself ([`CheckRules`]); the `length` of a value is its [`Length`];
+//! - any other rule (`email`, `url`, `regex`, `custom`, `nested`, ...): validator's `Validate`
+//!   derive, with mcp-secure's `validator` feature (on by default).
 
 use std::fmt::Write as _;
 
 use rmcp::model::JsonObject;
 use serde::de::{self, DeserializeOwned, DeserializeSeed, MapAccess, Visitor};
 use serde_json::Value;
+#[cfg(feature = "validator")]
 use validator::{Validate, ValidationErrors, ValidationErrorsKind};
 
 use crate::error::ToolError;
 use crate::tool::ParsedArgs;
 
 /// Deserializes (unknown fields refused by the generated struct) and runs the `validator`
-/// rules.
+/// rules (arguments with a rule only validator checks).
 ///
 /// Generic only where it must be: the struct's own `Deserialize` runs on `Arguments`, a
 /// concrete deserializer, and its errors and validation are described by non-generic code. The
 /// field path of an error is tracked by `serde_path_to_error` inside each field's value only,
 /// so its wrappers are instantiated once per field type, not once per tool.
+#[cfg(feature = "validator")]
 pub fn parse<T: DeserializeOwned + Validate + Send + 'static>(
     args: &JsonObject,
 ) -> Result<ParsedArgs, ToolError> {
@@ -26,6 +34,137 @@ pub fn parse<T: DeserializeOwned + Validate + Send + 'static>(
         return Err(describe_validation(&e));
     }
     Ok(Box::new(parsed))
+}
+
+/// Deserializes and runs the rules `#[tool]` checks itself (arguments whose every rule is a
+/// `length` or a `range` with literal bounds).
+pub fn parse_checked<T: DeserializeOwned + CheckRules + Send + 'static>(
+    args: &JsonObject,
+) -> Result<ParsedArgs, ToolError> {
+    let parsed = deserialize::<T>(args)?;
+    let mut failed = Failed(Vec::new());
+    parsed.check_rules(&mut failed);
+    if !failed.0.is_empty() {
+        let parts = failed.0.iter();
+        return Err(describe_failures(
+            parts.map(|&(f, m)| (f.to_owned(), m.to_owned())).collect(),
+        ));
+    }
+    Ok(Box::new(parsed))
+}
+
+/// The checks `#[tool]` writes for arguments whose every `#[validate]` rule is a `length` or a
+/// `range` with literal bounds: each failing rule pushes its field and message. Implemented by
+/// the macro; there is no reason to implement it by hand.
+pub trait CheckRules {
+    /// Runs every rule, pushing each one that fails.
+    fn check_rules(&self, failed: &mut Failed);
+}
+
+/// The rules that failed, in the order they were checked: the field's name and the message.
+#[derive(Debug)]
+pub struct Failed(Vec<(&'static str, &'static str)>);
+
+impl Failed {
+    /// Records a failed rule.
+    pub fn push(&mut self, field: &'static str, message: &'static str) {
+        self.0.push((field, message));
+    }
+}
+
+/// A `length(min = .., max = ..)` check: `min <= value.length() <= max` (`equal = N` is
+/// `N..=N`, a missing bound is `0` or `u64::MAX`). An absent optional value passes, as with
+/// validator.
+pub fn length_within<T: ?Sized + Length>(value: &T, min: u64, max: u64) -> bool {
+    value.length().is_none_or(|n| min <= n && n <= max)
+}
+
+/// What a `length` rule measures: characters (not bytes) of a string, items of a collection,
+/// as validator's `ValidateLength` counts them. Implement it for a type of your own to put
+/// `#[validate(length(..))]` on it.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no length a `length` rule can check",
+    label = "not a string or a collection",
+    note = "`length` counts the characters of a string or the items of a collection; implement `mcp_secure::guard::validate::Length` for `{Self}`, or use another rule"
+)]
+pub trait Length {
+    /// The length, or `None` for an absent optional value.
+    fn length(&self) -> Option<u64>;
+}
+
+impl Length for str {
+    fn length(&self) -> Option<u64> {
+        Some(self.chars().count() as u64)
+    }
+}
+
+impl Length for String {
+    fn length(&self) -> Option<u64> {
+        self.as_str().length()
+    }
+}
+
+impl<T: ?Sized + Length> Length for &T {
+    fn length(&self) -> Option<u64> {
+        (**self).length()
+    }
+}
+
+impl<T: ?Sized + Length> Length for Box<T> {
+    fn length(&self) -> Option<u64> {
+        (**self).length()
+    }
+}
+
+impl<T: ?Sized + Length> Length for std::sync::Arc<T> {
+    fn length(&self) -> Option<u64> {
+        (**self).length()
+    }
+}
+
+impl<T: ?Sized + Length> Length for std::rc::Rc<T> {
+    fn length(&self) -> Option<u64> {
+        (**self).length()
+    }
+}
+
+impl<T: Length> Length for Option<T> {
+    fn length(&self) -> Option<u64> {
+        self.as_ref().and_then(Length::length)
+    }
+}
+
+impl<T: ?Sized + ToOwned + Length> Length for std::borrow::Cow<'_, T> {
+    fn length(&self) -> Option<u64> {
+        self.as_ref().length()
+    }
+}
+
+impl<T, const N: usize> Length for [T; N] {
+    fn length(&self) -> Option<u64> {
+        Some(N as u64)
+    }
+}
+
+/// `Length` as the number of items, for collections.
+macro_rules! length_by_len {
+    ($($ty:ty => [$($g:ident),*]),* $(,)?) => {
+        $(impl<$($g),*> Length for $ty {
+            fn length(&self) -> Option<u64> {
+                Some(self.len() as u64)
+            }
+        })*
+    };
+}
+
+length_by_len! {
+    [T] => [T],
+    Vec<T> => [T],
+    std::collections::VecDeque<T> => [T],
+    std::collections::BTreeSet<T> => [T],
+    std::collections::BTreeMap<K, V> => [K, V],
+    std::collections::HashSet<T, S> => [T, S],
+    std::collections::HashMap<K, V, S> => [K, V, S],
 }
 
 /// [`parse`] for arguments without a single `#[validate]` rule, whose derived `Validate`
@@ -172,9 +311,16 @@ fn describe_serde_error(raw: &str) -> String {
     raw.to_owned()
 }
 
+#[cfg(feature = "validator")]
 fn describe_validation(errors: &ValidationErrors) -> ToolError {
     let mut parts = Vec::new();
     collect(errors, String::new(), &mut parts);
+    describe_failures(parts)
+}
+
+/// Every failed rule as `` `field`: message ``, sorted and joined with `; `; the first field
+/// goes in the error's details.
+fn describe_failures(mut parts: Vec<(String, String)>) -> ToolError {
     parts.sort();
     let first_field = parts.first().map(|(f, _)| f.clone()).unwrap_or_default();
     let message = parts
@@ -185,6 +331,7 @@ fn describe_validation(errors: &ValidationErrors) -> ToolError {
     ToolError::invalid_input(message).with_detail("field", first_field)
 }
 
+#[cfg(feature = "validator")]
 fn collect(errors: &ValidationErrors, prefix: String, out: &mut Vec<(String, String)>) {
     for (field, kind) in errors.errors() {
         let path = if prefix.is_empty() {
@@ -208,6 +355,7 @@ fn collect(errors: &ValidationErrors, prefix: String, out: &mut Vec<(String, Str
     }
 }
 
+#[cfg(feature = "validator")]
 fn describe_rule(e: &validator::ValidationError) -> String {
     if let Some(m) = &e.message {
         return m.to_string();
@@ -221,12 +369,21 @@ fn describe_rule(e: &validator::ValidationError) -> String {
             (None, Some(max), _) => format!("length must be at most {max}"),
             _ => "length is out of range".into(),
         },
-        "range" => match (p("min"), p("max")) {
-            (Some(min), Some(max)) => format!("must be between {min} and {max}"),
-            (Some(min), None) => format!("must be at least {min}"),
-            (None, Some(max)) => format!("must be at most {max}"),
-            _ => "is out of range".into(),
-        },
+        // As `#[tool]` writes its own `range` messages (`mcp-secure-macros/src/rules.rs`).
+        "range" => {
+            let lower = p("min").map(|v| ("at least", v, true));
+            let lower = lower.or_else(|| p("exclusive_min").map(|v| ("greater than", v, false)));
+            let upper = p("max").map(|v| ("at most", v, true));
+            let upper = upper.or_else(|| p("exclusive_max").map(|v| ("less than", v, false)));
+            match (lower, upper) {
+                (Some((_, lo, true)), Some((_, hi, true))) => {
+                    format!("must be between {lo} and {hi}")
+                }
+                (Some((l, lo, _)), Some((h, hi, _))) => format!("must be {l} {lo} and {h} {hi}"),
+                (Some((w, v, _)), None) | (None, Some((w, v, _))) => format!("must be {w} {v}"),
+                (None, None) => "is out of range".into(),
+            }
+        }
         "email" => "must be an email address".into(),
         "url" => "must be a URL".into(),
         "regex" => "does not match the required pattern".into(),
@@ -234,7 +391,8 @@ fn describe_rule(e: &validator::ValidationError) -> String {
     }
 }
 
-#[cfg(test)]
+/// The deserializer's paths and messages, against validator's derive.
+#[cfg(all(test, feature = "validator"))]
 mod tests {
     use super::*;
     use serde::Deserialize;
@@ -409,6 +567,14 @@ mod tests {
             );
         }
     }
+}
+
+/// What does not need validator: serde's messages, `Length`, the rules `#[tool]` checks.
+#[cfg(test)]
+mod own_tests {
+    use super::*;
+    use std::borrow::Cow;
+    use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
     #[test]
     fn serde_messages_never_repeat_values() {
@@ -420,5 +586,85 @@ mod tests {
         assert!(!m.contains("77"), "{m}");
         let m = describe_serde_error("unknown field `evil`, expected `a` or `b`");
         assert_eq!(m, "unknown field `evil`, expected `a` or `b`");
+    }
+
+    #[test]
+    fn lengths_count_characters_and_items() {
+        assert_eq!("héllo".length(), Some(5));
+        assert_eq!(String::from("日本語").length(), Some(3));
+        assert_eq!(Cow::Borrowed("ab").length(), Some(2));
+        assert_eq!((&&"abc").length(), Some(3));
+        assert_eq!(Box::<str>::from("abcd").length(), Some(4));
+        assert_eq!(std::sync::Arc::<str>::from("a").length(), Some(1));
+        assert_eq!(std::rc::Rc::new(String::new()).length(), Some(0));
+        assert_eq!(vec![1, 2, 3].length(), Some(3));
+        assert_eq!([0u8; 4].length(), Some(4));
+        assert_eq!([1u8, 2][..].length(), Some(2));
+        assert_eq!(VecDeque::from([1]).length(), Some(1));
+        assert_eq!(BTreeSet::from([1, 2]).length(), Some(2));
+        assert_eq!(BTreeMap::from([(1, 2)]).length(), Some(1));
+        assert_eq!(HashSet::from([1, 2, 3]).length(), Some(3));
+        assert_eq!(HashMap::from([(1, 2), (3, 4)]).length(), Some(2));
+        assert_eq!(Some(String::from("ab")).length(), Some(2));
+        assert_eq!(None::<String>.length(), None);
+        let secret: crate::Secret<String> = serde_json::from_str("\"s3cret\"").unwrap();
+        assert_eq!(secret.length(), Some(6));
+    }
+
+    #[test]
+    fn length_within_is_inclusive_and_passes_absent_values() {
+        assert!(length_within("ab", 2, 2));
+        assert!(length_within("ab", 0, 2));
+        assert!(!length_within("ab", 3, u64::MAX));
+        assert!(!length_within("abc", 0, 2));
+        assert!(length_within(&None::<String>, 5, 5));
+        assert!(!length_within(&Some(String::new()), 1, 5));
+    }
+
+    /// What `#[tool]` writes for `#[validate(length(max = 3))] a: String` and
+    /// `#[validate(range(min = 1))] b: u8` (the macro's own tests hold its output to this).
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    struct Checked {
+        a: String,
+        b: u8,
+    }
+
+    impl CheckRules for Checked {
+        fn check_rules(&self, failed: &mut Failed) {
+            if !length_within(&self.a, 0, 3) {
+                failed.push("a", "length must be at most 3");
+            }
+            if self.b < 1 {
+                failed.push("b", "must be at least 1");
+            }
+        }
+    }
+
+    fn checked(v: serde_json::Value) -> Result<Checked, ToolError> {
+        let serde_json::Value::Object(args) = v else {
+            panic!("not an object")
+        };
+        parse_checked::<Checked>(&args).map(|p| *p.downcast::<Checked>().unwrap())
+    }
+
+    #[test]
+    fn checked_rules_refuse_with_every_failure_sorted() {
+        use serde_json::json;
+        let ok = checked(json!({"a": "abc", "b": 1})).unwrap();
+        assert_eq!((ok.a.as_str(), ok.b), ("abc", 1));
+        let err = checked(json!({"b": 0, "a": "abcd"})).unwrap_err();
+        assert_eq!(err.code(), crate::ErrorCode::InvalidInput);
+        assert_eq!(
+            err.message(),
+            "`a`: length must be at most 3; `b`: must be at least 1"
+        );
+        assert_eq!(err.details()["field"], "a");
+        let err = checked(json!({"a": "x", "b": 0})).unwrap_err();
+        assert_eq!(err.message(), "`b`: must be at least 1");
+        assert_eq!(err.details()["field"], "b");
+        // Deserialization comes first, and its errors are unchanged.
+        let err = checked(json!({"a": "x", "b": 300})).unwrap_err();
+        assert_eq!(err.message(), "`b`: invalid value: integer, expected u8");
     }
 }

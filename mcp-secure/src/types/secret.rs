@@ -91,6 +91,13 @@ impl<T: Zeroize + JsonSchema> JsonSchema for Secret<T> {
 
 impl<T: Zeroize + Bounded> Bounded for Secret<T> {}
 
+impl<T: Zeroize + crate::guard::validate::Length> crate::guard::validate::Length for Secret<T> {
+    fn length(&self) -> Option<u64> {
+        self.expose().length()
+    }
+}
+
+#[cfg(feature = "validator")]
 impl<T: Zeroize + validator::ValidateLength<u64>> validator::ValidateLength<u64> for Secret<T> {
     fn length(&self) -> Option<u64> {
         self.expose().length()
