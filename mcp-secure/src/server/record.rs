@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use rmcp::model::{CallToolResult, JsonObject};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -92,7 +92,7 @@ impl AuditGuard {
     /// A keyed digest of a redacted value: matches the same value under the same key, and
     /// cannot be reversed by guessing without the key.
     fn digest(&self, value: &Value) -> String {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.digest_key)
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.digest_key)
             .expect("HMAC takes any key length");
         mac.update(value.to_string().as_bytes());
         format!("hmac-sha256:{}", hex::encode(mac.finalize().into_bytes()))
