@@ -654,6 +654,7 @@ enum Answer {
     Cancel,
     Stall,
     Garbage,
+    AcceptEmpty,
 }
 
 /// A client whose human always gives the same answer, and remembers what it was shown.
@@ -709,6 +710,7 @@ impl ClientHandler for Human {
             Answer::Cancel => ElicitResult::new(ElicitationAction::Cancel),
             Answer::Garbage => ElicitResult::new(ElicitationAction::Accept)
                 .with_content(json!({"approve": "sure"})),
+            Answer::AcceptEmpty => ElicitResult::new(ElicitationAction::Accept),
             Answer::Stall => std::future::pending().await,
         })
     }
@@ -724,6 +726,7 @@ async fn elicitation_only_accept_runs_the_body() {
         (&f, Answer::Cancel, "cancelled"),
         (&f, Answer::AcceptNo, "answered no"),
         (&f, Answer::Garbage, "not understood"),
+        (&f, Answer::AcceptEmpty, "not understood"),
         (&stalled, Answer::Stall, "no answer within 0.3 s"),
     ];
     for (f, answer, why) in cases {

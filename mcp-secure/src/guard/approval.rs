@@ -15,10 +15,11 @@ use std::time::Duration;
 
 use rmcp::RoleServer;
 use rmcp::model::{
-    ElicitRequest, ElicitRequestParams, ElicitationSchema, InputRequest, InputRequests,
-    InputRequiredResult, JsonObject, ProtocolVersion,
+    ClientResult, ElicitRequest, ElicitRequestParams, ElicitationAction, ElicitationCapability,
+    ElicitationSchema, InputRequest, InputRequests, InputRequiredResult, JsonObject,
+    ProtocolVersion, ServerRequest,
 };
-use rmcp::service::{ElicitationError, ElicitationMode, RequestContext, ServiceError};
+use rmcp::service::{PeerRequestOptions, RequestContext, ServiceError};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
@@ -42,7 +43,12 @@ struct HumanApproval {
     /// Set to true to run this exact call; anything else refuses it.
     approve: bool,
 }
-rmcp::elicit_safe!(HumanApproval);
+
+/// Whether a client can be asked with a form: its `elicitation` capability names form mode, or
+/// no mode at all (clients from before modes existed ask with forms). rmcp's own rule.
+fn asks_with_forms(capability: Option<&ElicitationCapability>) -> bool {
+    capability.is_some_and(|e| e.form.is_some() || e.url.is_none())
+}
 
 /// The server's approval state: keys, redeemed seals, timeouts and the optional approver.
 pub(crate) struct Approvals {
@@ -190,19 +196,19 @@ impl Approvals {
             .protocol_version()
             .is_some_and(|v| v.as_str() >= ProtocolVersion::V_2026_07_28.as_str());
         if on_2026 {
-            let can_elicit = request
-                .client_capabilities()
-                .and_then(|c| c.elicitation)
-                .is_some_and(|e| e.form.is_some() || e.url.is_none());
+            let capabilities = request.client_capabilities();
+            let can_elicit = asks_with_forms(capabilities.and_then(|c| c.elicitation).as_ref());
             if can_elicit || call.input.request_state.is_some() {
                 return self.round_trip(&facts);
             }
-        } else if request
-            .peer
-            .supported_elicitation_modes()
-            .contains(&ElicitationMode::Form)
-        {
-            return self.elicit(&facts, request).await;
+        } else {
+            let info = request.peer.peer_info();
+            if asks_with_forms(
+                info.as_deref()
+                    .and_then(|i| i.capabilities.elicitation.as_ref()),
+            ) {
+                return self.elicit(&facts, request).await;
+            }
         }
         self.out_of_band(&facts, Some(request)).await
     }
@@ -285,20 +291,15 @@ impl Approvals {
             let id = random_id();
             let expires_at = f.now + self.human_timeout;
             let sealed = seal(&self.keys, &id, unix_ms(expires_at), &binding);
-            let schema = match ElicitationSchema::from_type::<HumanApproval>() {
-                Ok(schema) => schema,
+            let ask = match self.form(f) {
+                Ok(form) => form,
                 Err(e) => {
                     return Checked {
                         audit: None,
-                        verdict: Err(ToolError::internal(e)),
+                        verdict: Err(e),
                     };
                 }
             };
-            let ask = ElicitRequest::new(ElicitRequestParams::FormElicitationParams {
-                meta: None,
-                message: self.message(f),
-                requested_schema: schema,
-            });
             let mut requests = InputRequests::new();
             requests.insert(INPUT_KEY.to_owned(), InputRequest::Elicitation(ask));
             return Checked {
@@ -364,42 +365,75 @@ impl Approvals {
         }
     }
 
-    /// `human` on sessions with server-to-client requests: MCP elicitation, bounded by the
-    /// timeout and by the request's cancellation.
+    /// The form a human answers: the call described, and one yes/no field.
+    fn form(&self, f: &Facts<'_>) -> Result<ElicitRequest, ToolError> {
+        let schema =
+            ElicitationSchema::from_type::<HumanApproval>().map_err(ToolError::internal)?;
+        Ok(ElicitRequest::new(
+            ElicitRequestParams::FormElicitationParams {
+                meta: None,
+                message: self.message(f),
+                requested_schema: schema,
+            },
+        ))
+    }
+
+    /// `human` on sessions with server-to-client requests: MCP elicitation (an
+    /// `elicitation/create` request to the client), bounded by the timeout and by the
+    /// request's cancellation.
     async fn elicit(&self, f: &Facts<'_>, request: &RequestContext<RoleServer>) -> Checked {
         const METHOD: &str = "elicitation";
         let user = f.call.principal.user.as_str();
-        let asked = request
-            .peer
-            .elicit_with_timeout::<HumanApproval>(self.message(f), Some(self.human_timeout));
+        let form = match self.form(f) {
+            Ok(form) => form,
+            Err(e) => {
+                return Checked {
+                    audit: None,
+                    verdict: Err(e),
+                };
+            }
+        };
+        let options = PeerRequestOptions::with_timeout(self.human_timeout);
+        let asked = async {
+            let sent = request
+                .peer
+                .send_request_with_option(ServerRequest::ElicitRequest(form), options);
+            sent.await?.await_response().await
+        };
         let answer = tokio::select! {
             answer = asked => answer,
             () = request.ct.cancelled() => return f.denied(METHOD, None, "the request was cancelled while waiting"),
         };
         let id = random_id();
-        match answer {
-            Ok(Some(HumanApproval { approve: true })) => f.approved(METHOD, user, &id),
-            Ok(Some(HumanApproval { approve: false })) => {
-                f.denied(METHOD, Some(user), "the human answered no")
-            }
-            Err(ElicitationError::UserDeclined) => {
-                f.denied(METHOD, Some(user), "the human declined")
-            }
-            Err(ElicitationError::UserCancelled) => {
-                f.denied(METHOD, Some(user), "the human cancelled")
-            }
-            Err(ElicitationError::Service(ServiceError::Timeout { .. })) => f.denied(
-                METHOD,
-                None,
-                &format!("no answer within {} s", self.human_timeout.as_secs_f64()),
-            ),
-            Ok(None) | Err(ElicitationError::ParseError { .. } | ElicitationError::NoContent) => {
-                f.denied(METHOD, None, "the answer was not understood")
+        let result = match answer {
+            Ok(ClientResult::ElicitResult(result)) => result,
+            Ok(_) => return f.denied(METHOD, None, "the answer was not understood"),
+            Err(ServiceError::Timeout { .. }) => {
+                return f.denied(
+                    METHOD,
+                    None,
+                    &format!("no answer within {} s", self.human_timeout.as_secs_f64()),
+                );
             }
             Err(e) => {
                 tracing::warn!(tool = f.tool(), error = %e, "elicitation failed");
-                f.denied(METHOD, None, "the client could not ask for approval")
+                return f.denied(METHOD, None, "the client could not ask for approval");
             }
+        };
+        match result.action {
+            ElicitationAction::Accept => {
+                match result.content.map(serde_json::from_value::<HumanApproval>) {
+                    Some(Ok(HumanApproval { approve: true })) => f.approved(METHOD, user, &id),
+                    Some(Ok(HumanApproval { approve: false })) => {
+                        f.denied(METHOD, Some(user), "the human answered no")
+                    }
+                    None | Some(Err(_)) => f.denied(METHOD, None, "the answer was not understood"),
+                }
+            }
+            ElicitationAction::Decline => f.denied(METHOD, Some(user), "the human declined"),
+            ElicitationAction::Cancel => f.denied(METHOD, Some(user), "the human cancelled"),
+            // An action this rmcp does not know: not a yes.
+            _ => f.denied(METHOD, None, "the answer was not understood"),
         }
     }
 
@@ -496,5 +530,29 @@ impl std::fmt::Debug for Approvals {
             .field("human_timeout", &self.human_timeout)
             .field("approver", &self.approver.is_some())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rmcp::model::{FormElicitationCapability, UrlElicitationCapability};
+
+    #[test]
+    fn only_clients_that_take_forms_are_asked_with_one() {
+        let with = |form: bool, url: bool| {
+            let mut e = ElicitationCapability::new();
+            e.form = form.then(FormElicitationCapability::default);
+            e.url = url.then(UrlElicitationCapability::default);
+            e
+        };
+        assert!(!asks_with_forms(None), "no elicitation capability");
+        assert!(
+            asks_with_forms(Some(&with(false, false))),
+            "no mode named: forms"
+        );
+        assert!(asks_with_forms(Some(&with(true, false))));
+        assert!(asks_with_forms(Some(&with(true, true))));
+        assert!(!asks_with_forms(Some(&with(false, true))), "URL mode only");
     }
 }

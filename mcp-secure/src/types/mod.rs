@@ -5,6 +5,7 @@ pub mod path;
 mod secret;
 #[cfg(feature = "sqlite")]
 pub mod sql;
+#[cfg(feature = "url")]
 pub mod url;
 
 #[cfg(feature = "safe-path")]
@@ -12,11 +13,13 @@ pub use path::{SafePath, SafeRoot};
 pub use secret::Secret;
 #[cfg(feature = "sqlite")]
 pub use sql::{ReadOnlySql, SqlPolicy};
+#[cfg(feature = "url")]
 pub use url::PublicUrl;
 
 /// Quotes a name taken from untrusted input for an error message: in backticks, at most 64
 /// characters, control characters and backticks replaced, so a refusal cannot carry a long
 /// value or break the message's layout.
+#[cfg(any(feature = "url", feature = "sqlite"))]
 pub(crate) fn quote(name: &str) -> String {
     const MAX: usize = 64;
     let mut out = String::from("`");
