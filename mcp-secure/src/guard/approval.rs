@@ -58,6 +58,8 @@ pub(crate) struct Approvals {
     human_timeout: Duration,
     approver: Option<Arc<dyn Approver>>,
     clock: Clock,
+    /// The schema of the form a human answers (`HumanApproval`), made once.
+    form_schema: ElicitationSchema,
 }
 
 /// One call as the approval step sees it.
@@ -159,15 +161,18 @@ impl Approvals {
         human_timeout: Duration,
         approver: Option<Arc<dyn Approver>>,
         clock: Clock,
-    ) -> Self {
-        Approvals {
+    ) -> Result<Self, String> {
+        let form_schema = ElicitationSchema::from_type::<HumanApproval>()
+            .map_err(|e| format!("the approval form's schema: {e}"))?;
+        Ok(Approvals {
             redeemed: keys.redeemed(),
             keys,
             token_ttl,
             human_timeout,
             approver,
             clock,
-        }
+            form_schema,
+        })
     }
 
     /// Decides whether the call may run now.
@@ -291,17 +296,11 @@ impl Approvals {
             let id = random_id();
             let expires_at = f.now + self.human_timeout;
             let sealed = seal(&self.keys, &id, unix_ms(expires_at), &binding);
-            let ask = match self.form(f) {
-                Ok(form) => form,
-                Err(e) => {
-                    return Checked {
-                        audit: None,
-                        verdict: Err(e),
-                    };
-                }
-            };
             let mut requests = InputRequests::new();
-            requests.insert(INPUT_KEY.to_owned(), InputRequest::Elicitation(ask));
+            requests.insert(
+                INPUT_KEY.to_owned(),
+                InputRequest::Elicitation(self.form(f)),
+            );
             return Checked {
                 audit: Some(json!({
                     "method": METHOD, "decision": "requested", "at": rfc3339(f.now), "id": id,
@@ -366,16 +365,12 @@ impl Approvals {
     }
 
     /// The form a human answers: the call described, and one yes/no field.
-    fn form(&self, f: &Facts<'_>) -> Result<ElicitRequest, ToolError> {
-        let schema =
-            ElicitationSchema::from_type::<HumanApproval>().map_err(ToolError::internal)?;
-        Ok(ElicitRequest::new(
-            ElicitRequestParams::FormElicitationParams {
-                meta: None,
-                message: self.message(f),
-                requested_schema: schema,
-            },
-        ))
+    fn form(&self, f: &Facts<'_>) -> ElicitRequest {
+        ElicitRequest::new(ElicitRequestParams::FormElicitationParams {
+            meta: None,
+            message: self.message(f),
+            requested_schema: self.form_schema.clone(),
+        })
     }
 
     /// `human` on sessions with server-to-client requests: MCP elicitation (an
@@ -384,15 +379,7 @@ impl Approvals {
     async fn elicit(&self, f: &Facts<'_>, request: &RequestContext<RoleServer>) -> Checked {
         const METHOD: &str = "elicitation";
         let user = f.call.principal.user.as_str();
-        let form = match self.form(f) {
-            Ok(form) => form,
-            Err(e) => {
-                return Checked {
-                    audit: None,
-                    verdict: Err(e),
-                };
-            }
-        };
+        let form = self.form(f);
         let options = PeerRequestOptions::with_timeout(self.human_timeout);
         let asked = async {
             let sent = request

@@ -379,7 +379,8 @@ impl<S: Send + Sync + 'static> ServerBuilder<S> {
             self.human_timeout,
             self.approver,
             self.clock.clone(),
-        );
+        )
+        .map_err(BuildError::Invalid)?;
         Ok(SecureServer {
             inner: Arc::new(Inner {
                 approvals,
