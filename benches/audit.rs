@@ -7,12 +7,13 @@
 //! flight uses the log) or wait for each record (`AuditSink::record`, one call's view).
 //! Server-shaped rows: 256 tasks (calls in flight) on a two-thread tokio runtime, each waiting
 //! for its record before storing the next, with `AuditSink::record_async` (what the server
-//! does) and with the blocking `AuditSink::record` (what it did before), side by side.
+//! does) and with the blocking `AuditSink::record` (what it did before), side by side; and the
+//! plain `JsonLinesSink` the same way with `record_async` (its group commit).
 //!
 //! Run: `cargo bench --bench audit` (`RECORDS_SCALE=N` multiplies every record count;
 //! `WINDOW=N` changes the outstanding receipts per producer, default 256; `AUDIT_MODES=flush`
 //! or `fsync` runs one mode; `AUDIT_CASES=pipelined` (or `baseline`, `waited`, comma-separated)
-//! runs only those rows, e.g. under `perf stat`; `tasks` selects the two server-shaped rows).
+//! runs only those rows, e.g. under `perf stat`; `tasks` selects the three server-shaped rows).
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -133,10 +134,28 @@ fn chained(path: &Path, durability: Durability, producer: Producer, records: usi
 const TASKS: usize = 256;
 
 /// `TASKS` tasks on a two-thread runtime (a server on this machine), each storing its share one
-/// record at a time: awaited without blocking (`record_async`) or with the blocking `record`.
+/// record at a time into the chained log: awaited without blocking (`record_async`) or with the
+/// blocking `record`.
 fn tasks(path: &Path, durability: Durability, blocking: bool, records: usize) -> Outcome {
     let log =
         AuditLog::open(path, AuditLogConfig::default().durability(durability)).expect("audit log");
+    let out = drive_tasks(Arc::new(log.clone()), blocking, records);
+    log.close().expect("close");
+    check_chain(path, out.records);
+    out
+}
+
+/// The same, into the unchained `JsonLinesSink` with `record_async` (its group commit).
+fn tasks_unchained(path: &Path, fsync: bool, records: usize) -> Outcome {
+    let sink = JsonLinesSink::open(path)
+        .expect("json-lines file")
+        .with_fsync(fsync);
+    let out = drive_tasks(Arc::new(sink), false, records);
+    check_lines(path, out.records);
+    out
+}
+
+fn drive_tasks(sink: Arc<dyn AuditSink>, blocking: bool, records: usize) -> Outcome {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .build()
@@ -146,14 +165,14 @@ fn tasks(path: &Path, durability: Durability, blocking: bool, records: usize) ->
     rt.block_on(async {
         let mut set = tokio::task::JoinSet::new();
         for t in 0..TASKS {
-            let log = log.clone();
+            let sink = Arc::clone(&sink);
             set.spawn(async move {
                 let record = event(t);
                 for _ in 0..per {
                     if blocking {
-                        log.record(&record)
+                        sink.record(&record)
                     } else {
-                        log.record_async(record.borrowed()).await
+                        sink.record_async(record.borrowed()).await
                     }
                     .expect("stored");
                 }
@@ -161,13 +180,21 @@ fn tasks(path: &Path, durability: Durability, blocking: bool, records: usize) ->
         }
         set.join_all().await;
     });
-    let out = Outcome {
+    Outcome {
         records: per * TASKS,
         elapsed: began.elapsed(),
-    };
-    log.close().expect("close");
-    check_chain(path, out.records);
-    out
+    }
+}
+
+/// Every acknowledged record is in the plain file, on a line of its own.
+fn check_lines(path: &Path, expected: usize) {
+    let text = std::fs::read_to_string(path).expect("read back");
+    let mut lines = 0;
+    for line in text.lines() {
+        serde_json::from_str::<serde_json::Value>(line).expect("a whole JSON line");
+        lines += 1;
+    }
+    assert_eq!(lines, expected, "records lost or duplicated");
 }
 
 /// Every acknowledged record is in the file, in one intact chain.
@@ -194,12 +221,7 @@ fn unchained(path: &Path, fsync: bool, records: usize) -> Outcome {
     let per = records / PRODUCERS;
     let s = Arc::clone(&sink);
     let out = drive(per, move |e, _| s.record(e).expect("stored"));
-    let lines = std::fs::read(path)
-        .expect("read back")
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count();
-    assert_eq!(lines, out.records, "records lost");
+    check_lines(path, out.records);
     out
 }
 
@@ -286,6 +308,13 @@ fn main() {
                 task_records,
             )
         });
+        let plain_awaited = case("tasks").then(|| {
+            tasks_unchained(
+                &file(&format!("tasks-{mode}-plain.jsonl")),
+                fsync,
+                task_records,
+            )
+        });
         let rows = [
             (
                 if fsync {
@@ -310,6 +339,11 @@ fn main() {
             (
                 "AuditLog, 256 tasks / 2 threads, blocking record",
                 &blocked,
+                None,
+            ),
+            (
+                "JsonLinesSink, 256 tasks / 2 threads, record_async",
+                &plain_awaited,
                 None,
             ),
         ];

@@ -9,8 +9,8 @@
 //! mcp-secure with the chained, hash-linked `AuditLog` (flush) instead of the plain file.
 //!
 //! Run: `cargo bench --bench overhead` (`CALLS=N` calls per scenario and round, default
-//! 20,000; `ROUNDS=N`, default 3; `PROFILE=bare|bare-meta|secured|session|unaudited|chained` drives only that server,
-//! sequentially, for a profiler).
+//! 20,000; `ROUNDS=N`, default 3; `PROFILE=bare|bare-meta|secured|session|unaudited|chained`
+//! drives only that server, for a profiler, sequentially or `WORKERS=N` calls at a time).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -141,16 +141,17 @@ struct Scenario {
     token: Option<Arc<str>>,
 }
 
+/// A count from the environment, or `default`.
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 fn main() {
-    let calls: usize = std::env::var("CALLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20_000);
-    let rounds: usize = std::env::var("ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3)
-        .max(1);
+    let calls = env_usize("CALLS", 20_000);
+    let rounds = env_usize("ROUNDS", 3).max(1);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -234,8 +235,9 @@ fn main() {
                 "chained" => &scenarios[5],
                 _ => &scenarios[2],
             };
-            let f = run(s.client.clone(), s.token.clone(), calls, 1).await;
-            println!("{which}: {:.0} calls/s", f.calls_per_sec);
+            let workers = env_usize("WORKERS", 1);
+            let f = run(s.client.clone(), s.token.clone(), calls, workers).await;
+            println!("{which}: {:.0} calls/s ({workers}-way)", f.calls_per_sec);
             return;
         }
         // Warm every server up, then alternate rounds so drift hits all alike; each

@@ -1,16 +1,20 @@
-//! The server waits for the chained audit log without blocking its runtime's thread: while
-//! one call's record is being written, the other calls run, and their records share the next
-//! write (one `fsync` for all of them in `Fsync` mode). A real rmcp client over an in-memory
-//! duplex, on a runtime with a single thread, where a blocking wait would stall every call.
+//! The server waits for its audit records without blocking its runtime's threads: while one
+//! call's record is being written, the other calls run, and their records share the next write
+//! (one `fsync` for all of them in `Fsync` mode). The chained log on a runtime with a single
+//! thread, where a blocking wait would stall every call; the JSON-lines sink on a FIFO whose
+//! first write is held up. A real rmcp client over an in-memory duplex.
 
 mod common;
 
+use std::io::{Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{Client, call, code};
-use mcp_secure::audit::{AuditLog, AuditLogConfig, Durability, FileStore, LogStore, verify_log};
+use mcp_secure::audit::{
+    AuditLog, AuditLogConfig, Durability, FileStore, JsonLinesSink, LogStore, verify_log,
+};
 use mcp_secure::auth::{ApiKeyStore, Environment};
 use mcp_secure::rmcp::ServiceExt;
 use mcp_secure::{Ctx, SecureServer, ToolError, roles, tool, tools};
@@ -83,39 +87,12 @@ fn concurrent_calls_run_while_a_record_is_written_and_share_the_next_write() {
         AuditLogConfig::default().durability(Durability::Fsync),
     )
     .unwrap();
-    let keys = ApiKeyStore::new(Environment::Test);
-    let token = keys
-        .generate("cleo", &["clerk".to_string()], Environment::Test, None)
-        .unwrap()
-        .token;
-    let server = SecureServer::builder(Counter { ran: ran.clone() })
-        .name("audit-async", "1.0.0")
-        .roles(ROLES)
-        .tools(tools![tick])
-        .authenticator(keys)
-        .audit(log.clone())
-        .build()
-        .unwrap();
-
+    let (server, token) = server_with(log.clone(), &ran);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let codes = rt.block_on(async {
-        let (a, b) = tokio::io::duplex(64 * 1024);
-        tokio::spawn(async move {
-            if let Ok(running) = server.serve(a).await {
-                let _ = running.waiting().await;
-            }
-        });
-        let client: Arc<Client> = Arc::new(().serve(b).await.unwrap());
-        let mut calls = tokio::task::JoinSet::new();
-        for _ in 0..CALLS {
-            let (client, token) = (client.clone(), token.clone());
-            calls.spawn(async move { code(&call(&client, Some(&token), "tick", json!({})).await) });
-        }
-        calls.join_all().await
-    });
+    let codes = call_all(&rt, server, &token);
     assert_eq!(codes, vec!["ok"; CALLS]);
     assert_eq!(
         seen_at_first_write.load(Ordering::SeqCst),
@@ -129,4 +106,118 @@ fn concurrent_calls_run_while_a_record_is_written_and_share_the_next_write() {
     let report = verify_log(&path, None).unwrap();
     assert!(report.is_intact(), "{report}");
     assert_eq!(report.records, CALLS as u64);
+}
+
+/// Makes a key and a server that audits to `sink` and counts its bodies in `ran`.
+fn server_with(
+    sink: impl mcp_secure::audit::AuditSink,
+    ran: &Arc<AtomicUsize>,
+) -> (SecureServer<Counter>, String) {
+    let keys = ApiKeyStore::new(Environment::Test);
+    let token = keys
+        .generate("cleo", &["clerk".to_string()], Environment::Test, None)
+        .unwrap()
+        .token;
+    let server = SecureServer::builder(Counter { ran: ran.clone() })
+        .name("audit-async", "1.0.0")
+        .roles(ROLES)
+        .tools(tools![tick])
+        .authenticator(keys)
+        .audit(sink)
+        .build()
+        .unwrap();
+    (server, token)
+}
+
+/// `CALLS` concurrent `tick` calls over a duplex on `rt`; their codes.
+fn call_all(
+    rt: &tokio::runtime::Runtime,
+    server: SecureServer<Counter>,
+    token: &str,
+) -> Vec<String> {
+    rt.block_on(async {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        tokio::spawn(async move {
+            if let Ok(running) = server.serve(a).await {
+                let _ = running.waiting().await;
+            }
+        });
+        let client: Arc<Client> = Arc::new(().serve(b).await.unwrap());
+        let mut calls = tokio::task::JoinSet::new();
+        for _ in 0..CALLS {
+            let (client, token) = (client.clone(), token.to_string());
+            calls.spawn(async move { code(&call(&client, Some(&token), "tick", json!({})).await) });
+        }
+        calls.join_all().await
+    })
+}
+
+/// The JSON-lines sink's first write is held up (its file is a FIFO whose pipe is full, and the
+/// reader waits for every body to run): the other calls run on the runtime's other thread, and
+/// wait for their records without blocking it. With a lock held across each `write` instead,
+/// the second call's record would block that thread too, and no third body would run.
+#[test]
+fn json_lines_calls_run_while_a_record_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.fifo");
+    let made = std::process::Command::new("mkfifo").arg(&path).status();
+    assert!(made.expect("mkfifo runs").success(), "mkfifo failed");
+    let reader = {
+        let path = path.clone();
+        std::thread::spawn(move || std::fs::File::open(path).expect("open the FIFO to read"))
+    };
+    let sink = JsonLinesSink::open(&path).unwrap();
+    let mut reader = reader.join().unwrap();
+    // Fill the pipe (64 KiB), so the first record's write blocks until the reader reads.
+    const FILL: usize = 64 * 1024;
+    let mut filler = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    let mut fill = vec![b' '; FILL - 1];
+    fill.push(b'\n');
+    filler.write_all(&fill).unwrap();
+    drop(filler);
+
+    let ran = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::new(AtomicUsize::new(0));
+    let drained = {
+        let (ran, seen) = (ran.clone(), seen.clone());
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while ran.load(Ordering::SeqCst) < CALLS && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            seen.store(ran.load(Ordering::SeqCst), Ordering::SeqCst);
+            let mut all = Vec::new();
+            reader.read_to_end(&mut all).unwrap();
+            all
+        })
+    };
+    let (server, token) = server_with(sink, &ran);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let codes = call_all(&rt, server, &token);
+    drop(rt); // the server and its sink: the FIFO's last writer closes
+    assert_eq!(codes, vec!["ok"; CALLS]);
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        CALLS,
+        "every call ran while the first record was being written"
+    );
+    let all = drained.join().unwrap();
+    let lines: Vec<serde_json::Value> = all[FILL..]
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).expect("whole JSON lines"))
+        .collect();
+    assert_eq!(lines.len(), CALLS);
+    assert!(
+        lines
+            .iter()
+            .all(|r| r["outcome"] == "ok" && r["tool"] == "tick")
+    );
 }

@@ -694,7 +694,7 @@ impl AuditLog {
 
 /// Runs `f` with this thread's (empty) serialization buffer, so that serializing a record
 /// allocates nothing in the steady state; with a fresh one where the thread's cannot be used.
-fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+pub(super) fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
     thread_local! {
         static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     }

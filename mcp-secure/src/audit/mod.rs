@@ -11,6 +11,7 @@
 mod alert;
 pub mod chain;
 mod event;
+mod group;
 mod log;
 mod output;
 /// Content blocks of every kind, for the output cap's tests.

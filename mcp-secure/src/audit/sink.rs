@@ -1,11 +1,12 @@
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::fs::OpenOptions;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 
 use super::event::JsonForm;
+use super::group::GroupWriter;
+use super::log::with_scratch;
 use super::{AuditEvent, AuditEventRef};
 
 /// An audit sink failed to record an event.
@@ -60,12 +61,20 @@ impl AuditSink for TracingSink {
     }
 }
 
-/// Appends one JSON object per line to a file, flushed (and optionally fsynced) per record.
+/// Appends one JSON object per line to a file. A record is handed to the kernel (`write`, and
+/// `fsync` if asked) before `record` returns or `record_async` resolves.
+///
+/// **Group commit.** The records of concurrent calls share one `write` (and one `fsync`): a
+/// record that arrives while another caller is writing joins the next batch, which one of that
+/// batch's own callers writes as soon as the write under way is over. An async caller waits
+/// without blocking its runtime thread; a call alone pays exactly one `write`, as without
+/// batching. A batch that cannot be written fails every record in it (each caller gets the
+/// error), and the next write starts on a fresh line if the failed one stopped inside a line.
+/// Every `write` is whole lines with `O_APPEND`, so lines from several processes never
+/// interleave.
 #[derive(Debug)]
 pub struct JsonLinesSink {
-    path: PathBuf,
-    file: Mutex<File>,
-    fsync: bool,
+    writer: GroupWriter,
 }
 
 impl JsonLinesSink {
@@ -81,57 +90,56 @@ impl JsonLinesSink {
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         let file = options.open(&path)?;
         Ok(JsonLinesSink {
-            path,
-            file: Mutex::new(file),
-            fsync: false,
+            writer: GroupWriter::new(file, path, false),
         })
     }
 
-    /// Calls `fsync` after every record (durable across power loss, slower).
+    /// Calls `fsync` after every write (durable across power loss, slower; concurrent records
+    /// share one).
     pub fn with_fsync(mut self, fsync: bool) -> Self {
-        self.fsync = fsync;
+        self.writer.set_fsync(fsync);
         self
     }
 
     /// The file's path.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.writer.path()
     }
 }
 
-impl JsonLinesSink {
-    /// Appends the line `write` writes (and its newline).
-    fn append(
-        &self,
-        write: impl FnOnce(&mut Vec<u8>) -> serde_json::Result<()>,
-    ) -> Result<(), AuditError> {
-        let mut line = Vec::with_capacity(512);
-        write(&mut line).map_err(|e| AuditError(e.to_string()))?;
+/// Serializes a record's line (with its newline) into this thread's buffer and hands it to `f`.
+fn with_line<R>(
+    write: impl FnOnce(&mut Vec<u8>) -> serde_json::Result<()>,
+    f: impl FnOnce(&[u8]) -> Result<R, AuditError>,
+) -> Result<R, AuditError> {
+    with_scratch(|line| {
+        write(line).map_err(|e| AuditError(e.to_string()))?;
         line.push(b'\n');
-        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        // One write per record: with O_APPEND, lines from several processes never interleave.
-        file.write_all(&line)
-            .map_err(|e| AuditError(format!("{}: {e}", self.path.display())))?;
-        if self.fsync {
-            file.sync_data()
-                .map_err(|e| AuditError(format!("{}: {e}", self.path.display())))?;
-        }
-        Ok(())
-    }
+        f(line)
+    })
 }
 
 impl AuditSink for JsonLinesSink {
     fn record(&self, event: &AuditEvent) -> Result<(), AuditError> {
-        self.append(|line| event.write_json(line, JsonForm::Whole))
+        with_line(
+            |line| event.write_json(line, JsonForm::Whole),
+            |line| self.writer.append_blocking(line),
+        )
     }
 
+    /// Appends the record at once; the future resolves when its batch is written (see the
+    /// type's docs), without blocking the thread meanwhile.
     fn record_async<'a>(
         &'a self,
         record: AuditEventRef<'_>,
     ) -> BoxFuture<'a, Result<(), AuditError>> {
-        Box::pin(std::future::ready(
-            self.append(|line| record.write_json(line)),
-        ))
+        match with_line(
+            |line| record.write_json(line),
+            |line| Ok(self.writer.append_async(line)),
+        ) {
+            Ok(pending) => Box::pin(pending),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
     }
 }
 

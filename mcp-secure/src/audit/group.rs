@@ -1,0 +1,628 @@
+//! Group commit for [`JsonLinesSink`](super::JsonLinesSink): the records of concurrent calls
+//! share one `write` (and one `fsync`), with no thread of its own.
+//!
+//! A record's line is appended to the *open batch*. If no write is under way, its caller writes
+//! that batch at once: a call alone pays one `write`, as it did before batching. Otherwise the
+//! caller waits (an async caller's task leaves its thread free; a blocking caller sleeps) while
+//! the write under way finishes. That writer then hands the open batch over by waking its
+//! callers, and the first of them to run writes it whole. So every batch is written by one of
+//! its own callers, a caller never writes more than its own batch, and no call waits behind
+//! more than one write of others.
+//!
+//! Nothing is left unwritten when a caller goes away: a waiting future dropped before its batch
+//! is written writes the batch itself if no write is under way, and a writer that finds the
+//! open batch with no caller still waiting writes it too instead of handing it over.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::task::{Context, Poll, Waker};
+
+use super::AuditError;
+
+/// The outcome of one batch, set once, when its write is over.
+type Batch = OnceLock<Result<(), Arc<str>>>;
+
+/// The most capacity a reused line buffer keeps.
+const KEEP_BUFFER: usize = 1 << 20;
+
+/// An append-only file written in batches (see the module docs).
+pub(super) struct GroupWriter {
+    file: File,
+    path: PathBuf,
+    fsync: bool,
+    state: Mutex<State>,
+    /// Threads blocked in [`GroupWriter::append_blocking`] wait here.
+    done: Condvar,
+    /// Batches written (tests count the writes).
+    #[cfg(test)]
+    writes: std::sync::atomic::AtomicUsize,
+}
+
+struct State {
+    /// The lines of the open batch, one after the other.
+    open: Vec<u8>,
+    /// The buffer of the last batch written, emptied, to become the next open one.
+    spare: Vec<u8>,
+    /// The open batch: each of its callers still waiting holds a clone.
+    batch: Arc<Batch>,
+    /// A write is under way (with the lock released).
+    writing: bool,
+    /// The last write stopped inside a line: the next one starts with a newline.
+    torn: bool,
+    /// Tasks waiting for the batch being written, and for the open batch.
+    wake_writing: Vec<Waker>,
+    wake_open: Vec<Waker>,
+    /// How many times a waker list was taken to wake it: a task registered in the current
+    /// round is still listed and need not add its waker again.
+    round: u64,
+    /// Threads waiting on `done`.
+    blocked: usize,
+}
+
+impl std::fmt::Debug for GroupWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupWriter")
+            .field("path", &self.path)
+            .field("fsync", &self.fsync)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GroupWriter {
+    /// Writes to `file` (opened for appending), named `path` in error messages.
+    pub(super) fn new(file: File, path: PathBuf, fsync: bool) -> Self {
+        GroupWriter {
+            file,
+            path,
+            fsync,
+            state: Mutex::new(State {
+                open: Vec::new(),
+                spare: Vec::new(),
+                batch: Arc::default(),
+                writing: false,
+                torn: false,
+                wake_writing: Vec::new(),
+                wake_open: Vec::new(),
+                round: 0,
+                blocked: 0,
+            }),
+            done: Condvar::new(),
+            #[cfg(test)]
+            writes: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(super) fn set_fsync(&mut self, fsync: bool) {
+        self.fsync = fsync;
+    }
+
+    /// Appends `line` (ending with its newline) and returns once its batch is written,
+    /// blocking the thread while another caller's write is under way.
+    pub(super) fn append_blocking(&self, line: &[u8]) -> Result<(), AuditError> {
+        let (mut state, batch) = self.append(line);
+        loop {
+            let outcome;
+            (state, outcome) = self.advance(state, &batch);
+            if let Some(outcome) = outcome {
+                drop(batch); // under the lock: see `Pending`'s `Drop`
+                return outcome;
+            }
+            state.blocked += 1;
+            state = self
+                .done
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+            state.blocked -= 1;
+        }
+    }
+
+    /// Appends `line` (ending with its newline) at once; the future resolves once its batch is
+    /// written. It is written even if the future is dropped.
+    pub(super) fn append_async(&self, line: &[u8]) -> Pending<'_> {
+        let (state, batch) = self.append(line);
+        let (state, outcome) = self.advance(state, &batch);
+        let waiting = match outcome {
+            Some(outcome) => {
+                drop(batch);
+                drop(state);
+                return Pending {
+                    writer: self,
+                    batch: None,
+                    ready: Some(outcome),
+                    registered: None,
+                };
+            }
+            None => Some(batch),
+        };
+        drop(state);
+        Pending {
+            writer: self,
+            batch: waiting,
+            ready: None,
+            registered: None,
+        }
+    }
+
+    fn append(&self, line: &[u8]) -> (MutexGuard<'_, State>, Arc<Batch>) {
+        let mut state = self.lock();
+        state.open.extend_from_slice(line);
+        let batch = Arc::clone(&state.batch);
+        (state, batch)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `batch`'s outcome if it is known. Otherwise, if no write is under way, `batch` is the open
+    /// one (batches are written one at a time, in order): it is written now, by this caller.
+    /// `None` while another caller's write is under way.
+    fn advance<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State>,
+        batch: &Arc<Batch>,
+    ) -> (MutexGuard<'a, State>, Option<Result<(), AuditError>>) {
+        loop {
+            if let Some(outcome) = batch.get() {
+                let outcome = outcome.clone().map_err(|why| AuditError(why.to_string()));
+                return (state, Some(outcome));
+            }
+            if state.writing {
+                return (state, None);
+            }
+            debug_assert!(Arc::ptr_eq(batch, &state.batch));
+            state = self.write_open(state);
+        }
+    }
+
+    /// Writes the open batch with the lock released, publishes its outcome and wakes its
+    /// callers. If more lines came meanwhile, wakes their callers to write them (or writes them
+    /// too, when none of those callers is still waiting).
+    fn write_open<'a>(&'a self, mut state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        loop {
+            state.writing = true;
+            let spare = std::mem::take(&mut state.spare);
+            let mut lines = std::mem::replace(&mut state.open, spare);
+            let batch = std::mem::take(&mut state.batch);
+            state.wake_writing = std::mem::take(&mut state.wake_open);
+            let torn = state.torn;
+            drop(state);
+
+            let (outcome, torn) = self.write(&lines, torn);
+            lines.clear();
+            lines.shrink_to(KEEP_BUFFER);
+
+            state = self.lock();
+            state.spare = lines;
+            state.torn = torn;
+            state.writing = false;
+            // Set only here, by the one writer of this batch.
+            let _ = batch.set(outcome);
+            drop(batch);
+            let mut wake = std::mem::take(&mut state.wake_writing);
+            // Lines came meanwhile and some of their callers wait: hand the batch over to them.
+            if !state.open.is_empty() && Arc::strong_count(&state.batch) > 1 {
+                wake.append(&mut state.wake_open);
+            }
+            if !wake.is_empty() {
+                state.round += 1;
+            }
+            let blocked = state.blocked > 0;
+            drop(state);
+            if blocked {
+                self.done.notify_all();
+            }
+            wake.into_iter().for_each(Waker::wake);
+            state = self.lock();
+            // Lines whose callers are all gone (only the state holds their batch), and nobody
+            // writing: this caller writes them.
+            let orphaned =
+                !state.writing && !state.open.is_empty() && Arc::strong_count(&state.batch) == 1;
+            if !orphaned {
+                return state;
+            }
+            // The wakers listed for it are those of the callers that left.
+            state.wake_open.clear();
+        }
+    }
+
+    /// One `write` of `lines` (more only if the kernel takes part of them), then `fsync` if
+    /// asked. Returns the outcome and whether the file now ends inside a line.
+    fn write(&self, lines: &[u8], torn: bool) -> (Result<(), Arc<str>>, bool) {
+        #[cfg(test)]
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let fail =
+            |e: std::io::Error| -> Arc<str> { format!("{}: {e}", self.path.display()).into() };
+        let mut file = &self.file;
+        if torn && let Err(e) = file.write_all(b"\n") {
+            return (Err(fail(e)), true);
+        }
+        let mut rest = lines;
+        while !rest.is_empty() {
+            match file.write(rest) {
+                Ok(0) => {
+                    let e = std::io::Error::from(std::io::ErrorKind::WriteZero);
+                    let written = lines.len() - rest.len();
+                    return (Err(fail(e)), ends_inside_a_line(lines, written));
+                }
+                Ok(n) => rest = &rest[n..],
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let written = lines.len() - rest.len();
+                    return (Err(fail(e)), ends_inside_a_line(lines, written));
+                }
+            }
+        }
+        if self.fsync
+            && let Err(e) = self.file.sync_data()
+        {
+            return (Err(fail(e)), false);
+        }
+        (Ok(()), false)
+    }
+}
+
+/// Whether a write that stopped after `written` bytes of `lines` left a line unfinished.
+fn ends_inside_a_line(lines: &[u8], written: usize) -> bool {
+    written > 0 && lines.get(written - 1) != Some(&b'\n')
+}
+
+/// The future of [`GroupWriter::append_async`].
+#[must_use = "a record is not known to be written until this future resolves"]
+pub(super) struct Pending<'a> {
+    writer: &'a GroupWriter,
+    /// The batch waited for, until its outcome is taken.
+    batch: Option<Arc<Batch>>,
+    /// The outcome, when it was known at once.
+    ready: Option<Result<(), AuditError>>,
+    /// The round this task's waker was listed in, and that waker.
+    registered: Option<(u64, Waker)>,
+}
+
+impl Future for Pending<'_> {
+    type Output = Result<(), AuditError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        if let Some(outcome) = this.ready.take() {
+            return Poll::Ready(outcome);
+        }
+        let Some(batch) = this.batch.take() else {
+            return Poll::Ready(Err(AuditError(
+                "the record's outcome was already taken".into(),
+            )));
+        };
+        let (mut state, outcome) = this.writer.advance(this.writer.lock(), &batch);
+        if let Some(outcome) = outcome {
+            drop(batch); // under the lock: see `Drop`
+            return Poll::Ready(outcome);
+        }
+        let listed = this
+            .registered
+            .as_ref()
+            .is_some_and(|(round, w)| *round == state.round && w.will_wake(cx.waker()));
+        if !listed {
+            let round = state.round;
+            if Arc::ptr_eq(&batch, &state.batch) {
+                state.wake_open.push(cx.waker().clone());
+            } else {
+                state.wake_writing.push(cx.waker().clone());
+            }
+            this.registered = Some((round, cx.waker().clone()));
+        }
+        this.batch = Some(batch);
+        Poll::Pending
+    }
+}
+
+impl Drop for Pending<'_> {
+    /// A caller that stops waiting does not take its record back. If its batch is still open
+    /// and nobody is writing, it writes it now; if a write is under way, the writer sees (the
+    /// batch's count of holders, changed here under the lock) that the open batch has lost
+    /// this caller, and writes it itself when no other caller waits.
+    fn drop(&mut self) {
+        let Some(batch) = self.batch.take() else {
+            return;
+        };
+        let (state, _) = self.writer.advance(self.writer.lock(), &batch);
+        drop(batch);
+        drop(state);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+
+    #[test]
+    fn a_write_cut_short_is_known_to_end_inside_a_line() {
+        let lines = b"{\"a\":1}\n{\"b\":2}\n";
+        assert!(!ends_inside_a_line(lines, 0));
+        assert!(ends_inside_a_line(lines, 3));
+        assert!(!ends_inside_a_line(lines, 8));
+        assert!(ends_inside_a_line(lines, 9));
+        assert!(!ends_inside_a_line(lines, lines.len()));
+    }
+
+    fn writes(w: &GroupWriter) -> usize {
+        w.writes.load(Ordering::SeqCst)
+    }
+
+    /// Counts its wake-ups.
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn poll(pending: &mut Pending<'_>, waker: &Waker) -> Poll<Result<(), AuditError>> {
+        Pin::new(pending).poll(&mut Context::from_waker(waker))
+    }
+
+    /// A line bigger than a pipe holds (64 KiB): its write blocks until the reader drains it.
+    fn big_line() -> Vec<u8> {
+        let mut line = vec![b'a'; 200 * 1024];
+        line.push(b'\n');
+        line
+    }
+
+    /// A waker that counts its wake-ups, and the count.
+    fn counting_waker() -> (Arc<Count>, Waker) {
+        let count = Arc::new(Count::default());
+        (Arc::clone(&count), Waker::from(count))
+    }
+
+    /// A FIFO (in its own folder, removed on drop), its writer (a `GroupWriter`) and its reader.
+    fn fifo() -> (tempfile::TempDir, GroupWriter, File) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.fifo");
+        let made = std::process::Command::new("mkfifo").arg(&path).status();
+        assert!(made.expect("mkfifo runs").success(), "mkfifo failed");
+        let reader = {
+            let path = path.clone();
+            std::thread::spawn(move || File::open(path).expect("open the FIFO to read"))
+        };
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .expect("open the FIFO to write");
+        let reader = reader.join().expect("reader opened");
+        (dir, GroupWriter::new(file, path, false), reader)
+    }
+
+    /// Starts a blocking append of a big line on its own thread and returns once that write is
+    /// under way (its first byte came out of the reader), and still blocked (most of the line
+    /// is not read yet).
+    fn start_blocked_write<'s>(
+        scope: &'s std::thread::Scope<'s, '_>,
+        writer: &'s GroupWriter,
+        reader: &mut File,
+    ) -> std::thread::ScopedJoinHandle<'s, Result<(), AuditError>> {
+        let first = scope.spawn(|| writer.append_blocking(&big_line()));
+        let mut byte = [0u8; 1];
+        reader
+            .read_exact(&mut byte)
+            .expect("the first write started");
+        assert_eq!(byte[0], b'a');
+        first
+    }
+
+    /// Reads `n` bytes on a thread of its own (not scoped: a test that fails while it waits
+    /// for bytes that never come ends instead of hanging; see [`read`]).
+    fn drain(mut reader: File, n: usize) -> std::sync::mpsc::Receiver<Vec<u8>> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut all = vec![0u8; n];
+            reader.read_exact(&mut all).expect("read the FIFO");
+            let _ = tx.send(all);
+        });
+        rx
+    }
+
+    /// Reads on a thread of its own until what it read ends with `end`.
+    fn drain_until(mut reader: File, end: &'static [u8]) -> std::sync::mpsc::Receiver<Vec<u8>> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut all = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while !all.ends_with(end) {
+                let n = reader.read(&mut chunk).expect("read the FIFO");
+                assert!(n > 0, "the FIFO closed before {end:?}");
+                all.extend_from_slice(&chunk[..n]);
+            }
+            let _ = tx.send(all);
+        });
+        rx
+    }
+
+    /// What a drain read, or a failure after 30 s.
+    fn read(rx: std::sync::mpsc::Receiver<Vec<u8>>) -> Vec<u8> {
+        rx.recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the reader did not get the expected bytes within 30 s")
+    }
+
+    const TWO: &[u8] = b"{\"n\":2}\n";
+    const THREE: &[u8] = b"{\"n\":3}\n";
+
+    #[test]
+    fn records_that_come_during_a_write_share_the_next_one_without_blocking() {
+        let (_dir, writer, mut reader) = fifo();
+        let (_, waker) = counting_waker();
+        let all = std::thread::scope(|scope| {
+            let first = start_blocked_write(scope, &writer, &mut reader);
+            // While that write is under way, two more records are taken at once and wait: the
+            // future does not block this thread.
+            let mut second = writer.append_async(TWO);
+            let mut third = writer.append_async(THREE);
+            assert!(poll(&mut second, &waker).is_pending());
+            assert!(poll(&mut third, &waker).is_pending());
+            assert_eq!(writes(&writer), 1);
+            let rest = drain(reader, big_line().len() - 1 + TWO.len() + THREE.len());
+            first.join().unwrap().expect("the big line is written");
+            // The first caller wrote only its own batch and handed the next one over.
+            assert_eq!(writes(&writer), 1);
+            assert!(matches!(poll(&mut second, &waker), Poll::Ready(Ok(()))));
+            assert!(matches!(poll(&mut third, &waker), Poll::Ready(Ok(()))));
+            // One write for both.
+            assert_eq!(writes(&writer), 2);
+            read(rest)
+        });
+        let mut expected = big_line()[1..].to_vec();
+        expected.extend_from_slice(TWO);
+        expected.extend_from_slice(THREE);
+        assert_eq!(all, expected);
+    }
+
+    #[test]
+    fn the_batch_goes_to_a_waiting_caller_which_writes_it_even_if_dropped_unpolled() {
+        let (_dir, writer, mut reader) = fifo();
+        let (count, waker) = counting_waker();
+        let all = std::thread::scope(|scope| {
+            let first = start_blocked_write(scope, &writer, &mut reader);
+            let mut second = writer.append_async(TWO);
+            assert!(poll(&mut second, &waker).is_pending());
+            let rest = drain(reader, big_line().len() - 1 + TWO.len());
+            first.join().unwrap().expect("the big line is written");
+            // Handed over: the waiting caller is woken, and nothing more was written.
+            assert_eq!(count.0.load(Ordering::SeqCst), 1);
+            assert_eq!(writes(&writer), 1);
+            // It goes away before it runs: it writes its batch as it goes.
+            drop(second);
+            assert_eq!(writes(&writer), 2);
+            read(rest)
+        });
+        assert!(all.ends_with(b"a\n{\"n\":2}\n"), "the record was lost");
+    }
+
+    #[test]
+    fn a_batch_whose_callers_all_left_is_written_by_the_writer_before_it() {
+        let (_dir, writer, mut reader) = fifo();
+        let (count, waker) = counting_waker();
+        let all = std::thread::scope(|scope| {
+            let first = start_blocked_write(scope, &writer, &mut reader);
+            let mut second = writer.append_async(TWO);
+            assert!(poll(&mut second, &waker).is_pending());
+            // Dropped while the write is under way: it cannot write, and its record stays.
+            drop(second);
+            assert_eq!(writes(&writer), 1);
+            let rest = drain(reader, big_line().len() - 1 + TWO.len());
+            first.join().unwrap().expect("the big line is written");
+            // Nobody to hand over to: the first caller wrote the orphaned batch too.
+            assert_eq!(writes(&writer), 2);
+            assert_eq!(count.0.load(Ordering::SeqCst), 0);
+            read(rest)
+        });
+        assert!(all.ends_with(b"a\n{\"n\":2}\n"), "the record was lost");
+    }
+
+    #[test]
+    fn a_failed_write_fails_its_whole_batch_and_the_next_starts_on_a_new_line() {
+        let (_dir, writer, mut reader) = fifo();
+        let path = writer.path().to_path_buf();
+        let (_, waker) = counting_waker();
+        std::thread::scope(|scope| {
+            let first = start_blocked_write(scope, &writer, &mut reader);
+            let mut second = writer.append_async(TWO);
+            let mut third = writer.append_async(THREE);
+            assert!(poll(&mut second, &waker).is_pending());
+            // The reader goes away: the write under way fails half done (EPIPE).
+            drop(reader);
+            let failed = first.join().unwrap().expect_err("no reader");
+            assert!(
+                failed.0.starts_with(&format!("{}: ", path.display())),
+                "{failed}"
+            );
+            // The next batch fails too, for each of its callers.
+            for pending in [&mut second, &mut third] {
+                match poll(pending, &waker) {
+                    Poll::Ready(Err(e)) => assert_eq!(e.0, failed.0),
+                    other => panic!("expected the write's error, got {other:?}"),
+                }
+            }
+            assert_eq!(writes(&writer), 2);
+        });
+        // A reader again (the FIFO opens at once, its writer being there). What the first reader
+        // left of the torn line is still in the pipe; the next record starts on a line of its
+        // own after it.
+        let reader = File::open(&path).expect("reopen the FIFO");
+        let rest = drain_until(reader, TWO);
+        writer.append_blocking(TWO).expect("written");
+        let again = read(rest);
+        assert!(again.ends_with(b"aaaa\n{\"n\":2}\n"), "torn line not ended");
+        // Only once: the file no longer ends inside a line.
+        let reader = File::open(&path).expect("reopen the FIFO");
+        let rest = drain_until(reader, THREE);
+        writer.append_blocking(THREE).expect("written");
+        let after = read(rest);
+        assert_eq!(after, THREE);
+    }
+
+    #[test]
+    fn concurrent_blocking_and_async_callers_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap();
+        let writer = Arc::new(GroupWriter::new(file, path.clone(), false));
+        const EACH: usize = 300;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        let threads: Vec<_> = (0..2)
+            .map(|t| {
+                let writer = Arc::clone(&writer);
+                std::thread::spawn(move || {
+                    for i in 0..EACH {
+                        let line = format!("{{\"t\":\"b{t}\",\"i\":{i}}}\n");
+                        writer.append_blocking(line.as_bytes()).unwrap();
+                    }
+                })
+            })
+            .collect();
+        runtime.block_on(async {
+            let tasks: Vec<_> = (0..16)
+                .map(|t| {
+                    let writer = Arc::clone(&writer);
+                    tokio::spawn(async move {
+                        for i in 0..EACH {
+                            let line = format!("{{\"t\":\"a{t}\",\"i\":{i}}}\n");
+                            writer.append_async(line.as_bytes()).await.unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await.unwrap();
+            }
+        });
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut seen = std::collections::HashSet::new();
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).expect("whole lines");
+            assert!(
+                seen.insert((v["t"].to_string(), v["i"].as_u64().unwrap())),
+                "twice: {line}"
+            );
+        }
+        assert_eq!(seen.len(), 18 * EACH);
+    }
+}
