@@ -17,13 +17,28 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 use super::AuditError;
 
-/// The outcome of one batch, set once, when its write is over.
-type Batch = OnceLock<Result<(), Arc<str>>>;
+/// One batch: its outcome, set once when its write is over, and its blocked callers.
+#[derive(Default)]
+struct Batch {
+    outcome: OnceLock<Result<(), Arc<str>>>,
+    /// Threads blocked in [`GroupWriter::append_blocking`] for this batch wait here (with the
+    /// state's lock): woken all at once when it is written, one of them when it is handed over.
+    done: Condvar,
+    /// How many wait on `done` (changed under the state's lock; no wake-up call when none).
+    blocked: AtomicUsize,
+}
+
+impl Batch {
+    fn blocked(&self) -> bool {
+        self.blocked.load(Ordering::Relaxed) > 0
+    }
+}
 
 /// The most capacity a reused line buffer keeps.
 const KEEP_BUFFER: usize = 1 << 20;
@@ -34,8 +49,6 @@ pub(super) struct GroupWriter {
     path: PathBuf,
     fsync: bool,
     state: Mutex<State>,
-    /// Threads blocked in [`GroupWriter::append_blocking`] wait here.
-    done: Condvar,
     /// Batches written (tests count the writes).
     #[cfg(test)]
     writes: std::sync::atomic::AtomicUsize,
@@ -58,8 +71,6 @@ struct State {
     /// How many times a waker list was taken to wake it: a task registered in the current
     /// round is still listed and need not add its waker again.
     round: u64,
-    /// Threads waiting on `done`.
-    blocked: usize,
 }
 
 impl std::fmt::Debug for GroupWriter {
@@ -87,9 +98,7 @@ impl GroupWriter {
                 wake_writing: Vec::new(),
                 wake_open: Vec::new(),
                 round: 0,
-                blocked: 0,
             }),
-            done: Condvar::new(),
             #[cfg(test)]
             writes: std::sync::atomic::AtomicUsize::new(0),
         }
@@ -114,12 +123,12 @@ impl GroupWriter {
                 drop(batch); // under the lock: see `Pending`'s `Drop`
                 return outcome;
             }
-            state.blocked += 1;
-            state = self
+            batch.blocked.fetch_add(1, Ordering::Relaxed);
+            state = batch
                 .done
                 .wait(state)
                 .unwrap_or_else(PoisonError::into_inner);
-            state.blocked -= 1;
+            batch.blocked.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -170,7 +179,7 @@ impl GroupWriter {
         batch: &Arc<Batch>,
     ) -> (MutexGuard<'a, State>, Option<Result<(), AuditError>>) {
         loop {
-            if let Some(outcome) = batch.get() {
+            if let Some(outcome) = batch.outcome.get() {
                 let outcome = outcome.clone().map_err(|why| AuditError(why.to_string()));
                 return (state, Some(outcome));
             }
@@ -204,20 +213,25 @@ impl GroupWriter {
             state.torn = torn;
             state.writing = false;
             // Set only here, by the one writer of this batch.
-            let _ = batch.set(outcome);
-            drop(batch);
+            let _ = batch.outcome.set(outcome);
             let mut wake = std::mem::take(&mut state.wake_writing);
-            // Lines came meanwhile and some of their callers wait: hand the batch over to them.
-            if !state.open.is_empty() && Arc::strong_count(&state.batch) > 1 {
+            // Lines came meanwhile and some of their callers wait: hand the batch over to them
+            // (every task, and one blocked thread: the first to run writes it).
+            let next = (!state.open.is_empty() && Arc::strong_count(&state.batch) > 1)
+                .then(|| Arc::clone(&state.batch));
+            if next.is_some() {
                 wake.append(&mut state.wake_open);
             }
             if !wake.is_empty() {
                 state.round += 1;
             }
-            let blocked = state.blocked > 0;
             drop(state);
-            if blocked {
-                self.done.notify_all();
+            if batch.blocked() {
+                batch.done.notify_all();
+            }
+            drop(batch);
+            if let Some(next) = next.filter(|n| n.blocked()) {
+                next.done.notify_one();
             }
             wake.into_iter().for_each(Waker::wake);
             state = self.lock();
@@ -502,6 +516,32 @@ mod tests {
             assert_eq!(writes(&writer), 1);
             // It goes away before it runs: it writes its batch as it goes.
             drop(second);
+            assert_eq!(writes(&writer), 2);
+            read(rest)
+        });
+        assert!(all.ends_with(b"a\n{\"n\":2}\n"), "the record was lost");
+    }
+
+    #[test]
+    fn a_blocked_caller_is_handed_its_batch_and_writes_it() {
+        let (_dir, writer, mut reader) = fifo();
+        let writer = Arc::new(writer);
+        let all = std::thread::scope(|scope| {
+            let first = start_blocked_write(scope, &writer, &mut reader);
+            // Not scoped: if it is never woken, the test fails instead of hanging.
+            let (tx, done) = std::sync::mpsc::channel();
+            let second = Arc::clone(&writer);
+            std::thread::spawn(move || tx.send(second.append_blocking(TWO)));
+            // Wait until that caller sleeps on its (open) batch.
+            while !writer.lock().batch.blocked() {
+                std::thread::yield_now();
+            }
+            let rest = drain(reader, big_line().len() - 1 + TWO.len());
+            first.join().unwrap().expect("the big line is written");
+            let second = done.recv_timeout(std::time::Duration::from_secs(30));
+            second
+                .expect("the blocked caller was not handed its batch")
+                .expect("written");
             assert_eq!(writes(&writer), 2);
             read(rest)
         });
