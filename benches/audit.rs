@@ -21,7 +21,8 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use mcp_secure::audit::{
-    AuditEvent, AuditLog, AuditLogConfig, AuditSink, Durability, JsonLinesSink, verify_log,
+    AuditEvent, AuditLog, AuditLogConfig, AuditQuery, AuditSink, Durability, JsonLinesSink,
+    SqliteSink, verify_log,
 };
 use serde_json::json;
 
@@ -152,6 +153,15 @@ fn tasks_unchained(path: &Path, fsync: bool, records: usize) -> Outcome {
         .with_fsync(fsync);
     let out = drive_tasks(Arc::new(sink), false, records);
     check_lines(path, out.records);
+    out
+}
+
+/// The same, into `SqliteSink` (WAL, `synchronous = FULL`: durable like fsync mode).
+fn tasks_sqlite(path: &Path, records: usize) -> Outcome {
+    let sink = Arc::new(SqliteSink::open(path).expect("audit database"));
+    let out = drive_tasks(Arc::clone(&sink) as Arc<dyn AuditSink>, false, records);
+    let stored = sink.query(&AuditQuery::new()).expect("query").len();
+    assert_eq!(stored, out.records, "records lost or duplicated");
     out
 }
 
@@ -315,6 +325,8 @@ fn main() {
                 task_records,
             )
         });
+        let sqlite_awaited =
+            (fsync && case("tasks")).then(|| tasks_sqlite(&file("tasks-sqlite.db"), task_records));
         let rows = [
             (
                 if fsync {
@@ -344,6 +356,11 @@ fn main() {
             (
                 "JsonLinesSink, 256 tasks / 2 threads, record_async",
                 &plain_awaited,
+                None,
+            ),
+            (
+                "SqliteSink, 256 tasks / 2 threads, record_async",
+                &sqlite_awaited,
                 None,
             ),
         ];

@@ -1,34 +1,48 @@
-//! Group commit for [`JsonLinesSink`](super::JsonLinesSink): the records of concurrent calls
-//! share one `write` (and one `fsync`), with no thread of its own.
+//! Group commit without a thread of its own, for [`JsonLinesSink`](super::JsonLinesSink) and
+//! `SqliteSink`: the records of concurrent calls share one store (one `write` and one `fsync`,
+//! or one SQLite transaction).
 //!
-//! A record's line is appended to the *open batch*. If no write is under way, its caller writes
-//! that batch at once: a call alone pays one `write`, as it did before batching. Otherwise the
-//! caller waits (an async caller's task leaves its thread free; a blocking caller sleeps) while
-//! the write under way finishes. That writer then hands the open batch over by waking its
-//! callers, and the first of them to run writes it whole. So every batch is written by one of
-//! its own callers, a caller never writes more than its own batch, and no call waits behind
-//! more than one write of others.
+//! A record is appended to the *open batch*. If no store is under way, its caller stores that
+//! batch at once: a call alone pays one store, as it did before batching. Otherwise the caller
+//! waits (an async caller's task leaves its thread free; a blocking caller sleeps) while the
+//! store under way finishes. That caller then hands the open batch over by waking its callers,
+//! and the first of them to run stores it whole. So every batch is stored by one of its own
+//! callers, a caller never stores more than its own batch, and no call waits behind more than
+//! one store of others.
 //!
-//! Nothing is left unwritten when a caller goes away: a waiting future dropped before its batch
-//! is written writes the batch itself if no write is under way, and a writer that finds the
-//! open batch with no caller still waiting writes it too instead of handing it over.
+//! Nothing is left unstored when a caller goes away: a waiting future dropped before its batch
+//! is stored stores the batch itself if no store is under way, and a caller that finds the open
+//! batch with no caller still waiting stores it too instead of handing it over.
 
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 use super::AuditError;
 
-/// One batch: its outcome, set once when its write is over, and its blocked callers.
+/// Where a [`GroupWriter`] stores its batches.
+pub(super) trait BatchStore: Send + Sync + 'static {
+    /// The records of one batch.
+    type Batch: Default + Send;
+    /// Stores a whole batch, or none of it as far as it can tell. Called by one caller at a
+    /// time. The batch is emptied afterwards by [`BatchStore::reuse`].
+    fn store(&self, batch: &Self::Batch) -> Result<(), Arc<str>>;
+    /// Empties a stored batch, to be filled again (keeping a sensible capacity).
+    fn reuse(batch: &mut Self::Batch);
+    /// Whether a batch has no record.
+    fn is_empty(batch: &Self::Batch) -> bool;
+}
+
+/// One batch: its outcome, set once when it is stored, and its blocked callers.
 #[derive(Default)]
 struct Batch {
     outcome: OnceLock<Result<(), Arc<str>>>,
     /// Threads blocked in [`GroupWriter::append_blocking`] for this batch wait here (with the
-    /// state's lock): woken all at once when it is written, one of them when it is handed over.
+    /// state's lock): woken all at once when it is stored, one of them when it is handed over.
     done: Condvar,
     /// How many wait on `done` (changed under the state's lock; no wake-up call when none).
     blocked: AtomicUsize,
@@ -40,32 +54,28 @@ impl Batch {
     }
 }
 
-/// The most capacity a reused line buffer keeps.
-const KEEP_BUFFER: usize = 1 << 20;
-
-/// An append-only file written in batches (see the module docs).
-pub(super) struct GroupWriter {
-    file: File,
-    path: PathBuf,
-    fsync: bool,
-    state: Mutex<State>,
-    /// Batches written (tests count the writes).
+/// Batches of records in front of a [`BatchStore`] (see the module docs).
+pub(super) struct GroupWriter<S: BatchStore> {
+    store: S,
+    state: Mutex<State<S::Batch>>,
+    /// Batches stored (tests count the stores).
     #[cfg(test)]
-    writes: std::sync::atomic::AtomicUsize,
+    writes: AtomicUsize,
 }
 
-struct State {
-    /// The lines of the open batch, one after the other.
-    open: Vec<u8>,
-    /// The buffer of the last batch written, emptied, to become the next open one.
-    spare: Vec<u8>,
+/// The state's lock, held.
+type Guard<'a, S> = MutexGuard<'a, State<<S as BatchStore>::Batch>>;
+
+struct State<B> {
+    /// The records of the open batch.
+    open: B,
+    /// The last batch stored, emptied, to become the next open one.
+    spare: B,
     /// The open batch: each of its callers still waiting holds a clone.
     batch: Arc<Batch>,
-    /// A write is under way (with the lock released).
+    /// A store is under way (with the lock released).
     writing: bool,
-    /// The last write stopped inside a line: the next one starts with a newline.
-    torn: bool,
-    /// Tasks waiting for the batch being written, and for the open batch.
+    /// Tasks waiting for the batch being stored, and for the open batch.
     wake_writing: Vec<Waker>,
     wake_open: Vec<Waker>,
     /// How many times a waker list was taken to wake it: a task registered in the current
@@ -73,49 +83,59 @@ struct State {
     round: u64,
 }
 
-impl std::fmt::Debug for GroupWriter {
+impl<S: BatchStore + std::fmt::Debug> std::fmt::Debug for GroupWriter<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GroupWriter")
-            .field("path", &self.path)
-            .field("fsync", &self.fsync)
+            .field("store", &self.store)
             .finish_non_exhaustive()
     }
 }
 
-impl GroupWriter {
-    /// Writes to `file` (opened for appending), named `path` in error messages.
-    pub(super) fn new(file: File, path: PathBuf, fsync: bool) -> Self {
+impl<S: BatchStore> GroupWriter<S> {
+    pub(super) fn new(store: S) -> Self {
         GroupWriter {
-            file,
-            path,
-            fsync,
+            store,
             state: Mutex::new(State {
-                open: Vec::new(),
-                spare: Vec::new(),
+                open: S::Batch::default(),
+                spare: S::Batch::default(),
                 batch: Arc::default(),
                 writing: false,
-                torn: false,
                 wake_writing: Vec::new(),
                 wake_open: Vec::new(),
                 round: 0,
             }),
             #[cfg(test)]
-            writes: std::sync::atomic::AtomicUsize::new(0),
+            writes: AtomicUsize::new(0),
         }
     }
 
-    pub(super) fn path(&self) -> &Path {
-        &self.path
+    /// How many batches were stored.
+    #[cfg(test)]
+    pub(super) fn stores(&self) -> usize {
+        self.writes.load(Ordering::SeqCst)
     }
 
-    pub(super) fn set_fsync(&mut self, fsync: bool) {
-        self.fsync = fsync;
+    /// Whether a store is under way.
+    #[cfg(test)]
+    pub(super) fn storing(&self) -> bool {
+        self.lock().writing
     }
 
-    /// Appends `line` (ending with its newline) and returns once its batch is written,
-    /// blocking the thread while another caller's write is under way.
-    pub(super) fn append_blocking(&self, line: &[u8]) -> Result<(), AuditError> {
-        let (mut state, batch) = self.append(line);
+    pub(super) fn store(&self) -> &S {
+        &self.store
+    }
+
+    pub(super) fn store_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
+
+    /// Adds a record (`add` puts it in the open batch) and returns once its batch is stored,
+    /// blocking the thread while another caller's store is under way.
+    pub(super) fn append_blocking(
+        &self,
+        add: impl FnOnce(&mut S::Batch),
+    ) -> Result<(), AuditError> {
+        let (mut state, batch) = self.append(add);
         loop {
             let outcome;
             (state, outcome) = self.advance(state, &batch);
@@ -132,52 +152,46 @@ impl GroupWriter {
         }
     }
 
-    /// Appends `line` (ending with its newline) at once; the future resolves once its batch is
-    /// written. It is written even if the future is dropped.
-    pub(super) fn append_async(&self, line: &[u8]) -> Pending<'_> {
-        let (state, batch) = self.append(line);
+    /// Adds a record (`add` puts it in the open batch) at once; the future resolves once its
+    /// batch is stored. It is stored even if the future is dropped.
+    pub(super) fn append_async(&self, add: impl FnOnce(&mut S::Batch)) -> Pending<'_, S> {
+        let (state, batch) = self.append(add);
         let (state, outcome) = self.advance(state, &batch);
-        let waiting = match outcome {
+        let (batch, ready) = match outcome {
             Some(outcome) => {
-                drop(batch);
-                drop(state);
-                return Pending {
-                    writer: self,
-                    batch: None,
-                    ready: Some(outcome),
-                    registered: None,
-                };
+                drop(batch); // under the lock: see `Pending`'s `Drop`
+                (None, Some(outcome))
             }
-            None => Some(batch),
+            None => (Some(batch), None),
         };
         drop(state);
         Pending {
             writer: self,
-            batch: waiting,
-            ready: None,
+            batch,
+            ready,
             registered: None,
         }
     }
 
-    fn append(&self, line: &[u8]) -> (MutexGuard<'_, State>, Arc<Batch>) {
+    fn append(&self, add: impl FnOnce(&mut S::Batch)) -> (Guard<'_, S>, Arc<Batch>) {
         let mut state = self.lock();
-        state.open.extend_from_slice(line);
+        add(&mut state.open);
         let batch = Arc::clone(&state.batch);
         (state, batch)
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> Guard<'_, S> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// `batch`'s outcome if it is known. Otherwise, if no write is under way, `batch` is the open
-    /// one (batches are written one at a time, in order): it is written now, by this caller.
-    /// `None` while another caller's write is under way.
+    /// `batch`'s outcome if it is known. Otherwise, if no store is under way, `batch` is the
+    /// open one (batches are stored one at a time, in order): it is stored now, by this caller.
+    /// `None` while another caller's store is under way.
     fn advance<'a>(
         &'a self,
-        mut state: MutexGuard<'a, State>,
+        mut state: Guard<'a, S>,
         batch: &Arc<Batch>,
-    ) -> (MutexGuard<'a, State>, Option<Result<(), AuditError>>) {
+    ) -> (Guard<'a, S>, Option<Result<(), AuditError>>) {
         loop {
             if let Some(outcome) = batch.outcome.get() {
                 let outcome = outcome.clone().map_err(|why| AuditError(why.to_string()));
@@ -187,37 +201,36 @@ impl GroupWriter {
                 return (state, None);
             }
             debug_assert!(Arc::ptr_eq(batch, &state.batch));
-            state = self.write_open(state);
+            state = self.store_open(state);
         }
     }
 
-    /// Writes the open batch with the lock released, publishes its outcome and wakes its
-    /// callers. If more lines came meanwhile, wakes their callers to write them (or writes them
-    /// too, when none of those callers is still waiting).
-    fn write_open<'a>(&'a self, mut state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+    /// Stores the open batch with the lock released, publishes its outcome and wakes its
+    /// callers. If more records came meanwhile, wakes their callers to store them (or stores
+    /// them too, when none of those callers is still waiting).
+    fn store_open<'a>(&'a self, mut state: Guard<'a, S>) -> Guard<'a, S> {
         loop {
             state.writing = true;
             let spare = std::mem::take(&mut state.spare);
-            let mut lines = std::mem::replace(&mut state.open, spare);
+            let mut records = std::mem::replace(&mut state.open, spare);
             let batch = std::mem::take(&mut state.batch);
             state.wake_writing = std::mem::take(&mut state.wake_open);
-            let torn = state.torn;
             drop(state);
 
-            let (outcome, torn) = self.write(&lines, torn);
-            lines.clear();
-            lines.shrink_to(KEEP_BUFFER);
+            #[cfg(test)]
+            self.writes.fetch_add(1, Ordering::SeqCst);
+            let outcome = self.store.store(&records);
+            S::reuse(&mut records);
 
             state = self.lock();
-            state.spare = lines;
-            state.torn = torn;
+            state.spare = records;
             state.writing = false;
-            // Set only here, by the one writer of this batch.
+            // Set only here, by the one caller storing this batch.
             let _ = batch.outcome.set(outcome);
             let mut wake = std::mem::take(&mut state.wake_writing);
-            // Lines came meanwhile and some of their callers wait: hand the batch over to them
-            // (every task, and one blocked thread: the first to run writes it).
-            let next = (!state.open.is_empty() && Arc::strong_count(&state.batch) > 1)
+            // Records came meanwhile and some of their callers wait: hand the batch over to
+            // them (every task, and one blocked thread: the first to run stores it).
+            let next = (!S::is_empty(&state.open) && Arc::strong_count(&state.batch) > 1)
                 .then(|| Arc::clone(&state.batch));
             if next.is_some() {
                 wake.append(&mut state.wake_open);
@@ -235,10 +248,10 @@ impl GroupWriter {
             }
             wake.into_iter().for_each(Waker::wake);
             state = self.lock();
-            // Lines whose callers are all gone (only the state holds their batch), and nobody
-            // writing: this caller writes them.
+            // Records whose callers are all gone (only the state holds their batch), and
+            // nobody storing: this caller stores them.
             let orphaned =
-                !state.writing && !state.open.is_empty() && Arc::strong_count(&state.batch) == 1;
+                !state.writing && !S::is_empty(&state.open) && Arc::strong_count(&state.batch) == 1;
             if !orphaned {
                 return state;
             }
@@ -246,13 +259,43 @@ impl GroupWriter {
             state.wake_open.clear();
         }
     }
+}
 
-    /// One `write` of `lines` (more only if the kernel takes part of them), then `fsync` if
-    /// asked. Returns the outcome and whether the file now ends inside a line.
+/// The most capacity a reused line buffer keeps.
+const KEEP_BUFFER: usize = 1 << 20;
+
+/// An append-only file, one `write` of whole lines per batch (more only if the kernel takes
+/// part of them), then `fsync` if asked.
+#[derive(Debug)]
+pub(super) struct LinesFile {
+    file: File,
+    path: PathBuf,
+    fsync: bool,
+    /// The last write stopped inside a line: the next one starts with a newline.
+    torn: AtomicBool,
+}
+
+impl LinesFile {
+    /// Writes to `file` (opened for appending), named `path` in error messages.
+    pub(super) fn new(file: File, path: PathBuf, fsync: bool) -> Self {
+        LinesFile {
+            file,
+            path,
+            fsync,
+            torn: AtomicBool::new(false),
+        }
+    }
+
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(super) fn set_fsync(&mut self, fsync: bool) {
+        self.fsync = fsync;
+    }
+
+    /// Writes `lines`; returns the outcome and whether the file now ends inside a line.
     fn write(&self, lines: &[u8], torn: bool) -> (Result<(), Arc<str>>, bool) {
-        #[cfg(test)]
-        self.writes
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let fail =
             |e: std::io::Error| -> Arc<str> { format!("{}: {e}", self.path.display()).into() };
         let mut file = &self.file;
@@ -284,15 +327,48 @@ impl GroupWriter {
     }
 }
 
+impl BatchStore for LinesFile {
+    /// The lines, one after the other, each with its newline.
+    type Batch = Vec<u8>;
+
+    fn store(&self, lines: &Vec<u8>) -> Result<(), Arc<str>> {
+        // One caller stores at a time: the flag is only read and set by it.
+        let (outcome, torn) = self.write(lines, self.torn.load(Ordering::Relaxed));
+        self.torn.store(torn, Ordering::Relaxed);
+        outcome
+    }
+
+    fn reuse(lines: &mut Vec<u8>) {
+        lines.clear();
+        lines.shrink_to(KEEP_BUFFER);
+    }
+
+    fn is_empty(lines: &Vec<u8>) -> bool {
+        lines.is_empty()
+    }
+}
+
+impl GroupWriter<LinesFile> {
+    /// Appends `line` (ending with its newline): [`GroupWriter::append_blocking`].
+    pub(super) fn write_line_blocking(&self, line: &[u8]) -> Result<(), AuditError> {
+        self.append_blocking(|lines| lines.extend_from_slice(line))
+    }
+
+    /// Appends `line` (ending with its newline): [`GroupWriter::append_async`].
+    pub(super) fn write_line(&self, line: &[u8]) -> Pending<'_, LinesFile> {
+        self.append_async(|lines| lines.extend_from_slice(line))
+    }
+}
+
 /// Whether a write that stopped after `written` bytes of `lines` left a line unfinished.
 fn ends_inside_a_line(lines: &[u8], written: usize) -> bool {
     written > 0 && lines.get(written - 1) != Some(&b'\n')
 }
 
 /// The future of [`GroupWriter::append_async`].
-#[must_use = "a record is not known to be written until this future resolves"]
-pub(super) struct Pending<'a> {
-    writer: &'a GroupWriter,
+#[must_use = "a record is not known to be stored until this future resolves"]
+pub(super) struct Pending<'a, S: BatchStore> {
+    writer: &'a GroupWriter<S>,
     /// The batch waited for, until its outcome is taken.
     batch: Option<Arc<Batch>>,
     /// The outcome, when it was known at once.
@@ -301,7 +377,7 @@ pub(super) struct Pending<'a> {
     registered: Option<(u64, Waker)>,
 }
 
-impl Future for Pending<'_> {
+impl<S: BatchStore> Future for Pending<'_, S> {
     type Output = Result<(), AuditError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -337,11 +413,11 @@ impl Future for Pending<'_> {
     }
 }
 
-impl Drop for Pending<'_> {
+impl<S: BatchStore> Drop for Pending<'_, S> {
     /// A caller that stops waiting does not take its record back. If its batch is still open
-    /// and nobody is writing, it writes it now; if a write is under way, the writer sees (the
-    /// batch's count of holders, changed here under the lock) that the open batch has lost
-    /// this caller, and writes it itself when no other caller waits.
+    /// and nobody is storing, it stores it now; if a store is under way, the caller storing
+    /// sees (the batch's count of holders, changed here under the lock) that the open batch has
+    /// lost this caller, and stores it itself when no other caller waits.
     fn drop(&mut self) {
         let Some(batch) = self.batch.take() else {
             return;
@@ -369,8 +445,8 @@ mod tests {
         assert!(!ends_inside_a_line(lines, lines.len()));
     }
 
-    fn writes(w: &GroupWriter) -> usize {
-        w.writes.load(Ordering::SeqCst)
+    fn writes(w: &GroupWriter<LinesFile>) -> usize {
+        w.stores()
     }
 
     /// Counts its wake-ups.
@@ -383,7 +459,7 @@ mod tests {
         }
     }
 
-    fn poll(pending: &mut Pending<'_>, waker: &Waker) -> Poll<Result<(), AuditError>> {
+    fn poll(pending: &mut Pending<'_, LinesFile>, waker: &Waker) -> Poll<Result<(), AuditError>> {
         Pin::new(pending).poll(&mut Context::from_waker(waker))
     }
 
@@ -401,7 +477,7 @@ mod tests {
     }
 
     /// A FIFO (in its own folder, removed on drop), its writer (a `GroupWriter`) and its reader.
-    fn fifo() -> (tempfile::TempDir, GroupWriter, File) {
+    fn fifo() -> (tempfile::TempDir, GroupWriter<LinesFile>, File) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.fifo");
         let made = std::process::Command::new("mkfifo").arg(&path).status();
@@ -415,7 +491,11 @@ mod tests {
             .open(&path)
             .expect("open the FIFO to write");
         let reader = reader.join().expect("reader opened");
-        (dir, GroupWriter::new(file, path, false), reader)
+        (
+            dir,
+            GroupWriter::new(LinesFile::new(file, path, false)),
+            reader,
+        )
     }
 
     /// Starts a blocking append of a big line on its own thread and returns once that write is
@@ -423,15 +503,16 @@ mod tests {
     /// is not read yet).
     fn start_blocked_write<'s>(
         scope: &'s std::thread::Scope<'s, '_>,
-        writer: &'s GroupWriter,
+        writer: &'s GroupWriter<LinesFile>,
         reader: &mut File,
     ) -> std::thread::ScopedJoinHandle<'s, Result<(), AuditError>> {
-        let first = scope.spawn(|| writer.append_blocking(&big_line()));
+        let first = scope.spawn(|| writer.write_line_blocking(&big_line()));
         let mut byte = [0u8; 1];
         reader
             .read_exact(&mut byte)
             .expect("the first write started");
         assert_eq!(byte[0], b'a');
+        assert!(writer.storing());
         first
     }
 
@@ -480,8 +561,8 @@ mod tests {
             let first = start_blocked_write(scope, &writer, &mut reader);
             // While that write is under way, two more records are taken at once and wait: the
             // future does not block this thread.
-            let mut second = writer.append_async(TWO);
-            let mut third = writer.append_async(THREE);
+            let mut second = writer.write_line(TWO);
+            let mut third = writer.write_line(THREE);
             assert!(poll(&mut second, &waker).is_pending());
             assert!(poll(&mut third, &waker).is_pending());
             assert_eq!(writes(&writer), 1);
@@ -507,7 +588,7 @@ mod tests {
         let (count, waker) = counting_waker();
         let all = std::thread::scope(|scope| {
             let first = start_blocked_write(scope, &writer, &mut reader);
-            let mut second = writer.append_async(TWO);
+            let mut second = writer.write_line(TWO);
             assert!(poll(&mut second, &waker).is_pending());
             let rest = drain(reader, big_line().len() - 1 + TWO.len());
             first.join().unwrap().expect("the big line is written");
@@ -531,7 +612,7 @@ mod tests {
             // Not scoped: if it is never woken, the test fails instead of hanging.
             let (tx, done) = std::sync::mpsc::channel();
             let second = Arc::clone(&writer);
-            std::thread::spawn(move || tx.send(second.append_blocking(TWO)));
+            std::thread::spawn(move || tx.send(second.write_line_blocking(TWO)));
             // Wait until that caller sleeps on its (open) batch.
             while !writer.lock().batch.blocked() {
                 std::thread::yield_now();
@@ -554,7 +635,7 @@ mod tests {
         let (count, waker) = counting_waker();
         let all = std::thread::scope(|scope| {
             let first = start_blocked_write(scope, &writer, &mut reader);
-            let mut second = writer.append_async(TWO);
+            let mut second = writer.write_line(TWO);
             assert!(poll(&mut second, &waker).is_pending());
             // Dropped while the write is under way: it cannot write, and its record stays.
             drop(second);
@@ -572,12 +653,12 @@ mod tests {
     #[test]
     fn a_failed_write_fails_its_whole_batch_and_the_next_starts_on_a_new_line() {
         let (_dir, writer, mut reader) = fifo();
-        let path = writer.path().to_path_buf();
+        let path = writer.store().path().to_path_buf();
         let (_, waker) = counting_waker();
         std::thread::scope(|scope| {
             let first = start_blocked_write(scope, &writer, &mut reader);
-            let mut second = writer.append_async(TWO);
-            let mut third = writer.append_async(THREE);
+            let mut second = writer.write_line(TWO);
+            let mut third = writer.write_line(THREE);
             assert!(poll(&mut second, &waker).is_pending());
             // The reader goes away: the write under way fails half done (EPIPE).
             drop(reader);
@@ -600,13 +681,13 @@ mod tests {
         // own after it.
         let reader = File::open(&path).expect("reopen the FIFO");
         let rest = drain_until(reader, TWO);
-        writer.append_blocking(TWO).expect("written");
+        writer.write_line_blocking(TWO).expect("written");
         let again = read(rest);
         assert!(again.ends_with(b"aaaa\n{\"n\":2}\n"), "torn line not ended");
         // Only once: the file no longer ends inside a line.
         let reader = File::open(&path).expect("reopen the FIFO");
         let rest = drain_until(reader, THREE);
-        writer.append_blocking(THREE).expect("written");
+        writer.write_line_blocking(THREE).expect("written");
         let after = read(rest);
         assert_eq!(after, THREE);
     }
@@ -620,7 +701,7 @@ mod tests {
             .append(true)
             .open(&path)
             .unwrap();
-        let writer = Arc::new(GroupWriter::new(file, path.clone(), false));
+        let writer = Arc::new(GroupWriter::new(LinesFile::new(file, path.clone(), false)));
         const EACH: usize = 300;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -632,7 +713,7 @@ mod tests {
                 std::thread::spawn(move || {
                     for i in 0..EACH {
                         let line = format!("{{\"t\":\"b{t}\",\"i\":{i}}}\n");
-                        writer.append_blocking(line.as_bytes()).unwrap();
+                        writer.write_line_blocking(line.as_bytes()).unwrap();
                     }
                 })
             })
@@ -644,7 +725,7 @@ mod tests {
                     tokio::spawn(async move {
                         for i in 0..EACH {
                             let line = format!("{{\"t\":\"a{t}\",\"i\":{i}}}\n");
-                            writer.append_async(line.as_bytes()).await.unwrap();
+                            writer.write_line(line.as_bytes()).await.unwrap();
                         }
                     })
                 })

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use futures::future::BoxFuture;
 
 use super::event::JsonForm;
-use super::group::GroupWriter;
+use super::group::{GroupWriter, LinesFile};
 use super::log::with_scratch;
 use super::{AuditEvent, AuditEventRef};
 
@@ -74,7 +74,7 @@ impl AuditSink for TracingSink {
 /// interleave.
 #[derive(Debug)]
 pub struct JsonLinesSink {
-    writer: GroupWriter,
+    writer: GroupWriter<LinesFile>,
 }
 
 impl JsonLinesSink {
@@ -90,20 +90,20 @@ impl JsonLinesSink {
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         let file = options.open(&path)?;
         Ok(JsonLinesSink {
-            writer: GroupWriter::new(file, path, false),
+            writer: GroupWriter::new(LinesFile::new(file, path, false)),
         })
     }
 
     /// Calls `fsync` after every write (durable across power loss, slower; concurrent records
     /// share one).
     pub fn with_fsync(mut self, fsync: bool) -> Self {
-        self.writer.set_fsync(fsync);
+        self.writer.store_mut().set_fsync(fsync);
         self
     }
 
     /// The file's path.
     pub fn path(&self) -> &Path {
-        self.writer.path()
+        self.writer.store().path()
     }
 }
 
@@ -123,7 +123,7 @@ impl AuditSink for JsonLinesSink {
     fn record(&self, event: &AuditEvent) -> Result<(), AuditError> {
         with_line(
             |line| event.write_json(line, JsonForm::Whole),
-            |line| self.writer.append_blocking(line),
+            |line| self.writer.write_line_blocking(line),
         )
     }
 
@@ -135,7 +135,7 @@ impl AuditSink for JsonLinesSink {
     ) -> BoxFuture<'a, Result<(), AuditError>> {
         match with_line(
             |line| record.write_json(line),
-            |line| Ok(self.writer.append_async(line)),
+            |line| Ok(self.writer.write_line(line)),
         ) {
             Ok(pending) => Box::pin(pending),
             Err(e) => Box::pin(std::future::ready(Err(e))),

@@ -1,20 +1,114 @@
 //! An SQLite audit sink: every record in a real, indexed, queryable table.
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use futures::future::BoxFuture;
 use rusqlite::{Connection, OpenFlags, params_from_iter, types::Value as SqlValue};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use super::group::{BatchStore, GroupWriter};
 use super::{AuditError, AuditEvent, AuditEventRef, AuditSink, Phase};
 
 /// Stores records in an SQLite table `audit_events` (WAL, `synchronous = FULL`), indexed by
 /// user, tool, outcome and time. Query it with [`SqliteSink::query`], or with any SQLite tool.
+///
+/// **Group commit.** The records of concurrent calls share one transaction (one sync of the
+/// WAL), as with [`JsonLinesSink`](super::JsonLinesSink): a record that arrives while another
+/// caller's transaction is under way joins the next batch, which one of its own callers
+/// commits as soon as that one is over; async callers wait without blocking their thread. A
+/// batch that cannot be committed is rolled back whole and each of its callers gets the error.
 #[derive(Debug)]
 pub struct SqliteSink {
+    writer: GroupWriter<Database>,
+}
+
+/// The connection, shared by the batches' transactions and the queries.
+#[derive(Debug)]
+struct Database {
     conn: Mutex<Connection>,
+}
+
+impl Database {
+    fn new(conn: Connection) -> Self {
+        Database {
+            conn: Mutex::new(conn),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One row of `audit_events`, owned until its batch is committed.
+struct Row {
+    id: String,
+    ts: String,
+    ts_ms: i64,
+    phase: &'static str,
+    tool: String,
+    user: Option<String>,
+    outcome: String,
+    success: bool,
+    seq: Option<i64>,
+    record: String,
+}
+
+impl Row {
+    /// The row of a record (`seq` 0: not from a chained log) with its JSON text.
+    fn of(event: AuditEventRef<'_>, seq: u64, record: String) -> Self {
+        Row {
+            id: event.id.to_owned(),
+            ts: event.ts.to_owned(),
+            ts_ms: OffsetDateTime::parse(event.ts, &Rfc3339).map_or(0, unix_ms),
+            phase: phase_str(event.phase),
+            tool: event.tool.to_owned(),
+            user: event.user.map(str::to_owned),
+            outcome: event.outcome.to_owned(),
+            success: event.success,
+            seq: (seq > 0).then(|| i64::try_from(seq).unwrap_or(i64::MAX)),
+            record,
+        }
+    }
+}
+
+impl BatchStore for Database {
+    type Batch = Vec<Row>;
+
+    /// One transaction for the whole batch: all of it is stored, or none.
+    fn store(&self, rows: &Vec<Row>) -> Result<(), Arc<str>> {
+        let mut conn = self.lock();
+        let committed = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .and_then(|tx| {
+                {
+                    let mut insert = tx.prepare_cached(
+                        "INSERT INTO audit_events
+                         (id, ts, ts_ms, phase, tool, user, outcome, success, seq, record)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    )?;
+                    for r in rows {
+                        insert.execute(rusqlite::params![
+                            r.id, r.ts, r.ts_ms, r.phase, r.tool, r.user, r.outcome, r.success,
+                            r.seq, r.record,
+                        ])?;
+                    }
+                }
+                tx.commit()
+            });
+        committed.map_err(|e| sql_err(e).0.into())
+    }
+
+    fn reuse(rows: &mut Vec<Row>) {
+        rows.clear();
+        rows.shrink_to(4096);
+    }
+
+    fn is_empty(rows: &Vec<Row>) -> bool {
+        rows.is_empty()
+    }
 }
 
 const SCHEMA: &str = "
@@ -55,7 +149,7 @@ impl SqliteSink {
         let conn = Connection::open(path).map_err(sql_err)?;
         conn.execute_batch(SCHEMA).map_err(sql_err)?;
         Ok(SqliteSink {
-            conn: Mutex::new(conn),
+            writer: GroupWriter::new(Database::new(conn)),
         })
     }
 
@@ -67,7 +161,7 @@ impl SqliteSink {
         )
         .map_err(sql_err)?;
         Ok(SqliteSink {
-            conn: Mutex::new(conn),
+            writer: GroupWriter::new(Database::new(conn)),
         })
     }
 
@@ -99,7 +193,7 @@ impl SqliteSink {
         }
         sql.push_str(" ORDER BY ts_ms, row LIMIT ?");
         args.push(SqlValue::Integer(query.limit.map_or(-1, i64::from)));
-        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let conn = self.writer.store().lock();
         let mut stmt = conn.prepare_cached(&sql).map_err(sql_err)?;
         let rows = stmt
             .query_map(params_from_iter(args), |r| r.get::<_, String>(0))
@@ -118,46 +212,23 @@ impl SqliteSink {
 
 impl AuditSink for SqliteSink {
     fn record(&self, event: &AuditEvent) -> Result<(), AuditError> {
-        self.insert(event.borrowed(), event.seq, event.to_json()?)
+        let row = Row::of(event.borrowed(), event.seq, event.to_json()?);
+        self.writer.append_blocking(|rows| rows.push(row))
     }
 
-    /// Inserts straight from the borrowed record (no owned copy).
+    /// Adds the row at once, straight from the borrowed record (no owned copy of it); the
+    /// future resolves when its batch is committed, without blocking the thread meanwhile.
     fn record_async<'a>(
         &'a self,
         record: AuditEventRef<'_>,
     ) -> BoxFuture<'a, Result<(), AuditError>> {
-        let inserted = record
-            .to_json()
-            .and_then(|json| self.insert(record, 0, json));
-        Box::pin(std::future::ready(inserted))
-    }
-}
-
-impl SqliteSink {
-    /// Inserts one record (`seq` 0: not from a chained log) with its JSON text.
-    fn insert(&self, event: AuditEventRef<'_>, seq: u64, json: String) -> Result<(), AuditError> {
-        let ts_ms = OffsetDateTime::parse(event.ts, &Rfc3339).map_or(0, unix_ms);
-        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        conn.prepare_cached(
-            "INSERT INTO audit_events (id, ts, ts_ms, phase, tool, user, outcome, success, seq, record)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        )
-        .and_then(|mut stmt| {
-            stmt.execute(rusqlite::params![
-                event.id,
-                event.ts,
-                ts_ms,
-                phase_str(event.phase),
-                event.tool,
-                event.user,
-                event.outcome,
-                event.success,
-                (seq > 0).then(|| i64::try_from(seq).unwrap_or(i64::MAX)),
-                json,
-            ])
-        })
-        .map(drop)
-        .map_err(sql_err)
+        match record.to_json() {
+            Ok(json) => {
+                let row = Row::of(record, 0, json);
+                Box::pin(self.writer.append_async(|rows| rows.push(row)))
+            }
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
     }
 }
 
@@ -246,6 +317,72 @@ mod tests {
         e.outcome = outcome.into();
         e.ts = ts.into();
         e
+    }
+
+    /// Records that arrive while a transaction is under way share the next one; a batch that
+    /// cannot be committed is rolled back whole and each of its callers gets the error.
+    #[test]
+    fn concurrent_records_share_one_transaction_all_or_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = SqliteSink::open(dir.path().join("audit.db")).unwrap();
+        let ts = "2026-01-01T10:00:00Z";
+        let events: Vec<_> = ["held", "a", "bad", "b", "c", "d"]
+            .iter()
+            .map(|tool| event(tool, "alice", tool, "ok", ts))
+            .collect();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        // Holding the connection holds up the first record's transaction.
+        let held = sink.writer.store().lock();
+        held.execute_batch(
+            "CREATE TRIGGER refuse BEFORE INSERT ON audit_events WHEN NEW.tool = 'bad'
+             BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END;",
+        )
+        .unwrap();
+        std::thread::scope(|scope| {
+            let first = scope.spawn(|| sink.record(&events[0]));
+            while !sink.writer.storing() {
+                std::thread::yield_now();
+            }
+            // Three records, one of them refused by the database: one batch.
+            let mut doomed: Vec<_> = events[1..4]
+                .iter()
+                .map(|e| sink.record_async(e.borrowed()))
+                .collect();
+            for f in &mut doomed {
+                assert!(f.as_mut().poll(&mut cx).is_pending());
+            }
+            drop(held);
+            first.join().unwrap().expect("stored");
+            for f in doomed {
+                let e = rt.block_on(f).expect_err("the batch was refused");
+                assert!(e.0.contains("refused by a trigger"), "{e}");
+            }
+            assert_eq!(sink.writer.stores(), 2);
+            // Two more, without the refused one: one more transaction.
+            let held = sink.writer.store().lock();
+            let late = scope.spawn(|| sink.record(&events[4]));
+            while !sink.writer.storing() {
+                std::thread::yield_now();
+            }
+            let mut last = sink.record_async(events[5].borrowed());
+            assert!(last.as_mut().poll(&mut cx).is_pending());
+            drop(held);
+            late.join().unwrap().expect("stored");
+            rt.block_on(last).expect("stored");
+            assert_eq!(sink.writer.stores(), 4);
+        });
+        let tools: Vec<_> = sink
+            .query(&AuditQuery::new())
+            .unwrap()
+            .into_iter()
+            .map(|e| e.tool)
+            .collect();
+        // None of the refused batch, not even its good records.
+        assert_eq!(tools, ["held", "c", "d"]);
     }
 
     /// A record lent by the server is stored as the owned record would be, and found by the
