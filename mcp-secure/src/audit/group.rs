@@ -219,7 +219,11 @@ impl<S: BatchStore> GroupWriter<S> {
 
             #[cfg(test)]
             self.writes.fetch_add(1, Ordering::SeqCst);
-            let outcome = self.store.store(&records);
+            // A store that panics fails its batch; the writer's state stays usable.
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.store.store(&records)
+            }))
+            .unwrap_or_else(|_| Err(Arc::from("the audit store panicked")));
             S::reuse(&mut records);
 
             state = self.lock();
@@ -690,6 +694,47 @@ mod tests {
         writer.write_line_blocking(THREE).expect("written");
         let after = read(rest);
         assert_eq!(after, THREE);
+    }
+
+    /// Panics on its first store, then keeps the lines.
+    #[derive(Default)]
+    struct PanicsOnce {
+        panicked: AtomicBool,
+        kept: Mutex<Vec<u8>>,
+    }
+
+    impl BatchStore for PanicsOnce {
+        type Batch = Vec<u8>;
+
+        fn store(&self, lines: &Vec<u8>) -> Result<(), Arc<str>> {
+            if !self.panicked.swap(true, Ordering::SeqCst) {
+                panic!("a bug in the store");
+            }
+            self.kept.lock().unwrap().extend_from_slice(lines);
+            Ok(())
+        }
+
+        fn reuse(lines: &mut Vec<u8>) {
+            lines.clear();
+        }
+
+        fn is_empty(lines: &Vec<u8>) -> bool {
+            lines.is_empty()
+        }
+    }
+
+    #[test]
+    fn a_store_that_panics_fails_its_batch_and_the_next_one_is_stored() {
+        let writer = GroupWriter::new(PanicsOnce::default());
+        let failed = writer
+            .append_blocking(|b| b.extend_from_slice(TWO))
+            .expect_err("the store panicked");
+        assert_eq!(failed.0, "the audit store panicked");
+        assert!(!writer.storing(), "the writer is not stuck");
+        writer
+            .append_blocking(|b| b.extend_from_slice(THREE))
+            .expect("stored");
+        assert_eq!(*writer.store().kept.lock().unwrap(), THREE);
     }
 
     #[test]
