@@ -2,7 +2,8 @@
 //! call's record is being written, the other calls run, and their records share the next write
 //! (one `fsync` for all of them in `Fsync` mode). The chained log on a runtime with a single
 //! thread, where a blocking wait would stall every call; the JSON-lines sink on a FIFO whose
-//! first write is held up. A real rmcp client over an in-memory duplex.
+//! first write is held up, and the SQLite sink whose database another connection holds. A real
+//! rmcp client over an in-memory duplex.
 
 mod common;
 
@@ -13,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use common::{Client, call, code};
 use mcp_secure::audit::{
-    AuditLog, AuditLogConfig, Durability, FileStore, JsonLinesSink, LogStore, verify_log,
+    AuditLog, AuditLogConfig, AuditQuery, Durability, FileStore, JsonLinesSink, LogStore,
+    SqliteSink, verify_log,
 };
 use mcp_secure::auth::{ApiKeyStore, Environment};
 use mcp_secure::rmcp::ServiceExt;
@@ -220,4 +222,58 @@ fn json_lines_calls_run_while_a_record_is_written() {
             .iter()
             .all(|r| r["outcome"] == "ok" && r["tool"] == "tick")
     );
+}
+
+/// Another connection holds the database's write lock, so the SQLite sink's first transaction
+/// waits (within SQLite's 5 s busy timeout): the other calls run on the runtime's other thread
+/// and wait for their records without blocking it, and once the lock is let go every record is
+/// committed.
+#[test]
+fn sqlite_calls_run_while_a_transaction_is_held_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.db");
+    let sink = SqliteSink::open(&path).unwrap();
+    let mut other = rusqlite::Connection::open(&path).unwrap();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::new(AtomicUsize::new(0));
+    let holder = {
+        let (ran, seen) = (ran.clone(), seen.clone());
+        let (locked, is_locked) = std::sync::mpsc::channel();
+        let holder = std::thread::spawn(move || {
+            let tx = other
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .unwrap();
+            locked.send(()).unwrap();
+            // Let go well within the sink's busy timeout.
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while ran.load(Ordering::SeqCst) < CALLS && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            seen.store(ran.load(Ordering::SeqCst), Ordering::SeqCst);
+            tx.commit().unwrap();
+        });
+        is_locked.recv().unwrap();
+        holder
+    };
+    let (server, token) = server_with(sink, &ran);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let codes = call_all(&rt, server, &token);
+    drop(rt);
+    holder.join().unwrap();
+    assert_eq!(codes, vec!["ok"; CALLS]);
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        CALLS,
+        "every call ran while the first transaction was held up"
+    );
+    let stored = SqliteSink::open_read_only(&path)
+        .unwrap()
+        .query(&AuditQuery::new().tool("tick"))
+        .unwrap();
+    assert_eq!(stored.len(), CALLS);
+    assert!(stored.iter().all(|r| r.outcome == "ok"));
 }
