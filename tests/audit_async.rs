@@ -154,6 +154,30 @@ fn call_all(
     })
 }
 
+/// How many bodies ran once all have or `within` has passed.
+fn bodies_within(ran: &AtomicUsize, within: Duration) -> usize {
+    let deadline = Instant::now() + within;
+    while ran.load(Ordering::SeqCst) < CALLS && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    ran.load(Ordering::SeqCst)
+}
+
+/// `CALLS` concurrent calls to a server auditing to `sink`, on a two-thread runtime, dropped
+/// (with the server and its sink) when they are answered; their codes.
+fn calls_on_two_threads(
+    sink: impl mcp_secure::audit::AuditSink,
+    ran: &Arc<AtomicUsize>,
+) -> Vec<String> {
+    let (server, token) = server_with(sink, ran);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    call_all(&rt, server, &token)
+}
+
 /// The JSON-lines sink's first write is held up (its file is a FIFO whose pipe is full, and the
 /// reader waits for every body to run): the other calls run on the runtime's other thread, and
 /// wait for their records without blocking it. With a lock held across each `write` instead,
@@ -186,24 +210,17 @@ fn json_lines_calls_run_while_a_record_is_written() {
     let drained = {
         let (ran, seen) = (ran.clone(), seen.clone());
         std::thread::spawn(move || {
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while ran.load(Ordering::SeqCst) < CALLS && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            seen.store(ran.load(Ordering::SeqCst), Ordering::SeqCst);
+            seen.store(
+                bodies_within(&ran, Duration::from_secs(20)),
+                Ordering::SeqCst,
+            );
             let mut all = Vec::new();
             reader.read_to_end(&mut all).unwrap();
             all
         })
     };
-    let (server, token) = server_with(sink, &ran);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let codes = call_all(&rt, server, &token);
-    drop(rt); // the server and its sink: the FIFO's last writer closes
+    // The server and its sink are dropped after the calls: the FIFO's last writer closes.
+    let codes = calls_on_two_threads(sink, &ran);
     assert_eq!(codes, vec!["ok"; CALLS]);
     assert_eq!(
         seen.load(Ordering::SeqCst),
@@ -245,24 +262,16 @@ fn sqlite_calls_run_while_a_transaction_is_held_up() {
                 .unwrap();
             locked.send(()).unwrap();
             // Let go well within the sink's busy timeout.
-            let deadline = Instant::now() + Duration::from_secs(3);
-            while ran.load(Ordering::SeqCst) < CALLS && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            seen.store(ran.load(Ordering::SeqCst), Ordering::SeqCst);
+            seen.store(
+                bodies_within(&ran, Duration::from_secs(3)),
+                Ordering::SeqCst,
+            );
             tx.commit().unwrap();
         });
         is_locked.recv().unwrap();
         holder
     };
-    let (server, token) = server_with(sink, &ran);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let codes = call_all(&rt, server, &token);
-    drop(rt);
+    let codes = calls_on_two_threads(sink, &ran);
     holder.join().unwrap();
     assert_eq!(codes, vec!["ok"; CALLS]);
     assert_eq!(
