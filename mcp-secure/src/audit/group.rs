@@ -60,7 +60,7 @@ pub(super) struct GroupWriter<S: BatchStore> {
     state: Mutex<State<S::Batch>>,
     /// Batches stored (tests count the stores).
     #[cfg(test)]
-    writes: AtomicUsize,
+    stores: AtomicUsize,
 }
 
 /// The state's lock, held.
@@ -105,14 +105,14 @@ impl<S: BatchStore> GroupWriter<S> {
                 round: 0,
             }),
             #[cfg(test)]
-            writes: AtomicUsize::new(0),
+            stores: AtomicUsize::new(0),
         }
     }
 
     /// How many batches were stored.
     #[cfg(test)]
     pub(super) fn stores(&self) -> usize {
-        self.writes.load(Ordering::SeqCst)
+        self.stores.load(Ordering::SeqCst)
     }
 
     /// Whether a store is under way.
@@ -157,18 +157,17 @@ impl<S: BatchStore> GroupWriter<S> {
     pub(super) fn append_async(&self, add: impl FnOnce(&mut S::Batch)) -> Pending<'_, S> {
         let (state, batch) = self.append(add);
         let (state, outcome) = self.advance(state, &batch);
-        let (batch, ready) = match outcome {
+        let wait = match outcome {
             Some(outcome) => {
                 drop(batch); // under the lock: see `Pending`'s `Drop`
-                (None, Some(outcome))
+                Wait::Ready(outcome)
             }
-            None => (Some(batch), None),
+            None => Wait::Waiting(batch),
         };
         drop(state);
         Pending {
             writer: self,
-            batch,
-            ready,
+            wait,
             registered: None,
         }
     }
@@ -218,7 +217,7 @@ impl<S: BatchStore> GroupWriter<S> {
             drop(state);
 
             #[cfg(test)]
-            self.writes.fetch_add(1, Ordering::SeqCst);
+            self.stores.fetch_add(1, Ordering::SeqCst);
             // A store that panics fails its batch; the writer's state stays usable.
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 self.store.store(&records)
@@ -373,12 +372,19 @@ fn ends_inside_a_line(lines: &[u8], written: usize) -> bool {
 #[must_use = "a record is not known to be stored until this future resolves"]
 pub(super) struct Pending<'a, S: BatchStore> {
     writer: &'a GroupWriter<S>,
-    /// The batch waited for, until its outcome is taken.
-    batch: Option<Arc<Batch>>,
-    /// The outcome, when it was known at once.
-    ready: Option<Result<(), AuditError>>,
+    wait: Wait,
     /// The round this task's waker was listed in, and that waker.
     registered: Option<(u64, Waker)>,
+}
+
+/// Where a [`Pending`] stands.
+enum Wait {
+    /// The outcome, known when the record was added (its caller stored the batch).
+    Ready(Result<(), AuditError>),
+    /// The batch waited for.
+    Waiting(Arc<Batch>),
+    /// The outcome was returned.
+    Done,
 }
 
 impl<S: BatchStore> Future for Pending<'_, S> {
@@ -386,13 +392,14 @@ impl<S: BatchStore> Future for Pending<'_, S> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        if let Some(outcome) = this.ready.take() {
-            return Poll::Ready(outcome);
-        }
-        let Some(batch) = this.batch.take() else {
-            return Poll::Ready(Err(AuditError(
-                "the record's outcome was already taken".into(),
-            )));
+        let batch = match std::mem::replace(&mut this.wait, Wait::Done) {
+            Wait::Ready(outcome) => return Poll::Ready(outcome),
+            Wait::Waiting(batch) => batch,
+            Wait::Done => {
+                return Poll::Ready(Err(AuditError(
+                    "the record's outcome was already taken".into(),
+                )));
+            }
         };
         let (mut state, outcome) = this.writer.advance(this.writer.lock(), &batch);
         if let Some(outcome) = outcome {
@@ -412,7 +419,7 @@ impl<S: BatchStore> Future for Pending<'_, S> {
             }
             this.registered = Some((round, cx.waker().clone()));
         }
-        this.batch = Some(batch);
+        this.wait = Wait::Waiting(batch);
         Poll::Pending
     }
 }
@@ -423,7 +430,7 @@ impl<S: BatchStore> Drop for Pending<'_, S> {
     /// sees (the batch's count of holders, changed here under the lock) that the open batch has
     /// lost this caller, and stores it itself when no other caller waits.
     fn drop(&mut self) {
-        let Some(batch) = self.batch.take() else {
+        let Wait::Waiting(batch) = std::mem::replace(&mut self.wait, Wait::Done) else {
             return;
         };
         let (state, _) = self.writer.advance(self.writer.lock(), &batch);
