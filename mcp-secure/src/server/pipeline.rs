@@ -167,10 +167,11 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
             .map_or_else(CancellationToken::new, |r| r.ct.child_token());
         let mut result = match &entry.sandbox {
             // In a sandboxed worker process, killed and reaped on timeout or cancellation.
+            // Boxed: the calls that run in process do not carry the worker's I/O state.
             Some(sandbox) => {
                 drop(parsed);
                 let raw = record.args().clone();
-                sandbox.call(raw, &principal, spec.timeout, &cancel).await?
+                Box::pin(sandbox.call(raw, &principal, spec.timeout, &cancel)).await?
             }
             None => {
                 let ctx = Ctx::new(inner.state.clone(), principal, request, cancel.clone());
