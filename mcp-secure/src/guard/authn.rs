@@ -11,18 +11,23 @@ use crate::error::{ErrorCode, ToolError};
 pub const META_AUTH_TOKEN: &str = "authToken";
 
 /// Picks the credential for a request: a per-request `_meta.authToken` wins over the
-/// transport's (HTTP bearer header or the stdio session token).
-pub fn credential(meta: &RequestMetaObject, transport: Option<&Credential>) -> Option<Credential> {
-    match meta.get(META_AUTH_TOKEN) {
+/// transport's (HTTP bearer header or the stdio session token), which is only asked for when
+/// there is none. The token is taken out of `_meta`, not copied: the request keeps no copy of
+/// the caller's secret for whatever is handed the request later (the tool body included).
+pub fn credential(
+    meta: &mut RequestMetaObject,
+    transport: impl FnOnce() -> Option<Credential>,
+) -> Option<Credential> {
+    match meta.remove(META_AUTH_TOKEN) {
         Some(serde_json::Value::String(t)) => {
-            Some(Credential::new(t.clone(), CredentialSource::RequestMeta))
+            Some(Credential::new(t, CredentialSource::RequestMeta))
         }
         // A present but non-string token is not silently replaced by the transport's.
         Some(_) => Some(Credential::new(
             String::new(),
             CredentialSource::RequestMeta,
         )),
-        None => transport.cloned(),
+        None => transport(),
     }
 }
 

@@ -24,10 +24,11 @@ impl<S: Send + Sync + 'static> ServerHandler for SecureServer<S> {
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
-        context: RequestContext<RoleServer>,
+        mut context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        let transport = authn::transport_credential(&context.extensions, self.session.as_ref());
-        let credential = authn::credential(&context.meta, transport.as_ref());
+        let credential = authn::credential(&mut context.meta, || {
+            authn::transport_credential(&context.extensions, self.session.as_ref())
+        });
         let tools = match authn::authenticate(&*self.inner.authenticator, credential.as_ref()).await
         {
             Ok(principal) => self
@@ -48,10 +49,11 @@ impl<S: Send + Sync + 'static> ServerHandler for SecureServer<S> {
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        context: RequestContext<RoleServer>,
+        mut context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let transport = authn::transport_credential(&context.extensions, self.session.as_ref());
-        let credential = authn::credential(&context.meta, transport.as_ref());
+        let credential = authn::credential(&mut context.meta, || {
+            authn::transport_credential(&context.extensions, self.session.as_ref())
+        });
         let approval = ApprovalInput::from_meta(request.meta.iter().chain([&context.meta]))
             .with_round_trip(request.request_state, request.input_responses);
         // Boxed: rmcp moves the request's future around (into its task, between states); a

@@ -65,7 +65,11 @@ impl AuditGuard {
     ) -> Result<(), crate::audit::AuditError> {
         match result {
             Ok(()) => {
-                if self.failing.swap(false, Ordering::SeqCst) {
+                // Read before written: a healthy sink's calls leave the flag's cache line
+                // shared between cores instead of writing it on every record.
+                if self.failing.load(Ordering::Relaxed)
+                    && self.failing.swap(false, Ordering::SeqCst)
+                {
                     tracing::warn!("the audit sink stores records again");
                 }
                 Ok(())
