@@ -5,7 +5,7 @@
 //! rather than converted to a [`Value`] tree that would be serialized and freed right after:
 //! the text is the same bytes that value would serialize to.
 
-use rmcp::model::ContentBlock;
+use rmcp::model::{ContentBlock, TextContent};
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 
@@ -15,10 +15,9 @@ use serde_json::Value;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ContentJson(String);
 
-/// What `serde_json` writes first for a text block with nothing but its text.
-const TEXT_FIRST: &[u8] = br#"{"type":"text","text":"#;
-/// `"type":"text",`: what moves behind the text when a plain text block is put in key order.
-const TYPE_ENTRY: usize = 14;
+/// A text block with nothing but its text, in key order, around its text's JSON string.
+const PLAIN_TEXT_OPEN: &[u8] = br#"{"text":"#;
+const PLAIN_TEXT_CLOSE: &[u8] = br#","type":"text"}"#;
 
 impl ContentJson {
     /// The content's JSON text, as its audit record shows it.
@@ -54,22 +53,37 @@ impl ContentJson {
             }
             let start = out.len();
             let left = max - size;
-            serde_json::to_writer(
-                Bounded {
-                    out: &mut out,
-                    left,
-                },
-                block,
-            )
-            .ok()?;
-            // The block as serialized is its size on the wire; only its keys' order changes.
-            size += out.len() - start;
-            // A text block with only its text (the usual result) has its two keys swapped into
-            // order; any other block, or a text block with anything beside its text, goes
-            // through a `Value` (which orders every key).
-            if !sort_plain_text(&mut out[start..]) {
-                out.truncate(start);
-                by_value(&mut out, block);
+            match plain_text(block) {
+                // The usual result. On the wire `{"type":"text","text":"…"}`, here the same
+                // bytes in key order, written straight around the text's JSON string (what
+                // `serde_json` writes for it): not through serde's tagged-enum machinery, which
+                // costs several times the text's own writing.
+                Some(text) => {
+                    let frame = PLAIN_TEXT_OPEN.len() + PLAIN_TEXT_CLOSE.len();
+                    out.extend_from_slice(PLAIN_TEXT_OPEN);
+                    let bounded = Bounded {
+                        out: &mut out,
+                        left: left.checked_sub(frame)?,
+                    };
+                    serde_json::to_writer(bounded, text).ok()?;
+                    out.extend_from_slice(PLAIN_TEXT_CLOSE);
+                    size += out.len() - start;
+                }
+                // Any other block is written as serialized to learn its size on the wire, then
+                // again through a `Value` (which orders every key).
+                None => {
+                    serde_json::to_writer(
+                        Bounded {
+                            out: &mut out,
+                            left,
+                        },
+                        block,
+                    )
+                    .ok()?;
+                    size += out.len() - start;
+                    out.truncate(start);
+                    by_value(&mut out, block);
+                }
             }
         }
         Some(close(out))
@@ -138,39 +152,17 @@ impl std::io::Write for Bounded<'_> {
     }
 }
 
-/// Puts a block written as `{"type":"text","text":"…"}` (nothing else in it) into key order,
-/// `{"text":"…","type":"text"}`, in place; false, leaving it as it was, for any other block.
-fn sort_plain_text(block: &mut [u8]) -> bool {
-    let n = block.len();
-    if !block.starts_with(TEXT_FIRST) || block.last() != Some(&b'}') {
-        return false;
+/// The text of a text block with nothing beside it (no `_meta`, no annotations).
+fn plain_text(block: &ContentBlock) -> Option<&str> {
+    match block {
+        ContentBlock::Text(TextContent {
+            text,
+            meta: None,
+            annotations: None,
+            ..
+        }) => Some(text),
+        _ => None,
     }
-    // The text's string must run from right after `"text":` to just before the final brace.
-    if !is_one_string(&block[TEXT_FIRST.len()..n - 1]) {
-        return false;
-    }
-    // `{` `"type":"text",` `"text":"…"` `}` -> `{` `"text":"…"` `"type":"text",` `}`
-    block[1..n - 1].rotate_left(TYPE_ENTRY);
-    // -> `{` `"text":"…"` `,"type":"text"` `}`
-    block[n - 1 - TYPE_ENTRY..n - 1].rotate_right(1);
-    true
-}
-
-/// Whether `s` is exactly one JSON string as serde_json writes it: a quote, characters (a
-/// backslash escapes the next one), and a closing quote as its last byte.
-fn is_one_string(s: &[u8]) -> bool {
-    if s.first() != Some(&b'"') {
-        return false;
-    }
-    let mut i = 1;
-    while i < s.len() {
-        match s[i] {
-            b'\\' => i += 2,
-            b'"' => return i == s.len() - 1,
-            _ => i += 1,
-        }
-    }
-    false
 }
 
 /// A record's output as lent to a sink: a JSON value, or a result's content as JSON text
@@ -303,31 +295,36 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn plain_text_is_put_in_key_order_and_nothing_else_is() {
-        let made = ContentJson::new(&[ContentBlock::text("a \"quoted\" }\\")]);
+    fn plain_text_is_written_in_key_order_and_measured_as_on_the_wire() {
+        let plain = [ContentBlock::text("a \"quoted\" }\\ \u{1}é")];
+        let made = ContentJson::new(&plain);
         assert_eq!(
             made.as_str(),
-            r#"[{"text":"a \"quoted\" }\\","type":"text"}]"#
+            r#"[{"text":"a \"quoted\" }\\ \u0001é","type":"text"}]"#
         );
-        for (block, plain) in [
-            (&br#"{"type":"text","text":"x"}"#[..], true),
-            (br#"{"type":"text","text":"x\"}"}"#, true),
-            (br#"{"type":"text","text":"x","_meta":{}}"#, false),
-            (br#"{"type":"text","text":"x\\"}"#, true),
-            (br#"{"type":"text","text":"x\\","y":"}"#, false),
-            (br#"{"type":"image","text":"x"}"#, false),
-            (br#"{"type":"text","text":"x"#, false),
+        assert_eq!(made.as_str(), via_value(&plain));
+        // The size is the wire's, where the keys are in the block's own order: the same bytes.
+        let wire = serde_json::to_vec(&plain).unwrap().len();
+        assert_eq!(made.as_str().len(), wire);
+        assert_eq!(ContentJson::measured(&plain, wire), Some(made));
+        assert_eq!(ContentJson::measured(&plain, wire - 1), None);
+        // Not plain: a text block with `_meta` or annotations, and any other kind.
+        let mut meta = rmcp::model::MetaObject::new();
+        meta.insert("k".into(), json!(1));
+        for block in [
+            ContentBlock::Text(TextContent::new("x").with_meta(meta)),
+            ContentBlock::Text(
+                TextContent::new("x").with_annotations(Annotations::default().with_priority(0.5)),
+            ),
+            ContentBlock::image("x", "image/png"),
         ] {
-            let mut b = block.to_vec();
-            assert_eq!(
-                sort_plain_text(&mut b),
-                plain,
-                "{}",
-                String::from_utf8_lossy(block)
-            );
-            if !plain {
-                assert_eq!(b, block, "left as it was");
-            }
+            assert_eq!(plain_text(&block), None, "{block:?}");
+            let content = [block];
+            let made = ContentJson::new(&content);
+            assert_eq!(made.as_str(), via_value(&content));
+            let wire = serde_json::to_vec(&content).unwrap().len();
+            assert_eq!(ContentJson::measured(&content, wire), Some(made));
+            assert_eq!(ContentJson::measured(&content, wire - 1), None);
         }
     }
 
