@@ -64,7 +64,8 @@ impl<S> Ctx<S> {
     }
 
     /// Cancelled when the client cancels the request or the call times out. Long-running
-    /// bodies should check it, or hand it to whatever they wait on.
+    /// bodies should check it, or hand it to whatever they wait on. It is the request's own
+    /// token (`request().ct`), so both say the same.
     pub fn cancellation(&self) -> &CancellationToken {
         &self.cancel
     }

@@ -22,6 +22,9 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
     /// The explicit approval token is read from the request's `_meta`. A call that would need
     /// the input-required round trip (2026-07-28 sessions) is refused with `approval_required`
     /// here; [`SecureServer::respond`] can answer with the `InputRequiredResult` instead.
+    ///
+    /// `request`'s cancellation token (`ct`) must be this request's own, as rmcp's are: the
+    /// body watches it, and a call that times out cancels it.
     pub async fn call(
         &self,
         name: &str,
@@ -162,9 +165,12 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
         if spec.kind.is_mutating() {
             record.write_attempt().await?;
         }
+        // The body's cancellation is the request's own token (rmcp gives each request one of
+        // its own): the client's cancellation reaches it, and a timeout cancels it for
+        // whatever the body started.
         let cancel = request
             .as_ref()
-            .map_or_else(CancellationToken::new, |r| r.ct.child_token());
+            .map_or_else(CancellationToken::new, |r| r.ct.clone());
         let mut result = match &entry.sandbox {
             // In a sandboxed worker process, killed and reaped on timeout or cancellation.
             // Boxed: the calls that run in process do not carry the worker's I/O state.
