@@ -12,13 +12,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Client, call, code};
+use common::{call, code, connect};
 use mcp_secure::audit::{
     AuditLog, AuditLogConfig, AuditQuery, Durability, FileStore, JsonLinesSink, LogStore,
     SqliteSink, verify_log,
 };
 use mcp_secure::auth::{ApiKeyStore, Environment};
-use mcp_secure::rmcp::ServiceExt;
 use mcp_secure::{Ctx, SecureServer, ToolError, roles, tool, tools};
 use serde_json::json;
 
@@ -136,13 +135,7 @@ fn call_all(
     token: &str,
 ) -> Vec<String> {
     rt.block_on(async {
-        let (a, b) = tokio::io::duplex(64 * 1024);
-        tokio::spawn(async move {
-            if let Ok(running) = server.serve(a).await {
-                let _ = running.waiting().await;
-            }
-        });
-        let client: Arc<Client> = Arc::new(().serve(b).await.unwrap());
+        let client = Arc::new(connect(server).await);
         let mut calls = tokio::task::JoinSet::new();
         for _ in 0..CALLS {
             let (client, token) = (client.clone(), token.to_string());

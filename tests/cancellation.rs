@@ -7,10 +7,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{call, code, text};
+use common::{call, code, connect, text};
 use mcp_secure::auth::{ApiKeyStore, Environment};
 use mcp_secure::{Ctx, SecureServer, ToolError, roles, tool, tools};
-use rmcp::ServiceExt;
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -80,13 +79,7 @@ async fn timeouts_and_client_cancellations_reach_what_the_body_started() {
         .authenticator(keys)
         .build()
         .unwrap();
-    let (a, b) = tokio::io::duplex(64 * 1024);
-    tokio::spawn(async move {
-        if let Ok(running) = server.serve(a).await {
-            let _ = running.waiting().await;
-        }
-    });
-    let client = ().serve(b).await.unwrap();
+    let client = connect(server).await;
 
     // A timeout: the call is answered `timeout`, and the body's task learns of it.
     let r = call(&client, Some(&token), "stalls", json!({})).await;

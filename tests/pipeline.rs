@@ -8,13 +8,12 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::{Client, call, code, text};
+use common::{Client, call, code, connect, text};
 use mcp_secure::audit::{AuditEvent, MemorySink, Phase};
 use mcp_secure::auth::{ApiKeyStore, Environment};
 use mcp_secure::{
     Bounded, Ctx, Json, Secret, SecureServer, ServerBuilder, ToolError, roles, tool, tools,
 };
-use rmcp::ServiceExt;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
@@ -220,14 +219,7 @@ impl Harness {
             .audit(audit.clone())
             .build()
             .unwrap();
-        let (a, b) = tokio::io::duplex(64 * 1024);
-        let s = server.clone().with_transport("memory");
-        tokio::spawn(async move {
-            if let Ok(running) = s.serve(a).await {
-                let _ = running.waiting().await;
-            }
-        });
-        let client = ().serve(b).await.unwrap();
+        let client = connect(server.clone().with_transport("memory")).await;
         Harness {
             client,
             audit,
@@ -624,13 +616,7 @@ async fn session_token_authenticates_requests_without_meta() {
         .clone()
         .with_transport("memory")
         .with_session_token(h.editor.clone());
-    let (a, b) = tokio::io::duplex(64 * 1024);
-    tokio::spawn(async move {
-        if let Ok(running) = server.serve(a).await {
-            let _ = running.waiting().await;
-        }
-    });
-    let client: Client = ().serve(b).await.unwrap();
+    let client = connect(server).await;
     let r = call(&client, None, "echo", json!({"text": "as editor"})).await;
     assert_eq!(code(&r), "ok");
     let last = h.outcomes().pop().unwrap();

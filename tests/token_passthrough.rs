@@ -4,10 +4,9 @@
 
 mod common;
 
-use common::{call, code, text};
+use common::{call, code, connect, text};
 use mcp_secure::auth::{ApiKeyStore, Environment};
 use mcp_secure::{Ctx, SecureServer, ToolError, roles, tool, tools};
-use rmcp::ServiceExt;
 use rmcp::model::{CallToolRequestParams, RequestMetaObject};
 use serde_json::{Value, json};
 
@@ -38,13 +37,7 @@ async fn tool_bodies_never_see_the_callers_token() {
         .authenticator(keys)
         .build()
         .unwrap();
-    let (a, b) = tokio::io::duplex(64 * 1024);
-    tokio::spawn(async move {
-        if let Ok(running) = server.serve(a).await {
-            let _ = running.waiting().await;
-        }
-    });
-    let client = ().serve(b).await.unwrap();
+    let client = connect(server).await;
 
     let r = call(&client, Some(&token), "meta_keys", json!({})).await;
     assert_eq!(code(&r), "ok", "{}", text(&r));

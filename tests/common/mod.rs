@@ -7,6 +7,19 @@ use serde_json::Value;
 
 pub type Client = RunningService<RoleClient, ()>;
 
+/// Serves `server` over a 64 KiB in-memory duplex (until the client goes away) and connects an
+/// rmcp client to it.
+pub async fn connect<S: rmcp::ServerHandler>(server: S) -> Client {
+    use rmcp::ServiceExt;
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    tokio::spawn(async move {
+        if let Ok(running) = server.serve(a).await {
+            let _ = running.waiting().await;
+        }
+    });
+    ().serve(b).await.expect("the client connects")
+}
+
 /// Calls a tool, with a per-request token when given.
 pub async fn call(client: &Client, token: Option<&str>, name: &str, args: Value) -> CallToolResult {
     let mut params = CallToolRequestParams::new(name.to_owned());
