@@ -174,6 +174,8 @@ struct Harness {
     client: Client,
     audit: MemorySink,
     server: SecureServer<State>,
+    /// The server's key store (shared with it: a revocation here reaches the server).
+    keys: ApiKeyStore,
     reader: String,
     editor: String,
     admin: String,
@@ -215,7 +217,7 @@ impl Harness {
                 login,
                 invite
             ])
-            .authenticator(keys)
+            .authenticator(keys.clone())
             .audit(audit.clone())
             .build()
             .unwrap();
@@ -224,6 +226,7 @@ impl Harness {
             client,
             audit,
             server,
+            keys,
             reader,
             editor,
             admin,
@@ -624,6 +627,13 @@ async fn session_token_authenticates_requests_without_meta() {
     // A per-request token wins over the session's.
     let r = call(&client, Some("not-a-key"), "echo", json!({"text": "x"})).await;
     assert_eq!(code(&r), "unauthorized");
+    // The session's digest is computed once, but its key is checked on every call: once the
+    // key is revoked, the session's next call is refused.
+    let id = h.editor.split('_').nth(2).expect("mcs_<env>_<id>_<secret>");
+    assert!(h.keys.revoke(id));
+    let r = call(&client, None, "echo", json!({"text": "after revocation"})).await;
+    assert_eq!(code(&r), "unauthorized");
+    assert_eq!(h.outcomes().pop().unwrap().outcome, "unauthorized");
 }
 
 #[tokio::test]

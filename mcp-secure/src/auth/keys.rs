@@ -320,13 +320,17 @@ impl ApiKeyStore {
 
     /// Checks a token synchronously. The principal is shared by every call made with the key.
     pub fn check(&self, token: &str) -> Result<Arc<Principal>, AuthError> {
+        self.verify(token, &digest(token))
+    }
+
+    /// Checks `token`, whose SHA-256 digest is `presented`.
+    fn verify(&self, token: &str, presented: &[u8; 32]) -> Result<Arc<Principal>, AuthError> {
         let (env, id) = split_token(token).ok_or(AuthError::Invalid)?;
         let keys = self.inner.read().unwrap_or_else(|p| p.into_inner());
         // Unknown ids and wrong secrets take the same path: compare against a dummy digest.
         let stored = keys.get(id);
-        let presented = digest(token);
         let expected = stored.map_or([0u8; 32], |s| s.digest);
-        let matches = same_digest(&presented, &expected);
+        let matches = same_digest(presented, &expected);
         let (entry, principal) = match stored {
             Some(s) if matches => (&s.entry, &s.principal),
             _ => return Err(AuthError::Invalid),
@@ -356,7 +360,7 @@ impl Authenticator for ApiKeyStore {
         &'a self,
         credential: &'a Credential,
     ) -> BoxFuture<'a, Result<Arc<Principal>, AuthError>> {
-        let result = self.check(credential.expose());
+        let result = self.verify(credential.expose(), credential.sha256());
         Box::pin(std::future::ready(result))
     }
 
@@ -364,7 +368,7 @@ impl Authenticator for ApiKeyStore {
         &self,
         credential: &Credential,
     ) -> Option<Result<Arc<Principal>, AuthError>> {
-        Some(self.check(credential.expose()))
+        Some(self.verify(credential.expose(), credential.sha256()))
     }
 }
 
@@ -407,7 +411,8 @@ fn same_digest(a: &[u8; 32], b: &[u8; 32]) -> bool {
     diff.ct_eq(&0).into()
 }
 
-fn digest(token: &str) -> [u8; 32] {
+/// The digest a key file stores for a token, and the one a presented token is compared by.
+pub(super) fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
@@ -640,6 +645,51 @@ mod tests {
         assert_eq!(check(&live.token), Err(AuthError::Expired));
         assert!(store.revoke(&live.entry.id));
         assert_eq!(check(&live.token), Err(AuthError::Revoked));
+    }
+
+    /// The stdio session's credential is hashed once, its clones sharing the digest, but every
+    /// check still looks its key up: a session outlives neither a revocation nor an expiry.
+    #[test]
+    fn a_shared_credential_is_hashed_once_and_checked_every_time() {
+        use crate::auth::CredentialSource::{RequestMeta, Session};
+        let clock = Clock::manual();
+        let store = ApiKeyStore::new(Environment::Live).with_clock(clock.clone());
+        let expiry = Some(clock.now_utc() + time::Duration::hours(1));
+        let revoked = store
+            .generate("eve", &roles(&["admin"]), Environment::Live, None)
+            .unwrap();
+        let expiring = store
+            .generate("eve", &roles(&["admin"]), Environment::Live, expiry)
+            .unwrap();
+        let now = |c: &Credential| store.authenticate_now(c).expect("answers at once");
+
+        let session = Credential::shared(revoked.token.clone(), Session);
+        let (first, second) = (session.clone(), session.clone());
+        assert_eq!(now(&first).unwrap().user, "eve");
+        assert!(
+            std::ptr::eq(first.sha256(), second.sha256()),
+            "one digest for every clone"
+        );
+        assert_eq!(*second.sha256(), digest(&revoked.token));
+        // A request's own credential keeps its own.
+        let own = Credential::new(revoked.token.clone(), RequestMeta);
+        assert!(!std::ptr::eq(own.sha256(), own.clone().sha256()));
+
+        // A wrong secret stays wrong however often it is presented.
+        let mut forged = revoked.token.clone();
+        let last = forged.pop().unwrap();
+        forged.push(if last == '0' { '1' } else { '0' });
+        let forged = Credential::shared(forged, Session);
+        for _ in 0..2 {
+            assert_eq!(now(&forged.clone()), Err(AuthError::Invalid));
+        }
+
+        assert!(store.revoke(&revoked.entry.id));
+        assert_eq!(now(&session.clone()), Err(AuthError::Revoked));
+        let expiring = Credential::shared(expiring.token, Session);
+        assert!(now(&expiring.clone()).is_ok());
+        clock.advance(std::time::Duration::from_secs(3601));
+        assert_eq!(now(&expiring.clone()), Err(AuthError::Expired));
     }
 
     #[test]

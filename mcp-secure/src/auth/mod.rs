@@ -15,7 +15,7 @@ mod principal;
 mod source;
 mod watch;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use futures::future::BoxFuture;
 use secrecy::{ExposeSecret, SecretString};
@@ -31,13 +31,50 @@ pub use watch::KeyFileWatcher;
 
 /// A bearer secret as presented by a caller, with where it came from. The token is held as a
 /// [`secrecy::SecretString`] (zeroed on drop); `Debug` is redacted.
+///
+/// The token's SHA-256 digest, which the [`ApiKeyStore`] compares, is computed the first time it
+/// is needed and kept with the credential, so a credential presented again (the stdio session's,
+/// see [`Credential::shared`]) is hashed once, not on every call. Nothing else is cached: the
+/// key store still looks the key up, and checks its revocation and expiry, on every call.
 #[derive(Clone)]
 pub struct Credential {
-    token: SecretString,
+    secret: Secret,
     source: CredentialSource,
     /// A principal the transport already resolved from this credential (the HTTP layer
     /// authenticates before the request reaches rmcp). Only this crate can set it.
     resolved: Option<Arc<Principal>>,
+}
+
+/// A credential's token: its own, or one shared by every clone.
+#[derive(Clone)]
+enum Secret {
+    Own(Token),
+    Shared(Arc<Token>),
+}
+
+/// The token, and its digest once computed.
+#[derive(Clone)]
+struct Token {
+    token: SecretString,
+    sha256: OnceLock<[u8; 32]>,
+}
+
+impl Token {
+    fn new(token: String) -> Self {
+        Token {
+            token: SecretString::from(token),
+            sha256: OnceLock::new(),
+        }
+    }
+}
+
+impl Secret {
+    fn token(&self) -> &Token {
+        match self {
+            Secret::Own(t) => t,
+            Secret::Shared(t) => t,
+        }
+    }
 }
 
 /// Where a credential was found.
@@ -56,7 +93,18 @@ impl Credential {
     /// Wraps a presented token.
     pub fn new(token: impl Into<String>, source: CredentialSource) -> Self {
         Credential {
-            token: SecretString::from(token.into()),
+            secret: Secret::Own(Token::new(token.into())),
+            source,
+            resolved: None,
+        }
+    }
+
+    /// Wraps a token that many requests present, such as the stdio session's: its clones share
+    /// one copy of the secret (a clone is a reference count, not a copy of the token) and one
+    /// digest, computed the first time any of them is checked.
+    pub fn shared(token: impl Into<String>, source: CredentialSource) -> Self {
+        Credential {
+            secret: Secret::Shared(Arc::new(Token::new(token.into()))),
             source,
             resolved: None,
         }
@@ -66,7 +114,7 @@ impl Credential {
     #[cfg(feature = "http")]
     pub(crate) fn resolved(principal: Arc<Principal>, source: CredentialSource) -> Self {
         Credential {
-            token: SecretString::from(String::new()),
+            secret: Secret::Own(Token::new(String::new())),
             source,
             resolved: Some(principal),
         }
@@ -74,7 +122,15 @@ impl Credential {
 
     /// The secret token. Compare it only through digests; never log it.
     pub fn expose(&self) -> &str {
-        self.token.expose_secret()
+        self.secret.token().token.expose_secret()
+    }
+
+    /// The SHA-256 digest of the token, computed once per credential (shared by the clones of
+    /// a [`Credential::shared`] one).
+    pub(crate) fn sha256(&self) -> &[u8; 32] {
+        let t = self.secret.token();
+        t.sha256
+            .get_or_init(|| keys::digest(t.token.expose_secret()))
     }
 
     /// The principal the transport resolved, if it did.

@@ -106,7 +106,7 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
     /// The same server with a session credential, used for requests that carry no
     /// `_meta.authToken` (the stdio process token).
     pub fn with_session_token(mut self, token: impl Into<String>) -> Self {
-        self.session = Some(Credential::new(
+        self.session = Some(Credential::shared(
             token,
             crate::auth::CredentialSource::Session,
         ));
