@@ -360,7 +360,7 @@ impl Authenticator for ApiKeyStore {
         &'a self,
         credential: &'a Credential,
     ) -> BoxFuture<'a, Result<Arc<Principal>, AuthError>> {
-        let result = self.verify(credential.expose(), credential.sha256());
+        let result = self.verify(credential.expose(), &credential.sha256());
         Box::pin(std::future::ready(result))
     }
 
@@ -368,7 +368,7 @@ impl Authenticator for ApiKeyStore {
         &self,
         credential: &Credential,
     ) -> Option<Result<Arc<Principal>, AuthError>> {
-        Some(self.verify(credential.expose(), credential.sha256()))
+        Some(self.verify(credential.expose(), &credential.sha256()))
     }
 }
 
@@ -664,16 +664,17 @@ mod tests {
         let now = |c: &Credential| store.authenticate_now(c).expect("answers at once");
 
         let session = Credential::shared(revoked.token.clone(), Session);
+        assert_eq!(session.kept_sha256(), None, "computed when first needed");
         let (first, second) = (session.clone(), session.clone());
         assert_eq!(now(&first).unwrap().user, "eve");
-        assert!(
-            std::ptr::eq(first.sha256(), second.sha256()),
-            "one digest for every clone"
-        );
-        assert_eq!(*second.sha256(), digest(&revoked.token));
-        // A request's own credential keeps its own.
+        // Checking one clone computed the digest for all of them.
+        assert_eq!(second.kept_sha256(), Some(&digest(&revoked.token)));
+        assert_eq!(session.kept_sha256(), Some(&digest(&revoked.token)));
+        assert_eq!(now(&second).unwrap().user, "eve");
+        // A request's own credential keeps none: it is checked once.
         let own = Credential::new(revoked.token.clone(), RequestMeta);
-        assert!(!std::ptr::eq(own.sha256(), own.clone().sha256()));
+        assert_eq!(now(&own).unwrap().user, "eve");
+        assert_eq!(own.kept_sha256(), None);
 
         // A wrong secret stays wrong however often it is presented.
         let mut forged = revoked.token.clone();

@@ -32,10 +32,10 @@ pub use watch::KeyFileWatcher;
 /// A bearer secret as presented by a caller, with where it came from. The token is held as a
 /// [`secrecy::SecretString`] (zeroed on drop); `Debug` is redacted.
 ///
-/// The token's SHA-256 digest, which the [`ApiKeyStore`] compares, is computed the first time it
-/// is needed and kept with the credential, so a credential presented again (the stdio session's,
-/// see [`Credential::shared`]) is hashed once, not on every call. Nothing else is cached: the
-/// key store still looks the key up, and checks its revocation and expiry, on every call.
+/// A credential many requests present (the stdio session's, see [`Credential::shared`]) keeps
+/// its token's SHA-256 digest, which the [`ApiKeyStore`] compares, once computed: it is hashed
+/// once, not on every call. Nothing else is kept: the key store still looks the key up, and
+/// checks its revocation and expiry, on every call.
 #[derive(Clone)]
 pub struct Credential {
     secret: Secret,
@@ -45,36 +45,17 @@ pub struct Credential {
     resolved: Option<Arc<Principal>>,
 }
 
-/// A credential's token: its own, or one shared by every clone.
+/// A credential's token: a request's own, or one shared by every clone with its digest.
 #[derive(Clone)]
 enum Secret {
-    Own(Token),
-    Shared(Arc<Token>),
+    Own(SecretString),
+    Shared(Arc<SharedToken>),
 }
 
-/// The token, and its digest once computed.
-#[derive(Clone)]
-struct Token {
+/// A token many requests present, and its digest once computed.
+struct SharedToken {
     token: SecretString,
     sha256: OnceLock<[u8; 32]>,
-}
-
-impl Token {
-    fn new(token: String) -> Self {
-        Token {
-            token: SecretString::from(token),
-            sha256: OnceLock::new(),
-        }
-    }
-}
-
-impl Secret {
-    fn token(&self) -> &Token {
-        match self {
-            Secret::Own(t) => t,
-            Secret::Shared(t) => t,
-        }
-    }
 }
 
 /// Where a credential was found.
@@ -93,7 +74,7 @@ impl Credential {
     /// Wraps a presented token.
     pub fn new(token: impl Into<String>, source: CredentialSource) -> Self {
         Credential {
-            secret: Secret::Own(Token::new(token.into())),
+            secret: Secret::Own(SecretString::from(token.into())),
             source,
             resolved: None,
         }
@@ -104,7 +85,10 @@ impl Credential {
     /// digest, computed the first time any of them is checked.
     pub fn shared(token: impl Into<String>, source: CredentialSource) -> Self {
         Credential {
-            secret: Secret::Shared(Arc::new(Token::new(token.into()))),
+            secret: Secret::Shared(Arc::new(SharedToken {
+                token: SecretString::from(token.into()),
+                sha256: OnceLock::new(),
+            })),
             source,
             resolved: None,
         }
@@ -114,7 +98,7 @@ impl Credential {
     #[cfg(feature = "http")]
     pub(crate) fn resolved(principal: Arc<Principal>, source: CredentialSource) -> Self {
         Credential {
-            secret: Secret::Own(Token::new(String::new())),
+            secret: Secret::Own(SecretString::from(String::new())),
             source,
             resolved: Some(principal),
         }
@@ -122,15 +106,30 @@ impl Credential {
 
     /// The secret token. Compare it only through digests; never log it.
     pub fn expose(&self) -> &str {
-        self.secret.token().token.expose_secret()
+        match &self.secret {
+            Secret::Own(token) => token.expose_secret(),
+            Secret::Shared(shared) => shared.token.expose_secret(),
+        }
     }
 
-    /// The SHA-256 digest of the token, computed once per credential (shared by the clones of
-    /// a [`Credential::shared`] one).
-    pub(crate) fn sha256(&self) -> &[u8; 32] {
-        let t = self.secret.token();
-        t.sha256
-            .get_or_init(|| keys::digest(t.token.expose_secret()))
+    /// The SHA-256 digest of the token: computed for a request's own credential, computed
+    /// once and then kept for a [`Credential::shared`] one and all its clones.
+    pub(crate) fn sha256(&self) -> [u8; 32] {
+        match &self.secret {
+            Secret::Own(token) => keys::digest(token.expose_secret()),
+            Secret::Shared(shared) => *shared
+                .sha256
+                .get_or_init(|| keys::digest(shared.token.expose_secret())),
+        }
+    }
+
+    /// The digest kept so far, if any (only a shared credential keeps one).
+    #[cfg(test)]
+    pub(crate) fn kept_sha256(&self) -> Option<&[u8; 32]> {
+        match &self.secret {
+            Secret::Own(_) => None,
+            Secret::Shared(shared) => shared.sha256.get(),
+        }
     }
 
     /// The principal the transport resolved, if it did.

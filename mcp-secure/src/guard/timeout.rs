@@ -12,42 +12,48 @@ use crate::error::{ErrorCode, ToolError};
 
 /// Runs `body`. On timeout or cancellation the body's future is dropped (stopping it at its
 /// next await point) and `cancel` is cancelled so cooperative work can stop too.
-pub async fn run<F, T>(
+///
+/// (An `async move` block rather than an `async fn`, which would keep a second copy of its
+/// arguments in the future every call holds.)
+#[allow(clippy::manual_async_fn)]
+pub fn run<F, T>(
     body: F,
     timeout: Option<Duration>,
     cancel: &CancellationToken,
-) -> Result<T, ToolError>
+) -> impl Future<Output = Result<T, ToolError>>
 where
     F: Future<Output = Result<T, ToolError>>,
 {
-    let guarded = AssertUnwindSafe(body).catch_unwind();
-    let limited = async {
-        match timeout {
-            Some(d) => tokio::time::timeout(d, guarded)
-                .await
-                .map_err(|_| timed_out(d)),
-            None => Ok(guarded.await),
-        }
-    };
-    let outcome = tokio::select! {
-        biased;
-        () = cancel.cancelled() => Err(cancelled()),
-        r = limited => r,
-    };
-    match outcome {
-        Ok(Ok(result)) => result,
-        Ok(Err(panic)) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "non-string panic".into());
-            tracing::error!(target: "mcp_secure::tool", panic = %what, "tool body panicked");
-            Err(ToolError::new(ErrorCode::Internal, "internal error"))
-        }
-        Err(e) => {
-            cancel.cancel();
-            Err(e)
+    async move {
+        let guarded = AssertUnwindSafe(body).catch_unwind();
+        let limited = async {
+            match timeout {
+                Some(d) => tokio::time::timeout(d, guarded)
+                    .await
+                    .map_err(|_| timed_out(d)),
+                None => Ok(guarded.await),
+            }
+        };
+        let outcome = tokio::select! {
+            biased;
+            () = cancel.cancelled() => Err(cancelled()),
+            r = limited => r,
+        };
+        match outcome {
+            Ok(Ok(result)) => result,
+            Ok(Err(panic)) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "non-string panic".into());
+                tracing::error!(target: "mcp_secure::tool", panic = %what, "tool body panicked");
+                Err(ToolError::new(ErrorCode::Internal, "internal error"))
+            }
+            Err(e) => {
+                cancel.cancel();
+                Err(e)
+            }
         }
     }
 }

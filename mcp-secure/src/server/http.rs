@@ -787,7 +787,7 @@ async fn audit_refusal(
     code: ErrorCode,
     message: &str,
 ) {
-    let record = CallRecord::new(audit, HTTP_REFUSAL_TOOL, "http", input);
+    let mut record = CallRecord::new(audit, HTTP_REFUSAL_TOOL, "http", input);
     record
         .finish(Err(&ToolError::new(code, message.to_owned())))
         .await;

@@ -47,147 +47,173 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
     /// Like [`SecureServer::call`], with the approval step's input given explicitly, and an
     /// `InputRequiredResult` when a human must be asked through the input-required round trip
     /// (its audit outcome is `approval_required`: one record per round).
-    pub async fn respond(
-        &self,
-        name: &str,
+    //
+    // (Not an `async fn`: an `async fn` moves its arguments into its body's own variables, so
+    // the future keeps two slots for each; an `async move` block uses the captured ones in
+    // place. rmcp allocates this future for every call.)
+    #[allow(clippy::manual_async_fn)]
+    pub fn respond<'a>(
+        &'a self,
+        name: &'a str,
         args: Option<JsonObject>,
         credential: Option<Credential>,
-        request: Option<RequestContext<RoleServer>>,
+        mut request: Option<RequestContext<RoleServer>>,
         approval: ApprovalInput,
-    ) -> CallToolResponse {
-        let mut record = CallRecord::new(
-            &self.inner.audit,
-            name,
-            self.transport,
-            args.unwrap_or_default(),
-        );
-        let result = self
-            .guarded(&mut record, name, credential, request, &approval)
-            .await;
-        match result {
-            Ok(CallToolResponse::Complete(r)) => {
-                record.finish(Ok(&r)).await;
-                r.into()
-            }
-            Ok(asked) => {
-                let waiting = ToolError::new(
-                    ErrorCode::ApprovalRequired,
-                    "waiting for a human's answer (input required)",
+    ) -> impl Future<Output = CallToolResponse> + 'a {
+        async move {
+            let mut record = CallRecord::new(
+                &self.inner.audit,
+                name,
+                self.transport,
+                args.unwrap_or_default(),
+            );
+            let result = self
+                .guarded(
+                    &mut record,
+                    name,
+                    credential.as_ref(),
+                    &mut request,
+                    &approval,
                 )
-                .with_detail("approval_kind", "human");
-                record.finish(Err(&waiting)).await;
-                asked
-            }
-            Err(e) => {
-                record.finish(Err(&e)).await;
-                e.to_call_result().into()
+                .await;
+            // The record is finished from a borrowed outcome and the response moved out after:
+            // the future keeps one slot for the response, not one for it and one for its parts.
+            let waiting;
+            let outcome = match &result {
+                Ok(CallToolResponse::Complete(r)) => Ok(r),
+                Ok(_) => {
+                    waiting = ToolError::new(
+                        ErrorCode::ApprovalRequired,
+                        "waiting for a human's answer (input required)",
+                    )
+                    .with_detail("approval_kind", "human");
+                    Err(&waiting)
+                }
+                Err(e) => Err(e),
+            };
+            record.finish(outcome).await;
+            match result {
+                Ok(response) => response,
+                Err(e) => e.to_call_result().into(),
             }
         }
     }
 
-    async fn guarded<'a>(
+    /// Guards 1 to 8 and the body (the record is finished by the caller). An `async move`
+    /// block, as `respond`'s is.
+    #[allow(clippy::manual_async_fn)]
+    fn guarded<'a: 'r, 'r>(
         &'a self,
-        record: &mut CallRecord<'a>,
-        name: &str,
-        credential: Option<Credential>,
-        request: Option<RequestContext<RoleServer>>,
-        approval_input: &ApprovalInput,
-    ) -> Result<CallToolResponse, ToolError> {
-        let inner = &*self.inner;
-        let entry = inner.by_name.get(name).map(|&i| &inner.tools[i]);
+        record: &'r mut CallRecord<'a>,
+        name: &'r str,
+        credential: Option<&'r Credential>,
+        request: &'r mut Option<RequestContext<RoleServer>>,
+        approval_input: &'r ApprovalInput,
+    ) -> impl Future<Output = Result<CallToolResponse, ToolError>> + 'r {
+        async move {
+            let inner = &*self.inner;
+            let entry = inner.by_name.get(name).map(|&i| &inner.tools[i]);
 
-        // The record must know which arguments are secret before anything can end the call.
-        record.set_redactor(entry.map(|e| &e.redactor));
+            // The record must know which arguments are secret before anything can end the call.
+            record.set_redactor(entry.map(|e| &e.redactor));
 
-        // 0. Audit: failing closed, nothing runs while the audit log cannot store records.
-        record.ready()?;
+            // 0. Audit: failing closed, nothing runs while the audit log cannot store records.
+            record.ready()?;
 
-        // 1. Size, before anything reads the arguments.
-        let max_input = entry.map_or(ToolSpec::DEFAULT_MAX_INPUT, |e| e.spec.max_input);
-        let size = size::check(record.args(), max_input);
-        record.set_args_size(
-            size.as_ref()
-                .map_or(ArgsSize::OverCap, |&n| ArgsSize::Bytes(n)),
-        );
-        size?;
+            // 1. Size, before anything reads the arguments.
+            let max_input = entry.map_or(ToolSpec::DEFAULT_MAX_INPUT, |e| e.spec.max_input);
+            let size = size::check(record.args(), max_input);
+            record.set_args_size(
+                size.as_ref()
+                    .map_or(ArgsSize::OverCap, |&n| ArgsSize::Bytes(n)),
+            );
+            size?;
 
-        // 2. Authenticate.
-        let principal = authn::authenticate(&*inner.authenticator, credential.as_ref()).await?;
-        record.set_principal(&principal);
+            // 2. Authenticate.
+            let principal = authn::authenticate(&*inner.authenticator, credential).await?;
+            record.set_principal(&principal);
 
-        // An unknown tool, after authentication so strangers learn nothing about names.
-        let entry = entry
-            .ok_or_else(|| ToolError::invalid_input(format!("there is no tool named `{name}`")))?;
-        let spec = entry.spec;
+            // An unknown tool, after authentication so strangers learn nothing about names.
+            let entry = entry.ok_or_else(|| {
+                ToolError::invalid_input(format!("there is no tool named `{name}`"))
+            })?;
+            let spec = entry.spec;
 
-        // 3. Authorize.
-        authz::check(&inner.roles, &principal, spec)?;
+            // 3. Authorize.
+            authz::check(&inner.roles, &principal, spec)?;
 
-        // 4. Rate: the server-wide limit per principal, then the tool's.
-        if let Some(limit) = &inner.principal_limit {
-            limit.check(&principal.user, "this server")?;
-        }
-        if let Some(limit) = &entry.rate {
-            limit.check(&principal.user, spec.name)?;
-        }
-
-        // 5. Validate: shape, rules, unknown fields (parsing borrows the arguments: approval
-        //    binds them as called, and a sandboxed body gets them to re-parse in its worker).
-        let parsed = entry.handler.parse(record.args())?;
-
-        // 6. Approve: only valid calls within their rates get here.
-        let checked = inner
-            .approvals
-            .check(approval::Call {
-                spec,
-                redactor: &entry.redactor,
-                required: entry.approval,
-                principal: &principal,
-                args: record.args(),
-                input: approval_input,
-                request: request.as_ref(),
-            })
-            .await;
-        if let Some(decision) = checked.audit {
-            record.set_approval(decision);
-        }
-        if let approval::Verdict::Ask(input_required) = checked.verdict? {
-            return Ok(CallToolResponse::InputRequired(input_required));
-        }
-
-        // 7. Run: inside a concurrency permit, under the timeout and the request's cancellation,
-        //    after a write-ahead record for tools that change things.
-        let _permit = entry
-            .concurrency
-            .as_ref()
-            .map(|c| c.acquire())
-            .transpose()?;
-        if spec.kind.is_mutating() {
-            record.write_attempt().await?;
-        }
-        // The body's cancellation is the request's own token (rmcp gives each request one of
-        // its own): the client's cancellation reaches it, and a timeout cancels it for
-        // whatever the body started.
-        let cancel = request
-            .as_ref()
-            .map_or_else(CancellationToken::new, |r| r.ct.clone());
-        let mut result = match &entry.sandbox {
-            // In a sandboxed worker process, killed and reaped on timeout or cancellation.
-            // Boxed: the calls that run in process do not carry the worker's I/O state.
-            Some(sandbox) => {
-                drop(parsed);
-                let raw = record.args().clone();
-                Box::pin(sandbox.call(raw, &principal, spec.timeout, &cancel)).await?
+            // 4. Rate: the server-wide limit per principal, then the tool's.
+            if let Some(limit) = &inner.principal_limit {
+                limit.check(&principal.user, "this server")?;
             }
-            None => {
-                let ctx = Ctx::new(inner.state.clone(), principal, request, cancel.clone());
-                timeout::run(entry.handler.call(ctx, parsed), spec.timeout, &cancel).await?
+            if let Some(limit) = &entry.rate {
+                limit.check(&principal.user, spec.name)?;
             }
-        };
 
-        // 8. Output cap. The content's text, written to measure it, is the record's output.
-        let content = output::check(&mut result, inner.max_output)?;
-        record.set_content(content);
-        Ok(CallToolResponse::Complete(result))
+            // 5. Validate: shape, rules, unknown fields (parsing borrows the arguments: approval
+            //    binds them as called, and a sandboxed body gets them to re-parse in its worker).
+            let parsed = entry.handler.parse(record.args())?;
+
+            // 6. Approve: only valid calls within their rates get here.
+            // Taken apart at once: no part of it is kept while the body runs.
+            let approval::Checked { audit, verdict } = inner
+                .approvals
+                .check(approval::Call {
+                    spec,
+                    redactor: &entry.redactor,
+                    required: entry.approval,
+                    principal: &principal,
+                    args: record.args(),
+                    input: approval_input,
+                    request: request.as_ref(),
+                })
+                .await;
+            if let Some(decision) = audit {
+                record.set_approval(decision);
+            }
+            if let approval::Verdict::Ask(input_required) = verdict? {
+                return Ok(CallToolResponse::InputRequired(input_required));
+            }
+
+            // 7. Run: inside a concurrency permit, under the timeout and the request's cancellation,
+            //    after a write-ahead record for tools that change things.
+            let _permit = entry
+                .concurrency
+                .as_ref()
+                .map(|c| c.acquire())
+                .transpose()?;
+            if spec.kind.is_mutating() {
+                record.write_attempt().await?;
+            }
+            // The body's cancellation is the request's own token (rmcp gives each request one of
+            // its own): the client's cancellation reaches it, and a timeout cancels it for
+            // whatever the body started.
+            let cancel = request
+                .as_ref()
+                .map_or_else(CancellationToken::new, |r| r.ct.clone());
+            let mut result = match &entry.sandbox {
+                // In a sandboxed worker process, killed and reaped on timeout or cancellation.
+                // Boxed: the calls that run in process do not carry the worker's I/O state.
+                Some(sandbox) => {
+                    drop(parsed);
+                    let raw = record.args().clone();
+                    Box::pin(sandbox.call(raw, &principal, spec.timeout, &cancel)).await?
+                }
+                None => {
+                    let ctx = Ctx::new(
+                        inner.state.clone(),
+                        principal,
+                        request.take(),
+                        cancel.clone(),
+                    );
+                    timeout::run(entry.handler.call(ctx, parsed), spec.timeout, &cancel).await?
+                }
+            };
+
+            // 8. Output cap. The content's text, written to measure it, is the record's output.
+            let content = output::check(&mut result, inner.max_output)?;
+            record.set_content(content);
+            Ok(CallToolResponse::Complete(result))
+        }
     }
 }

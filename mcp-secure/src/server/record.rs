@@ -299,7 +299,7 @@ impl<'a> CallRecord<'a> {
 
     /// Writes the one outcome record. It is handed to the sink before the first `await`, so
     /// it is written even if this future is dropped while it waits for the sink.
-    pub(super) async fn finish(mut self, result: Result<&CallToolResult, &ToolError>) {
+    pub(super) async fn finish(&mut self, result: Result<&CallToolResult, &ToolError>) {
         let status = match result {
             Ok(r) => {
                 // A tool may build its own `isError` result: pass it on, record a failure.
