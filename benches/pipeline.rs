@@ -242,8 +242,10 @@ fn stages(c: &mut Criterion, s: &Setup) {
     g.bench_function("size", |b| b.iter(|| size::check(black_box(&a), 64 * 1024)));
     g.bench_function("auth (api key, cached digest)", |b| {
         b.iter(|| {
-            // `ApiKeyStore` answers with a ready future: poll it once, no runtime needed.
-            futures_ready(authn::authenticate(&s.keys, Some(black_box(&s.credential))))
+            // `ApiKeyStore` answers with a ready future: poll it once, no runtime needed. Each
+            // call gets its own clone of the session's credential, as the server's do.
+            let credential = s.credential.clone();
+            futures_ready(authn::authenticate(&s.keys, Some(black_box(&credential))))
         })
     });
     // A token sent with each request (`_meta.authToken`, a bearer header): a new credential
@@ -292,8 +294,9 @@ fn stages(c: &mut Criterion, s: &Setup) {
     // untimed: they are the call's own, and every server frees them (bare rmcp too, after
     // deserializing them); what the record adds (its id, timestamp and output) is freed here.
     let chain = |args: JsonObject| {
-        let p = futures_ready(authn::authenticate(&s.keys, Some(&s.credential)))
-            .expect("authenticated");
+        let credential = s.credential.clone();
+        let p =
+            futures_ready(authn::authenticate(&s.keys, Some(&credential))).expect("authenticated");
         authz::check(&s.roles, &p, s.spec).expect("allowed");
         limit.check(&p.user, "echo").expect("within rate");
         let parts = parts(&clock, args);
