@@ -12,9 +12,9 @@ use crate::error::{ErrorCode, ToolError};
 
 /// Runs `body`. On timeout or cancellation the body's future is dropped (stopping it at its
 /// next await point) and `cancel` is cancelled so cooperative work can stop too.
-///
-/// (An `async move` block rather than an `async fn`, which would keep a second copy of its
-/// arguments in the future every call holds.)
+//
+// (An `async move` block rather than an `async fn`, which would keep a second copy of its
+// arguments in the future every call holds.)
 #[allow(clippy::manual_async_fn)]
 pub fn run<F, T>(
     body: F,

@@ -99,8 +99,8 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
         }
     }
 
-    /// Guards 1 to 8 and the body (the record is finished by the caller). An `async move`
-    /// block, as `respond`'s is.
+    /// Guards 1 to 8 and the body (the record is finished by the caller).
+    // An `async move` block, as `respond`'s is.
     #[allow(clippy::manual_async_fn)]
     fn guarded<'a: 'r, 'r>(
         &'a self,
