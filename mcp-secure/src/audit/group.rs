@@ -61,6 +61,9 @@ pub(super) struct GroupWriter<S: BatchStore> {
     /// Batches stored (tests count the stores).
     #[cfg(test)]
     stores: AtomicUsize,
+    /// Batches allocated (tests count them).
+    #[cfg(test)]
+    batches: AtomicUsize,
 }
 
 /// The state's lock, held.
@@ -73,6 +76,9 @@ struct State<B> {
     spare: B,
     /// The open batch: each of its callers still waiting holds a clone.
     batch: Arc<Batch>,
+    /// A stored batch that nobody holds any more, emptied, to become a later open one: a
+    /// record whose caller is alone allocates no batch.
+    spare_batch: Option<Arc<Batch>>,
     /// A store is under way (with the lock released).
     writing: bool,
     /// Tasks waiting for the batch being stored, and for the open batch.
@@ -99,6 +105,7 @@ impl<S: BatchStore> GroupWriter<S> {
                 open: S::Batch::default(),
                 spare: S::Batch::default(),
                 batch: Arc::default(),
+                spare_batch: None,
                 writing: false,
                 wake_writing: Vec::new(),
                 wake_open: Vec::new(),
@@ -106,6 +113,8 @@ impl<S: BatchStore> GroupWriter<S> {
             }),
             #[cfg(test)]
             stores: AtomicUsize::new(0),
+            #[cfg(test)]
+            batches: AtomicUsize::new(1),
         }
     }
 
@@ -113,6 +122,12 @@ impl<S: BatchStore> GroupWriter<S> {
     #[cfg(test)]
     pub(super) fn stores(&self) -> usize {
         self.stores.load(Ordering::SeqCst)
+    }
+
+    /// How many batches were allocated.
+    #[cfg(test)]
+    pub(super) fn batches(&self) -> usize {
+        self.batches.load(Ordering::SeqCst)
     }
 
     /// Whether a store is under way.
@@ -140,7 +155,7 @@ impl<S: BatchStore> GroupWriter<S> {
             let outcome;
             (state, outcome) = self.advance(state, &batch);
             if let Some(outcome) = outcome {
-                drop(batch); // under the lock: see `Pending`'s `Drop`
+                release(&mut state, batch); // under the lock: see `Pending`'s `Drop`
                 return outcome;
             }
             batch.blocked.fetch_add(1, Ordering::Relaxed);
@@ -156,10 +171,10 @@ impl<S: BatchStore> GroupWriter<S> {
     /// batch is stored. It is stored even if the future is dropped.
     pub(super) fn append_async(&self, add: impl FnOnce(&mut S::Batch)) -> Pending<'_, S> {
         let (state, batch) = self.append(add);
-        let (state, outcome) = self.advance(state, &batch);
+        let (mut state, outcome) = self.advance(state, &batch);
         let wait = match outcome {
             Some(outcome) => {
-                drop(batch); // under the lock: see `Pending`'s `Drop`
+                release(&mut state, batch); // under the lock: see `Pending`'s `Drop`
                 Wait::Ready(outcome)
             }
             None => Wait::Waiting(batch),
@@ -212,7 +227,12 @@ impl<S: BatchStore> GroupWriter<S> {
             state.writing = true;
             let spare = std::mem::take(&mut state.spare);
             let mut records = std::mem::replace(&mut state.open, spare);
-            let batch = std::mem::take(&mut state.batch);
+            let next_open = state.spare_batch.take().unwrap_or_else(|| {
+                #[cfg(test)]
+                self.batches.fetch_add(1, Ordering::SeqCst);
+                Arc::default()
+            });
+            let batch = std::mem::replace(&mut state.batch, next_open);
             state.wake_writing = std::mem::take(&mut state.wake_open);
             drop(state);
 
@@ -261,6 +281,18 @@ impl<S: BatchStore> GroupWriter<S> {
             // The wakers listed for it are those of the callers that left.
             state.wake_open.clear();
         }
+    }
+}
+
+/// Lets go of a caller's `batch`, under the state's lock. If nothing else holds it, it was
+/// stored and its outcome taken by every caller (the state and a caller storing it hold it
+/// until then), so it is emptied and kept to be the next open batch.
+fn release<B>(state: &mut State<B>, mut batch: Arc<Batch>) {
+    if let Some(done) = Arc::get_mut(&mut batch) {
+        debug_assert!(done.outcome.get().is_some() && !done.blocked());
+        done.outcome = OnceLock::new();
+        *done.blocked.get_mut() = 0;
+        state.spare_batch = Some(batch);
     }
 }
 
@@ -403,7 +435,7 @@ impl<S: BatchStore> Future for Pending<'_, S> {
         };
         let (mut state, outcome) = this.writer.advance(this.writer.lock(), &batch);
         if let Some(outcome) = outcome {
-            drop(batch); // under the lock: see `Drop`
+            release(&mut state, batch); // under the lock: see `Drop`
             return Poll::Ready(outcome);
         }
         let listed = this
@@ -433,8 +465,8 @@ impl<S: BatchStore> Drop for Pending<'_, S> {
         let Wait::Waiting(batch) = std::mem::replace(&mut self.wait, Wait::Done) else {
             return;
         };
-        let (state, _) = self.writer.advance(self.writer.lock(), &batch);
-        drop(batch);
+        let (mut state, _) = self.writer.advance(self.writer.lock(), &batch);
+        release(&mut state, batch);
         drop(state);
     }
 }
@@ -742,6 +774,34 @@ mod tests {
             .append_blocking(|b| b.extend_from_slice(THREE))
             .expect("stored");
         assert_eq!(*writer.store().kept.lock().unwrap(), THREE);
+    }
+
+    /// A caller alone has its batch stored and lets go of it last: the emptied batch becomes a
+    /// later open one, so a run of such records allocates no batch, async or blocking.
+    #[test]
+    fn a_caller_alone_reuses_the_last_stored_batch() {
+        let writer = GroupWriter::new(PanicsOnce::default());
+        writer.store().panicked.store(true, Ordering::SeqCst); // it keeps every line
+        for i in 0..4 {
+            if i % 2 == 0 {
+                futures::executor::block_on(writer.append_async(|b| b.extend_from_slice(TWO)))
+                    .expect("stored");
+            } else {
+                writer
+                    .append_blocking(|b| b.extend_from_slice(THREE))
+                    .expect("stored");
+            }
+        }
+        assert_eq!(writer.stores(), 4);
+        assert_eq!(
+            writer.batches(),
+            2,
+            "the first open batch, and the one made when it was stored"
+        );
+        assert_eq!(
+            *writer.store().kept.lock().unwrap(),
+            [TWO, THREE, TWO, THREE].concat()
+        );
     }
 
     /// 2 blocking threads and 16 tasks on 2 runtime threads, fsync on (so writes overlap), and
