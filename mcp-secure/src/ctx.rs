@@ -16,28 +16,41 @@ use crate::auth::Principal;
 pub struct Ctx<S> {
     state: Arc<S>,
     principal: Arc<Principal>,
-    request: Option<RequestContext<RoleServer>>,
-    cancel: CancellationToken,
+    call: Call,
+}
+
+/// Where the call came from, and so where its cancellation is.
+enum Call {
+    /// Through an MCP transport: the request's own token (`ct`) is the call's cancellation, so
+    /// no second handle is made and dropped per call (each one a lock of the token's node).
+    Request(RequestContext<RoleServer>),
+    /// A direct call, with a token of its own.
+    Direct(CancellationToken),
 }
 
 impl<S> Ctx<S> {
+    /// `cancel` is the call's cancellation. With a request it must be the request's own `ct`
+    /// (the contract of [`SecureServer::call`](crate::SecureServer::call)), which is what the
+    /// body is given; it is cloned only for a call without one.
     pub(crate) fn new(
         state: Arc<S>,
         principal: Arc<Principal>,
         request: Option<RequestContext<RoleServer>>,
-        cancel: CancellationToken,
+        cancel: &CancellationToken,
     ) -> Self {
         // The caller's credential has done its work: the body never sees it, so it cannot leak
         // it or pass it on to anything downstream.
-        let request = request.map(|mut r| {
-            r.meta.0.0.remove(crate::guard::authn::META_AUTH_TOKEN);
-            r
-        });
+        let call = match request {
+            Some(mut r) => {
+                r.meta.0.0.remove(crate::guard::authn::META_AUTH_TOKEN);
+                Call::Request(r)
+            }
+            None => Call::Direct(cancel.clone()),
+        };
         Ctx {
             state,
             principal,
-            request,
-            cancel,
+            call,
         }
     }
 
@@ -60,14 +73,20 @@ impl<S> Ctx<S> {
     /// through an MCP transport (e.g. a direct pipeline call in a benchmark). The caller's
     /// `_meta.authToken` has been removed from it, and over HTTP the `Authorization` header.
     pub fn request(&self) -> Option<&RequestContext<RoleServer>> {
-        self.request.as_ref()
+        match &self.call {
+            Call::Request(request) => Some(request),
+            Call::Direct(_) => None,
+        }
     }
 
     /// Cancelled when the client cancels the request or the call times out. Long-running
     /// bodies should check it, or hand it to whatever they wait on. It is the request's own
     /// token (`request().ct`), so both say the same.
     pub fn cancellation(&self) -> &CancellationToken {
-        &self.cancel
+        match &self.call {
+            Call::Request(request) => &request.ct,
+            Call::Direct(cancel) => cancel,
+        }
     }
 }
 

@@ -11,7 +11,8 @@ use tokio_util::sync::CancellationToken;
 use crate::error::{ErrorCode, ToolError};
 
 /// Runs `body`. On timeout or cancellation the body's future is dropped (stopping it at its
-/// next await point) and `cancel` is cancelled so cooperative work can stop too.
+/// next await point) and `cancel` is cancelled so cooperative work can stop too. A call whose
+/// request is already cancelled does not start its body.
 //
 // (An `async move` block rather than an `async fn`, which would keep a second copy of its
 // arguments in the future every call holds.)
@@ -34,10 +35,18 @@ where
                 None => Ok(guarded.await),
             }
         };
-        let outcome = tokio::select! {
-            biased;
-            () = cancel.cancelled() => Err(cancelled()),
-            r = limited => r,
+        // The body is polled first, and the cancellation only while the body waits: a body
+        // that finishes at once (most do) never registers a waiter on the request's token,
+        // which costs a lock to add and another to remove. A request cancelled before the body
+        // starts is seen by the check before it.
+        let outcome = if cancel.is_cancelled() {
+            Err(cancelled())
+        } else {
+            tokio::select! {
+                biased;
+                r = limited => r,
+                () = cancel.cancelled() => Err(cancelled()),
+            }
         };
         match outcome {
             Ok(Ok(result)) => result,
@@ -98,6 +107,40 @@ mod tests {
         ct.cancel();
         let r = run(std::future::pending::<Result<(), ToolError>>(), None, &ct).await;
         assert_eq!(r.unwrap_err().code(), ErrorCode::Cancelled);
+
+        // Cancelled before it starts: a body that would finish at once is not run at all.
+        let ct = CancellationToken::new();
+        ct.cancel();
+        let started = std::sync::atomic::AtomicBool::new(false);
+        let r = run(
+            async {
+                started.store(true, std::sync::atomic::Ordering::SeqCst);
+                Ok::<_, ToolError>(())
+            },
+            None,
+            &ct,
+        )
+        .await;
+        assert_eq!(r.unwrap_err().code(), ErrorCode::Cancelled);
+        assert!(!started.load(std::sync::atomic::Ordering::SeqCst));
+
+        // Cancelled while the body waits (after its first poll registered nothing).
+        let ct = CancellationToken::new();
+        let canceller = {
+            let ct = ct.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                ct.cancel();
+            })
+        };
+        let r = run(
+            std::future::pending::<Result<(), ToolError>>(),
+            Some(Duration::from_secs(60)),
+            &ct,
+        )
+        .await;
+        assert_eq!(r.unwrap_err().code(), ErrorCode::Cancelled);
+        canceller.await.unwrap();
 
         let ct = CancellationToken::new();
         let r = run(async { panic!("secret detail") }, None, &ct).await as Result<(), ToolError>;

@@ -166,7 +166,7 @@ mod imp {
                     Arc::new(()),
                     Arc::new(principal),
                     None,
-                    CancellationToken::new(),
+                    &CancellationToken::new(),
                 );
                 let body = AssertUnwindSafe(handler.call(ctx, parsed)).catch_unwind();
                 match runtime.block_on(body) {

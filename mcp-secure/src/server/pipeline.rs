@@ -204,7 +204,7 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
                         inner.state.clone(),
                         principal,
                         request.take(),
-                        cancel.clone(),
+                        &cancel,
                     );
                     timeout::run(entry.handler.call(ctx, parsed), spec.timeout, &cancel).await?
                 }
