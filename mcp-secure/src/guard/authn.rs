@@ -1,5 +1,6 @@
 //! Guard 2: find the caller's credential and resolve it to a principal.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use rmcp::model::{Extensions, RequestMetaObject};
@@ -14,19 +15,20 @@ pub const META_AUTH_TOKEN: &str = "authToken";
 /// transport's (HTTP bearer header or the stdio session token), which is only asked for when
 /// there is none. The token is taken out of `_meta`, not copied: the request keeps no copy of
 /// the caller's secret for whatever is handed the request later (the tool body included).
-pub fn credential(
+pub fn credential<'s>(
     meta: &mut RequestMetaObject,
-    transport: impl FnOnce() -> Option<Credential>,
-) -> Option<Credential> {
+    transport: impl FnOnce() -> Option<Cow<'s, Credential>>,
+) -> Option<Cow<'s, Credential>> {
     match meta.remove(META_AUTH_TOKEN) {
-        Some(serde_json::Value::String(t)) => {
-            Some(Credential::new(t, CredentialSource::RequestMeta))
-        }
+        Some(serde_json::Value::String(t)) => Some(Cow::Owned(Credential::new(
+            t,
+            CredentialSource::RequestMeta,
+        ))),
         // A present but non-string token is not silently replaced by the transport's.
-        Some(_) => Some(Credential::new(
+        Some(_) => Some(Cow::Owned(Credential::new(
             String::new(),
             CredentialSource::RequestMeta,
-        )),
+        ))),
         None => transport(),
     }
 }
@@ -35,14 +37,16 @@ pub fn credential(
 /// resolved from `Authorization: Bearer` (see `server::http`), else that header itself (when
 /// rmcp's HTTP service is mounted without our layer), else none: a request over HTTP never
 /// borrows the session credential, which is the stdio process's own. Otherwise the session
-/// credential (stdio). Without the `http` feature, no request is known to come over HTTP.
-pub fn transport_credential(
+/// credential (stdio), borrowed: every call of a session presents the same one, and a clone
+/// would write its shared count from every thread. Without the `http` feature, no request is
+/// known to come over HTTP.
+pub fn transport_credential<'s>(
     extensions: &Extensions,
-    session: Option<&Credential>,
-) -> Option<Credential> {
+    session: Option<&'s Credential>,
+) -> Option<Cow<'s, Credential>> {
     match http_credential(extensions) {
-        Some(over_http) => over_http,
-        None => session.cloned(),
+        Some(over_http) => over_http.map(Cow::Owned),
+        None => session.map(Cow::Borrowed),
     }
 }
 
@@ -133,6 +137,8 @@ mod tests {
             (stdio.expose(), stdio.source()),
             ("session-token", CredentialSource::Session)
         );
+        // Borrowed, not cloned: every call of the session presents this one credential.
+        assert!(matches!(stdio, Cow::Borrowed(c) if std::ptr::eq(c, &session)));
         // Over HTTP: the request's bearer token, never the session's.
         let bearer = transport_credential(&over_http(Some("Bearer abc")), Some(&session)).unwrap();
         assert_eq!(

@@ -29,7 +29,8 @@ impl<S: Send + Sync + 'static> ServerHandler for SecureServer<S> {
         let credential = authn::credential(&mut context.meta, || {
             authn::transport_credential(&context.extensions, self.session.as_ref())
         });
-        let tools = match authn::authenticate(&*self.inner.authenticator, credential.as_ref()).await
+        let tools = match authn::authenticate(&*self.inner.authenticator, credential.as_deref())
+            .await
         {
             Ok(principal) => self
                 .inner
@@ -58,7 +59,7 @@ impl<S: Send + Sync + 'static> ServerHandler for SecureServer<S> {
             .with_round_trip(request.request_state, request.input_responses);
         // Boxed: rmcp moves the request's future around (into its task, between states); a
         // pointer is cheaper to move than the whole pipeline's state.
-        Ok(Box::pin(self.respond(
+        Ok(Box::pin(self.respond_as(
             &request.name,
             request.arguments,
             credential,

@@ -1,6 +1,8 @@
 //! The one pipeline every call goes through, on every transport. Read it top to bottom: the
 //! order of the guards is the order of DESIGN §3, and the body is reachable only at the end.
 
+use std::borrow::Cow;
+
 use rmcp::RoleServer;
 use rmcp::model::{CallToolResponse, CallToolResult, JsonObject};
 use rmcp::service::RequestContext;
@@ -47,16 +49,29 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
     /// Like [`SecureServer::call`], with the approval step's input given explicitly, and an
     /// `InputRequiredResult` when a human must be asked through the input-required round trip
     /// (its audit outcome is `approval_required`: one record per round).
-    //
-    // (Not an `async fn`: an `async fn` moves its arguments into its body's own variables, so
-    // the future keeps two slots for each; an `async move` block uses the captured ones in
-    // place. rmcp allocates this future for every call.)
-    #[allow(clippy::manual_async_fn)]
     pub fn respond<'a>(
         &'a self,
         name: &'a str,
         args: Option<JsonObject>,
         credential: Option<Credential>,
+        request: Option<RequestContext<RoleServer>>,
+        approval: ApprovalInput,
+    ) -> impl Future<Output = CallToolResponse> + 'a {
+        self.respond_as(name, args, credential.map(Cow::Owned), request, approval)
+    }
+
+    /// [`SecureServer::respond`] with a credential that may be borrowed (the stdio session's,
+    /// which every call of the session presents).
+    //
+    // (Not an `async fn`: an `async fn` moves its arguments into its body's own variables, so
+    // the future keeps two slots for each; an `async move` block uses the captured ones in
+    // place. rmcp allocates this future for every call.)
+    #[allow(clippy::manual_async_fn)]
+    pub(super) fn respond_as<'a>(
+        &'a self,
+        name: &'a str,
+        args: Option<JsonObject>,
+        credential: Option<Cow<'a, Credential>>,
         mut request: Option<RequestContext<RoleServer>>,
         approval: ApprovalInput,
     ) -> impl Future<Output = CallToolResponse> + 'a {
@@ -71,7 +86,7 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
                 .guarded(
                     &mut record,
                     name,
-                    credential.as_ref(),
+                    credential.as_deref(),
                     &mut request,
                     &approval,
                 )
@@ -200,12 +215,7 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
                     Box::pin(sandbox.call(raw, &principal, spec.timeout, &cancel)).await?
                 }
                 None => {
-                    let ctx = Ctx::new(
-                        inner.state.clone(),
-                        principal,
-                        request.take(),
-                        &cancel,
-                    );
+                    let ctx = Ctx::new(inner.state.clone(), principal, request.take(), &cancel);
                     timeout::run(entry.handler.call(ctx, parsed), spec.timeout, &cancel).await?
                 }
             };
