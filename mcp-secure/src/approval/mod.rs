@@ -44,7 +44,25 @@ pub struct ApprovalInput {
     pub input_responses: Option<InputResponses>,
 }
 
+/// The input of a call that brings none (most calls).
+pub(crate) static NO_APPROVAL_INPUT: ApprovalInput = ApprovalInput {
+    token: None,
+    request_state: None,
+    input_responses: None,
+};
+
 impl ApprovalInput {
+    /// True when the call brings nothing for the approval step. (Taken apart whole: a field
+    /// added later must be counted here, or a call bringing only it would lose it.)
+    pub(crate) fn is_none(&self) -> bool {
+        let ApprovalInput {
+            token,
+            request_state,
+            input_responses,
+        } = self;
+        token.is_none() && request_state.is_none() && input_responses.is_none()
+    }
+
     /// Reads the explicit token from request `_meta` (the first of the given objects that has
     /// one). A present but non-string value becomes an empty token, which is refused.
     pub fn from_meta<'a>(metas: impl IntoIterator<Item = &'a RequestMetaObject>) -> Self {
@@ -205,6 +223,21 @@ pub trait Approver: Send + Sync + 'static {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn an_input_is_none_only_when_every_field_is() {
+        assert!(ApprovalInput::default().is_none());
+        assert!(NO_APPROVAL_INPUT.is_none());
+        let token = ApprovalInput {
+            token: Some(String::new()),
+            ..ApprovalInput::default()
+        };
+        let state = ApprovalInput::default().with_round_trip(Some("s".into()), None);
+        let answers = ApprovalInput::default().with_round_trip(None, Some(Default::default()));
+        for input in [token, state, answers] {
+            assert!(!input.is_none(), "{input:?}");
+        }
+    }
 
     #[test]
     fn canonical_json_sorts_keys_and_drops_whitespace() {

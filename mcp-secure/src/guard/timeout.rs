@@ -3,16 +3,19 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::{Pin, pin};
+use std::task::Poll;
 use std::time::Duration;
 
 use futures::FutureExt;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{ErrorCode, ToolError};
 
 /// Runs `body`. On timeout or cancellation the body's future is dropped (stopping it at its
 /// next await point) and `cancel` is cancelled so cooperative work can stop too. A call whose
-/// request is already cancelled does not start its body.
+/// request is already cancelled does not start its body. The timeout counts from the start.
 //
 // (An `async move` block rather than an `async fn`, which would keep a second copy of its
 // arguments in the future every call holds.)
@@ -26,26 +29,22 @@ where
     F: Future<Output = Result<T, ToolError>>,
 {
     async move {
-        let guarded = AssertUnwindSafe(body).catch_unwind();
-        let limited = async {
-            match timeout {
-                Some(d) => tokio::time::timeout(d, guarded)
-                    .await
-                    .map_err(|_| timed_out(d)),
-                None => Ok(guarded.await),
-            }
-        };
-        // The body is polled first, and the cancellation only while the body waits: a body
-        // that finishes at once (most do) never registers a waiter on the request's token,
-        // which costs a lock to add and another to remove. A request cancelled before the body
-        // starts is seen by the check before it.
         let outcome = if cancel.is_cancelled() {
             Err(cancelled())
         } else {
-            tokio::select! {
-                biased;
-                r = limited => r,
-                () = cancel.cancelled() => Err(cancelled()),
+            let deadline = timeout.map(|d| (Instant::now() + d, d));
+            let mut body = pin!(AssertUnwindSafe(body).catch_unwind());
+            // Most bodies finish at their first poll, and need neither a timer nor a waiter on
+            // the request's token (a lock to add, another to remove). A body that waits gets
+            // both, boxed: the future every call holds does not carry them.
+            // (`if let`, not `match`: its first answer is gone before the `else` waits, so the
+            // future keeps no slot for it there.)
+            if let Poll::Ready(r) =
+                std::future::poll_fn(|cx| Poll::Ready(body.as_mut().poll(cx))).await
+            {
+                Ok(r)
+            } else {
+                Box::pin(watch(body.as_mut(), deadline, cancel)).await
             }
         };
         match outcome {
@@ -64,6 +63,28 @@ where
                 Err(e)
             }
         }
+    }
+}
+
+/// Waits for a body that did not finish at its first poll, until its deadline or the
+/// request's cancellation. The body wins a tie: its work is done.
+async fn watch<F: Future>(
+    body: Pin<&mut F>,
+    deadline: Option<(Instant, Duration)>,
+    cancel: &CancellationToken,
+) -> Result<F::Output, ToolError> {
+    let limited = async {
+        match deadline {
+            Some((at, d)) => tokio::time::timeout_at(at, body)
+                .await
+                .map_err(|_| timed_out(d)),
+            None => Ok(body.await),
+        }
+    };
+    tokio::select! {
+        biased;
+        r = limited => r,
+        () = cancel.cancelled() => Err(cancelled()),
     }
 }
 
@@ -141,6 +162,33 @@ mod tests {
         .await;
         assert_eq!(r.unwrap_err().code(), ErrorCode::Cancelled);
         canceller.await.unwrap();
+
+        // A body that waits, then finishes within its time: its answer, nothing cancelled.
+        let ct = CancellationToken::new();
+        let r = run(
+            async {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                Ok::<_, ToolError>(7)
+            },
+            Some(Duration::from_secs(1)),
+            &ct,
+        )
+        .await;
+        assert_eq!(r.unwrap(), 7);
+        assert!(!ct.is_cancelled());
+
+        // A panic after waiting is caught as well as one at the first poll.
+        let ct = CancellationToken::new();
+        let r = run(
+            async {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                panic!("secret detail")
+            },
+            Some(Duration::from_secs(1)),
+            &ct,
+        )
+        .await as Result<(), ToolError>;
+        assert_eq!(r.unwrap_err().code(), ErrorCode::Internal);
 
         let ct = CancellationToken::new();
         let r = run(async { panic!("secret detail") }, None, &ct).await as Result<(), ToolError>;
