@@ -168,7 +168,7 @@ struct Setup {
     /// The key, for credentials made per request.
     token: String,
     /// The stdio session's credential, as `SecureServer::with_session_token` holds it: every
-    /// call presents a clone, and its digest is computed once.
+    /// call borrows it, and its digest is computed once.
     credential: Credential,
     roles: Roles,
     spec: &'static mcp_secure::ToolSpec,
@@ -243,9 +243,8 @@ fn stages(c: &mut Criterion, s: &Setup) {
     g.bench_function("auth (api key, cached digest)", |b| {
         b.iter(|| {
             // `ApiKeyStore` answers with a ready future: poll it once, no runtime needed. Each
-            // call gets its own clone of the session's credential, as the server's do.
-            let credential = s.credential.clone();
-            futures_ready(authn::authenticate(&s.keys, Some(black_box(&credential))))
+            // call borrows the session's credential, as the server's do.
+            futures_ready(authn::authenticate(&s.keys, Some(black_box(&s.credential))))
         })
     });
     // A token sent with each request (`_meta.authToken`, a bearer header): a new credential
@@ -294,9 +293,8 @@ fn stages(c: &mut Criterion, s: &Setup) {
     // untimed: they are the call's own, and every server frees them (bare rmcp too, after
     // deserializing them); what the record adds (its id, timestamp and output) is freed here.
     let chain = |args: JsonObject| {
-        let credential = s.credential.clone();
-        let p =
-            futures_ready(authn::authenticate(&s.keys, Some(&credential))).expect("authenticated");
+        let p = futures_ready(authn::authenticate(&s.keys, Some(&s.credential)))
+            .expect("authenticated");
         authz::check(&s.roles, &p, s.spec).expect("allowed");
         limit.check(&p.user, "echo").expect("within rate");
         let parts = parts(&clock, args);
