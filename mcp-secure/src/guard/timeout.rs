@@ -32,7 +32,8 @@ where
         let outcome = if cancel.is_cancelled() {
             Err(cancelled())
         } else {
-            let deadline = timeout.map(|d| (Instant::now() + d, d));
+            // A timeout too long for the clock to represent is no deadline, not a panic.
+            let deadline = timeout.and_then(|d| Some((Instant::now().checked_add(d)?, d)));
             let mut body = pin!(AssertUnwindSafe(body).catch_unwind());
             // Most bodies finish at their first poll, and need neither a timer nor a waiter on
             // the request's token (a lock to add, another to remove). A body that waits gets
@@ -176,6 +177,20 @@ mod tests {
         .await;
         assert_eq!(r.unwrap(), 7);
         assert!(!ct.is_cancelled());
+
+        // A timeout past what the clock can represent waits like none (tokio's own
+        // `timeout` does the same), and does not panic.
+        let ct = CancellationToken::new();
+        let r = run(
+            async {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                Ok::<_, ToolError>(8)
+            },
+            Some(Duration::MAX),
+            &ct,
+        )
+        .await;
+        assert_eq!(r.unwrap(), 8);
 
         // A panic after waiting is caught as well as one at the first poll.
         let ct = CancellationToken::new();
