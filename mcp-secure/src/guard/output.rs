@@ -1,6 +1,8 @@
 //! Guard 8: cap the size of what a tool returns.
 
-use rmcp::model::CallToolResult;
+use std::sync::LazyLock;
+
+use rmcp::model::{CallToolResult, ResultType};
 
 use super::size::encoded_size;
 use crate::audit::ContentJson;
@@ -8,6 +10,35 @@ use crate::error::{ErrorCode, ToolError};
 
 /// `[]`: what an empty `content` takes in a result's JSON.
 const EMPTY_CONTENT: usize = 2;
+
+/// The shapes results take apart from their content (what `CallToolResult::success` and
+/// `error` build, before and after rmcp clears `resultType` for an older peer), each with its
+/// size: measured once, not per call. A result matches a shape by `CallToolResult`'s own
+/// `PartialEq`, which compares every field, so a field rmcp adds one day only ever matches a
+/// shape that has the same value in it, and is otherwise measured by the serializer.
+static SHAPES: LazyLock<Vec<(CallToolResult, usize)>> = LazyLock::new(|| {
+    let mut shapes = Vec::new();
+    for result_type in [Some(ResultType::COMPLETE), None] {
+        for is_error in [Some(false), Some(true), None] {
+            let mut shape = CallToolResult::success(Vec::new());
+            shape.result_type = result_type.clone();
+            shape.is_error = is_error;
+            if let Some(size) = encoded_size(&shape, usize::MAX) {
+                shapes.push((shape, size));
+            }
+        }
+    }
+    shapes
+});
+
+/// The compact JSON size of a result without content, or `None` once it passes `max`.
+fn rest_size(rest: &CallToolResult, max: usize) -> Option<usize> {
+    debug_assert!(rest.content.is_empty());
+    match SHAPES.iter().find(|(shape, _)| shape == rest) {
+        Some(&(_, size)) => (size <= max).then_some(size),
+        None => encoded_size(rest, max),
+    }
+}
 
 /// Refuses with `too_large` when the result's compact JSON (as `serde_json` writes it) is
 /// larger than `max` bytes.
@@ -23,10 +54,10 @@ pub fn check(result: &mut CallToolResult, max: usize) -> Result<Option<ContentJs
             None => Err(too_large(max)),
         };
     }
-    // Everything but the content, by the serializer itself (whatever fields rmcp adds), with
-    // the content as `[]`; then the content, within what is left.
+    // Everything but the content, with the content as `[]` (a known shape's size, or by the
+    // serializer itself, whatever fields rmcp adds); then the content, within what is left.
     let content = std::mem::take(&mut result.content);
-    let rest = encoded_size(&*result, max);
+    let rest = rest_size(result, max);
     result.content = content;
     rest.and_then(|rest| {
         let left = max.saturating_add(EMPTY_CONTENT).checked_sub(rest)?;
@@ -56,12 +87,18 @@ mod tests {
         (
             proptest::collection::vec(block(), 0..4),
             prop_oneof![Just(None), Just(Some(false)), Just(Some(true))],
+            prop_oneof![
+                Just(None),
+                Just(Some(ResultType::COMPLETE)),
+                Just(Some(ResultType::INPUT_REQUIRED)),
+            ],
             any::<bool>(),
             any::<bool>(),
         )
-            .prop_map(|(content, is_error, structured, meta)| {
+            .prop_map(|(content, is_error, result_type, structured, meta)| {
                 let mut r = CallToolResult::success(content);
                 r.is_error = is_error;
+                r.result_type = result_type;
                 if structured {
                     r.structured_content = Some(json!({"n": 1, "s": "é\n"}));
                 }
@@ -97,6 +134,26 @@ mod tests {
                 refused.message(),
                 format!("the tool's output is larger than {} bytes", size - 1)
             );
+        }
+    }
+
+    /// What tools return (`success` and `error`, with `resultType` or without it) is measured
+    /// from a known shape, not serialized again; a result with anything else is not.
+    #[test]
+    fn common_results_are_known_shapes() {
+        let known = |r: &CallToolResult| SHAPES.iter().any(|(shape, _)| shape == r);
+        for mut r in [
+            CallToolResult::success(vec![]),
+            CallToolResult::error(vec![]),
+        ] {
+            assert!(known(&r));
+            r.result_type = None;
+            assert!(known(&r));
+            r.meta = Some(MetaObject::new());
+            assert!(!known(&r));
+        }
+        for (shape, size) in SHAPES.iter() {
+            assert_eq!(serde_json::to_vec(shape).unwrap().len(), *size);
         }
     }
 
