@@ -390,7 +390,7 @@ fn json_object<'v, V: ?Sized + 'v>(
 /// Whether any byte is one JSON escapes (`"`, `\\`, below U+0020), eight bytes at a time: in
 /// each 64-bit word, a byte below `n` (`n <= 0x80`) is flagged by `(x - n*0x01..) & !x & 0x80..`
 /// (exact as to whether any byte is), and a byte equal to `c` as a zero byte of `x ^ c*0x01..`.
-fn needs_escape(bytes: &[u8]) -> bool {
+pub(crate) fn needs_escape(bytes: &[u8]) -> bool {
     const ONES: u64 = u64::from_ne_bytes([1; 8]);
     const HIGH: u64 = ONES * 0x80;
     let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGH;
@@ -407,11 +407,24 @@ fn needs_escape(bytes: &[u8]) -> bool {
             return true;
         }
     }
-    // The last few bytes, padded to a word with a byte that needs no escape.
+    // The last few bytes: in a string of a word or more, its last word (bytes already looked
+    // at are looked at again); in a shorter one, the bytes padded to a word with a byte that
+    // needs no escape, copied one by one (no call to `memcpy` for a handful of bytes).
     let rest = words.remainder();
-    let mut last = [b'a'; 8];
-    last[..rest.len()].copy_from_slice(rest);
-    !rest.is_empty() && flagged(last)
+    if rest.is_empty() {
+        return false;
+    }
+    let last = match bytes.last_chunk::<8>() {
+        Some(last) => *last,
+        None => {
+            let mut last = [b'a'; 8];
+            for (to, from) in last.iter_mut().zip(rest) {
+                *to = *from;
+            }
+            last
+        }
+    };
+    flagged(last)
 }
 
 fn json_opt_str(out: &mut Vec<u8>, s: Option<&str>) -> serde_json::Result<()> {

@@ -30,6 +30,7 @@ pub use chain::{
     signing_key_from_hex, verifying_key_from_hex,
 };
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
+pub(crate) use event::needs_escape;
 pub use event::{AuditEvent, AuditEventRef, Phase};
 /// The future [`AuditSink::record_async`] returns (re-exported for sinks of your own).
 pub use futures::future::BoxFuture;

@@ -94,6 +94,10 @@ fn add_str(s: &str, n: &mut usize, max: usize) -> bool {
     if !add(n, s.len() + 2, max) {
         return false;
     }
+    // Most strings have nothing to escape: found a word at a time, not counted byte by byte.
+    if !crate::audit::needs_escape(s.as_bytes()) {
+        return true;
+    }
     let extra: usize = s
         .bytes()
         .map(|b| match b {
