@@ -98,7 +98,7 @@ pub enum KeyStoreError {
 /// The key store and [`Authenticator`] for API keys.
 #[derive(Debug, Clone)]
 pub struct ApiKeyStore {
-    inner: Arc<RwLock<HashMap<String, Stored>>>,
+    inner: Arc<RwLock<HashMap<String, Stored, foldhash::fast::RandomState>>>,
     environment: Environment,
     clock: Clock,
 }
@@ -189,7 +189,7 @@ impl ApiKeyStore {
     }
 
     fn replace_from(&self, entries: Vec<KeyEntry>, origin: &Path) -> Result<(), KeyStoreError> {
-        let mut map = HashMap::with_capacity(entries.len());
+        let mut map = HashMap::with_capacity_and_hasher(entries.len(), Default::default());
         for entry in entries {
             let invalid = |message| KeyStoreError::Format {
                 path: origin.into(),

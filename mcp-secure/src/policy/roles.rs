@@ -16,7 +16,8 @@ pub struct RoleDecl {
 #[derive(Debug, Clone, Default)]
 pub struct Roles {
     /// For each role, every role it reaches (itself included).
-    reach: HashMap<&'static str, BTreeSet<&'static str>>,
+    /// (Looked up on every call; the keys are the declared names, so a fast seeded hash.)
+    reach: HashMap<&'static str, BTreeSet<&'static str>, foldhash::fast::RandomState>,
     privileged: BTreeSet<&'static str>,
 }
 
@@ -30,7 +31,7 @@ impl Roles {
             }
         }
         let all: BTreeSet<&'static str> = direct.keys().copied().collect();
-        let mut reach = HashMap::new();
+        let mut reach = HashMap::default();
         for d in decls {
             let mut seen = BTreeSet::new();
             let mut stack = vec![(d.name, vec![d.name])];

@@ -305,7 +305,7 @@ impl<S: Send + Sync + 'static> ServerBuilder<S> {
             None
         };
         let mut tools = Vec::with_capacity(self.tools.len());
-        let mut by_name = HashMap::new();
+        let mut by_name = HashMap::default();
         for handler in self.tools.0 {
             let spec = handler.spec();
             if by_name.insert(spec.name, tools.len()).is_some() {

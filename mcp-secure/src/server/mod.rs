@@ -69,7 +69,9 @@ struct Inner<S> {
     instructions: Option<String>,
     roles: Roles,
     tools: Vec<Entry<S>>,
-    by_name: HashMap<&'static str, usize>,
+    /// (Looked up on every call by the name a caller sent; only the builder inserts, so a fast
+    /// seeded hash.)
+    by_name: HashMap<&'static str, usize, foldhash::fast::RandomState>,
     authenticator: Arc<dyn Authenticator>,
     audit: Arc<record::AuditGuard>,
     principal_limit: Option<KeyedLimit>,
