@@ -408,23 +408,12 @@ pub(crate) fn needs_escape(bytes: &[u8]) -> bool {
         }
     }
     // The last few bytes: in a string of a word or more, its last word (bytes already looked
-    // at are looked at again); in a shorter one, the bytes padded to a word with a byte that
-    // needs no escape, copied one by one (no call to `memcpy` for a handful of bytes).
-    let rest = words.remainder();
-    if rest.is_empty() {
-        return false;
+    // at are looked at again); a shorter string, byte by byte (copying a few bytes into a
+    // padded word compiles to a call to `memcpy`, which costs more than looking at them).
+    match bytes.last_chunk::<8>() {
+        Some(last) => !words.remainder().is_empty() && flagged(*last),
+        None => bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\'),
     }
-    let last = match bytes.last_chunk::<8>() {
-        Some(last) => *last,
-        None => {
-            let mut last = [b'a'; 8];
-            for (to, from) in last.iter_mut().zip(rest) {
-                *to = *from;
-            }
-            last
-        }
-    };
-    flagged(last)
 }
 
 fn json_opt_str(out: &mut Vec<u8>, s: Option<&str>) -> serde_json::Result<()> {
