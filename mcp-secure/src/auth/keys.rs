@@ -98,6 +98,8 @@ pub enum KeyStoreError {
 /// The key store and [`Authenticator`] for API keys.
 #[derive(Debug, Clone)]
 pub struct ApiKeyStore {
+    /// By key id. (Looked up on every call by the id a caller presents; only the key file's
+    /// entries are inserted, so a fast seeded hash.)
     inner: Arc<RwLock<HashMap<String, Stored, foldhash::fast::RandomState>>>,
     environment: Environment,
     clock: Clock,
