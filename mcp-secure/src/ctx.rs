@@ -32,19 +32,19 @@ impl<S> Ctx<S> {
     /// `cancel` is the call's cancellation. With a request it must be the request's own `ct`
     /// (the contract of [`SecureServer::call`](crate::SecureServer::call)), which is what the
     /// body is given; it is cloned only for a call without one.
+    ///
+    /// The request's `_meta.authToken` must be gone already, so that the body never sees the
+    /// caller's credential (it cannot leak it or pass it on): `authn::credential` takes it out
+    /// on the server's own handler, [`SecureServer::respond`](crate::SecureServer::respond)
+    /// on a direct call (`tests/token_passthrough.rs` checks both).
     pub(crate) fn new(
         state: Arc<S>,
         principal: Arc<Principal>,
         request: Option<RequestContext<RoleServer>>,
         cancel: &CancellationToken,
     ) -> Self {
-        // The caller's credential has done its work: the body never sees it, so it cannot leak
-        // it or pass it on to anything downstream.
         let call = match request {
-            Some(mut r) => {
-                r.meta.0.0.remove(crate::guard::authn::META_AUTH_TOKEN);
-                Call::Request(r)
-            }
+            Some(r) => Call::Request(r),
             None => Call::Direct(cancel.clone()),
         };
         Ctx {

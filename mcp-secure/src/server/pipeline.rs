@@ -57,6 +57,13 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
         request: Option<RequestContext<RoleServer>>,
         approval: ApprovalInput,
     ) -> impl Future<Output = CallToolResponse> + 'a {
+        // The body never sees the caller's credential: a request handed in directly may still
+        // carry one in `_meta`, next to the `credential` its caller resolved. (The server's own
+        // handler takes it out while reading it, and calls `respond_as`.)
+        let request = request.map(|mut r| {
+            r.meta.remove(authn::META_AUTH_TOKEN);
+            r
+        });
         self.respond_as(name, args, credential.map(Cow::Owned), request, approval)
     }
 
