@@ -27,6 +27,9 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
     ///
     /// `request`'s cancellation token (`ct`) must be this request's own, as rmcp's are: the
     /// body watches it, and a call that times out cancels it.
+    ///
+    /// `credential` is what authenticates the call. A `_meta.authToken` still in `request` is
+    /// not read here; it is taken out, so the tool body never sees it.
     pub async fn call(
         &self,
         name: &str,
