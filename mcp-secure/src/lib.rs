@@ -45,3 +45,10 @@ pub use zeroize;
 /// The rmcp version this crate is built on, re-exported so users need not depend on it
 /// separately.
 pub use rmcp;
+
+/// A map filled at start-up (from the builder, the key file, the role declarations) and read
+/// on every call with a key a caller sent. A caller can look up any key but insert none, so it
+/// cannot flood a bucket: a fast seeded hash (`foldhash`) is enough, where SipHash cost a few
+/// hundred instructions per call. A map whose keys come from callers (the rate limiter's)
+/// keeps a keyed SipHash.
+pub(crate) type LookupMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;

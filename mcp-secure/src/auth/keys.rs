@@ -3,7 +3,6 @@
 //! The secret part is 32 random bytes, so a fast digest is enough (there is nothing to brute
 //! force); lookups go by id and compare digests in constant time.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -98,9 +97,8 @@ pub enum KeyStoreError {
 /// The key store and [`Authenticator`] for API keys.
 #[derive(Debug, Clone)]
 pub struct ApiKeyStore {
-    /// By key id. (Looked up on every call by the id a caller presents; only the key file's
-    /// entries are inserted, so a fast seeded hash.)
-    inner: Arc<RwLock<HashMap<String, Stored, foldhash::fast::RandomState>>>,
+    /// By key id.
+    inner: Arc<RwLock<crate::LookupMap<String, Stored>>>,
     environment: Environment,
     clock: Clock,
 }
@@ -191,7 +189,7 @@ impl ApiKeyStore {
     }
 
     fn replace_from(&self, entries: Vec<KeyEntry>, origin: &Path) -> Result<(), KeyStoreError> {
-        let mut map = HashMap::with_capacity_and_hasher(entries.len(), Default::default());
+        let mut map = crate::LookupMap::with_capacity_and_hasher(entries.len(), Default::default());
         for entry in entries {
             let invalid = |message| KeyStoreError::Format {
                 path: origin.into(),

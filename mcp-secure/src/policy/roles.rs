@@ -16,8 +16,7 @@ pub struct RoleDecl {
 #[derive(Debug, Clone, Default)]
 pub struct Roles {
     /// For each role, every role it reaches (itself included).
-    /// (Looked up on every call; the keys are the declared names, so a fast seeded hash.)
-    reach: HashMap<&'static str, BTreeSet<&'static str>, foldhash::fast::RandomState>,
+    reach: crate::LookupMap<&'static str, BTreeSet<&'static str>>,
     privileged: BTreeSet<&'static str>,
 }
 
@@ -31,7 +30,7 @@ impl Roles {
             }
         }
         let all: BTreeSet<&'static str> = direct.keys().copied().collect();
-        let mut reach = HashMap::default();
+        let mut reach = crate::LookupMap::default();
         for d in decls {
             let mut seen = BTreeSet::new();
             let mut stack = vec![(d.name, vec![d.name])];

@@ -1,4 +1,3 @@
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use rmcp::model::{Tool, ToolAnnotations};
@@ -305,7 +304,7 @@ impl<S: Send + Sync + 'static> ServerBuilder<S> {
             None
         };
         let mut tools = Vec::with_capacity(self.tools.len());
-        let mut by_name = HashMap::default();
+        let mut by_name = crate::LookupMap::default();
         for handler in self.tools.0 {
             let spec = handler.spec();
             if by_name.insert(spec.name, tools.len()).is_some() {

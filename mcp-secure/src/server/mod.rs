@@ -8,7 +8,6 @@ pub mod http;
 mod pipeline;
 mod record;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 pub use builder::{BuildError, ServerBuilder};
@@ -69,9 +68,7 @@ struct Inner<S> {
     instructions: Option<String>,
     roles: Roles,
     tools: Vec<Entry<S>>,
-    /// (Looked up on every call by the name a caller sent; only the builder inserts, so a fast
-    /// seeded hash.)
-    by_name: HashMap<&'static str, usize, foldhash::fast::RandomState>,
+    by_name: crate::LookupMap<&'static str, usize>,
     authenticator: Arc<dyn Authenticator>,
     audit: Arc<record::AuditGuard>,
     principal_limit: Option<KeyedLimit>,
