@@ -419,6 +419,21 @@ enum Wait {
     Done,
 }
 
+impl<'a, S: BatchStore> Pending<'a, S> {
+    /// The future, boxed for [`AuditSink::record_async`](super::AuditSink::record_async). One
+    /// whose outcome was known when the record was added (its caller stored the batch) is
+    /// boxed without an allocation ([`settled`](super::sink::settled)).
+    pub(super) fn boxed(mut self) -> futures::future::BoxFuture<'a, Result<(), AuditError>> {
+        match std::mem::replace(&mut self.wait, Wait::Done) {
+            Wait::Ready(outcome) => super::sink::settled(outcome),
+            wait => {
+                self.wait = wait;
+                Box::pin(self)
+            }
+        }
+    }
+}
+
 impl<S: BatchStore> Future for Pending<'_, S> {
     type Output = Result<(), AuditError>;
 
@@ -774,6 +789,37 @@ mod tests {
             .append_blocking(|b| b.extend_from_slice(THREE))
             .expect("stored");
         assert_eq!(*writer.store().kept.lock().unwrap(), THREE);
+    }
+
+    /// Boxed for `record_async`: a record its own caller stored is boxed with nothing in the
+    /// box (no allocation), its error kept; one that waits for another caller's write stays
+    /// the waiting future, and resolves once its batch is written.
+    #[test]
+    fn a_record_stored_by_its_caller_is_boxed_without_an_allocation() {
+        let writer = GroupWriter::new(PanicsOnce::default());
+        let failed = writer.append_async(|b| b.extend_from_slice(TWO)).boxed();
+        let failed = futures::executor::block_on(failed).expect_err("the store panicked");
+        assert_eq!(failed.0, "the audit store panicked");
+        let stored = writer.append_async(|b| b.extend_from_slice(THREE)).boxed();
+        assert_eq!(std::mem::size_of_val(&*stored), 0, "nothing allocated");
+        futures::executor::block_on(stored).expect("stored");
+        assert_eq!(*writer.store().kept.lock().unwrap(), THREE);
+
+        let (_dir, writer, mut reader) = fifo();
+        let (count, waker) = counting_waker();
+        let all = std::thread::scope(|scope| {
+            let first = start_blocked_write(scope, &writer, &mut reader);
+            let mut second = writer.write_line(TWO).boxed();
+            assert!(std::mem::size_of_val(&*second) > 0);
+            let mut cx = Context::from_waker(&waker);
+            assert!(second.as_mut().poll(&mut cx).is_pending());
+            let rest = drain(reader, big_line().len() - 1 + TWO.len());
+            first.join().unwrap().expect("the big line is written");
+            assert_eq!(count.0.load(Ordering::SeqCst), 1, "woken");
+            assert!(matches!(second.as_mut().poll(&mut cx), Poll::Ready(Ok(()))));
+            read(rest)
+        });
+        assert!(all.ends_with(TWO));
     }
 
     /// A caller alone has its batch stored and lets go of it last: the emptied batch becomes a

@@ -749,7 +749,7 @@ impl AuditSink for AuditLog {
     ) -> BoxFuture<'a, Result<(), AuditError>> {
         match self.submit(record) {
             Ok(receipt) => Box::pin(async move { receipt.stored().await.map(drop) }),
-            Err(e) => Box::pin(std::future::ready(Err(e))),
+            Err(e) => super::sink::settled(Err(e)),
         }
     }
 }

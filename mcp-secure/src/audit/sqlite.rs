@@ -225,9 +225,9 @@ impl AuditSink for SqliteSink {
         match record.to_json() {
             Ok(json) => {
                 let row = Row::of(record, 0, json);
-                Box::pin(self.writer.append_async(|rows| rows.push(row)))
+                self.writer.append_async(|rows| rows.push(row)).boxed()
             }
-            Err(e) => Box::pin(std::future::ready(Err(e))),
+            Err(e) => super::sink::settled(Err(e)),
         }
     }
 }
