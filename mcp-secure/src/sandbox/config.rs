@@ -174,7 +174,7 @@ impl SandboxConfig {
     }
 
     /// The program started as a worker (default: this executable). It must call
-    /// [`worker`](super::worker) first thing in `main`.
+    /// [`worker`](super::worker()) first thing in `main`.
     pub fn program(mut self, path: impl Into<PathBuf>) -> Self {
         self.program = Some(path.into());
         self

@@ -6,7 +6,7 @@
 //! validated arguments and the caller to a worker, which re-parses them with the same generated
 //! code and runs the body; on timeout, cancellation or a dropped request the server kills and
 //! reaps the worker. A worker is the server's own executable started again with
-//! [`WORKER_ENV`] set, whose `main` calls [`worker`] first thing; it serves one call and exits.
+//! [`WORKER_ENV`] set, whose `main` calls [`worker()`] first thing; it serves one call and exits.
 //! By default each sandboxed tool keeps [`SandboxConfig::DEFAULT_POOL`] workers pre-started
 //! and already sandboxed.
 //!

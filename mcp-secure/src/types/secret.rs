@@ -17,7 +17,7 @@ use crate::tool::Bounded;
 /// list, a map or a nested struct), and a keyed digest is kept so a record can still be matched.
 /// Read it with [`Secret::expose`], only where it is used.
 ///
-/// `T` must be [`Zeroize`](zeroize::Zeroize) (`String`, numbers, byte arrays and vectors are;
+/// `T` must be [`Zeroize`] (`String`, numbers, byte arrays and vectors are;
 /// derive it for your own types with `#[derive(mcp_secure::zeroize::Zeroize)]`).
 pub struct Secret<T: Zeroize>(SecretBox<T>);
 
