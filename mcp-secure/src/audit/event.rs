@@ -335,7 +335,7 @@ fn json_string(
 /// Inlined into the record's writer, which calls it about ten times per record, mostly on
 /// short strings.
 #[inline(always)]
-fn json_str(out: &mut Vec<u8>, s: &str) -> serde_json::Result<()> {
+pub(super) fn json_str(out: &mut Vec<u8>, s: &str) -> serde_json::Result<()> {
     if needs_escape(s.as_bytes()) {
         return json_str_escaped(out, s);
     }

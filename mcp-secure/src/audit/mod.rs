@@ -38,7 +38,7 @@ pub use log::{
     AuditLog, AuditLogConfig, ChainHead, Durability, FileStore, LogStore, Receipt, Stored,
     checkpoints_path,
 };
-pub use output::{AuditOutput, ContentJson};
+pub use output::{AuditOutput, ContentJson, MeasuredContent};
 pub use redact::{REDACTED, Redactor};
 pub use sink::{AuditError, AuditSink, JsonLinesSink, MemorySink, TracingSink};
 #[cfg(feature = "sqlite")]

@@ -1,13 +1,16 @@
 //! A call's output as its audit record shows it, lent to the sink like the rest of the record.
 //!
 //! The record's `output` is the tool result's `structuredContent` when it has one (lent as it
-//! is), else its `content` as JSON. The content is written once, as text ([`ContentJson`]),
-//! rather than converted to a [`Value`] tree that would be serialized and freed right after:
-//! the text is the same bytes that value would serialize to.
+//! is), else its `content` as JSON. Content that is all plain text (what tools return) is lent
+//! as it is and written with the record; other content is written once, as text
+//! ([`ContentJson`]). Neither is converted to a [`Value`] tree that would be serialized and
+//! freed right after: both give the same bytes that value would serialize to.
 
 use rmcp::model::{ContentBlock, TextContent};
 use serde::{Serialize, Serializer};
 use serde_json::Value;
+
+use crate::guard::size::str_size;
 
 /// The compact JSON text of a tool result's `content`: byte for byte what `serde_json` writes
 /// for the content converted to a [`Value`] (so with every object's keys sorted), made without
@@ -18,6 +21,60 @@ pub struct ContentJson(String);
 /// A text block with nothing but its text, in key order, around its text's JSON string.
 const PLAIN_TEXT_OPEN: &[u8] = br#"{"text":"#;
 const PLAIN_TEXT_CLOSE: &[u8] = br#","type":"text"}"#;
+const PLAIN_TEXT_FRAME: usize = PLAIN_TEXT_OPEN.len() + PLAIN_TEXT_CLOSE.len();
+
+/// A result's content as the output cap measured it ([`check`](crate::guard::output::check)),
+/// handed to the call's audit record so that the content is measured once for both.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MeasuredContent {
+    /// Every block is plain text (a text block with nothing beside its text, what tools
+    /// return): the size of the content's JSON text. Nothing was written; the record writes
+    /// the content from the result itself ([`AuditOutput`] lends it).
+    PlainText(usize),
+    /// Any other content, written as JSON text to measure it.
+    Written(ContentJson),
+}
+
+impl MeasuredContent {
+    /// Measures `content` whatever its size (the record's way when the cap did not).
+    pub fn of(content: &[ContentBlock]) -> Self {
+        match plain_text_size(content, usize::MAX) {
+            Some(size) => MeasuredContent::PlainText(size),
+            None => MeasuredContent::Written(ContentJson::new(content)),
+        }
+    }
+
+    /// Measures `content` up to `max` bytes of JSON: `None` once it passes `max`, or when a
+    /// block cannot be serialized.
+    pub fn within(content: &[ContentBlock], max: usize) -> Option<Self> {
+        if content.iter().all(|block| plain_text(block).is_some()) {
+            plain_text_size(content, max).map(MeasuredContent::PlainText)
+        } else {
+            ContentJson::measured(content, max).map(MeasuredContent::Written)
+        }
+    }
+}
+
+/// The size of the JSON text of content whose every block is plain text (the text
+/// [`ContentJson::new`] writes for it, and its size on the wire), without writing it; `None`
+/// if a block is not plain text or the size passes `max`.
+fn plain_text_size(content: &[ContentBlock], max: usize) -> Option<usize> {
+    // The brackets and the commas between blocks.
+    let mut size = 2 + content.len().saturating_sub(1);
+    for block in content {
+        let left = max.checked_sub(size)?.checked_sub(PLAIN_TEXT_FRAME)?;
+        size += PLAIN_TEXT_FRAME + str_size(plain_text(block)?, left)?;
+    }
+    (size <= max).then_some(size)
+}
+
+/// Appends a plain text block: its text's JSON string in the block's frame.
+fn write_plain_text(out: &mut Vec<u8>, text: &str) {
+    out.extend_from_slice(PLAIN_TEXT_OPEN);
+    // Writing a string to memory cannot fail.
+    let _ = super::event::json_str(out, text);
+    out.extend_from_slice(PLAIN_TEXT_CLOSE);
+}
 
 impl ContentJson {
     /// The content's JSON text, as its audit record shows it.
@@ -51,7 +108,6 @@ impl ContentJson {
             if i > 0 {
                 out.push(b',');
             }
-            let start = out.len();
             let left = max - size;
             match plain_text(block) {
                 // The usual result. On the wire `{"type":"text","text":"…"}`, here the same
@@ -59,19 +115,13 @@ impl ContentJson {
                 // `serde_json` writes for it): not through serde's tagged-enum machinery, which
                 // costs several times the text's own writing.
                 Some(text) => {
-                    let frame = PLAIN_TEXT_OPEN.len() + PLAIN_TEXT_CLOSE.len();
-                    out.extend_from_slice(PLAIN_TEXT_OPEN);
-                    let bounded = Bounded {
-                        out: &mut out,
-                        left: left.checked_sub(frame)?,
-                    };
-                    serde_json::to_writer(bounded, text).ok()?;
-                    out.extend_from_slice(PLAIN_TEXT_CLOSE);
-                    size += out.len() - start;
+                    size += PLAIN_TEXT_FRAME + str_size(text, left.checked_sub(PLAIN_TEXT_FRAME)?)?;
+                    write_plain_text(&mut out, text);
                 }
                 // Any other block is written as serialized to learn its size on the wire, then
                 // again through a `Value` (which orders every key).
                 None => {
+                    let start = out.len();
                     serde_json::to_writer(
                         Bounded {
                             out: &mut out,
@@ -165,9 +215,9 @@ fn plain_text(block: &ContentBlock) -> Option<&str> {
     }
 }
 
-/// A record's output as lent to a sink: a JSON value, or a result's content as JSON text
-/// ([`ContentJson`]). Both serialize to the same JSON: [`AuditOutput::to_value`] gives the
-/// value either way.
+/// A record's output as lent to a sink: a JSON value, a result's content as JSON text
+/// ([`ContentJson`]), or a result's plain text content itself. All serialize to the same JSON
+/// as the content converted to a value: [`AuditOutput::to_value`] gives the value either way.
 #[derive(Clone, Copy, Debug)]
 pub struct AuditOutput<'a>(Repr<'a>);
 
@@ -175,15 +225,33 @@ pub struct AuditOutput<'a>(Repr<'a>);
 enum Repr<'a> {
     Value(&'a Value),
     Content(&'a ContentJson),
+    /// Content whose every block is plain text, written when the record is.
+    PlainText(&'a [ContentBlock]),
 }
 
 impl<'a> AuditOutput<'a> {
+    /// Lends a result's content whose every block is plain text
+    /// ([`MeasuredContent::PlainText`]); any other block in it is written through its value,
+    /// as [`ContentJson::new`] writes it.
+    pub(crate) fn plain_text(content: &'a [ContentBlock]) -> Self {
+        debug_assert!(content.iter().all(|block| plain_text(block).is_some()));
+        AuditOutput(Repr::PlainText(content))
+    }
+
     /// The output as a JSON value (a copy, or the content's text parsed).
     pub fn to_value(self) -> Value {
+        let parsed = |text: &[u8]| {
+            serde_json::from_slice(text)
+                .unwrap_or_else(|e| Value::String(format!("(content that cannot be parsed: {e})")))
+        };
         match self.0 {
             Repr::Value(v) => v.clone(),
-            Repr::Content(c) => serde_json::from_str(c.as_str())
-                .unwrap_or_else(|e| Value::String(format!("(content that cannot be parsed: {e})"))),
+            Repr::Content(c) => parsed(c.as_str().as_bytes()),
+            Repr::PlainText(_) => {
+                let mut out = Vec::new();
+                let _ = self.write(&mut out);
+                parsed(&out)
+            }
         }
     }
 
@@ -191,16 +259,31 @@ impl<'a> AuditOutput<'a> {
     pub fn as_value(self) -> Option<&'a Value> {
         match self.0 {
             Repr::Value(v) => Some(v),
-            Repr::Content(_) => None,
+            Repr::Content(_) | Repr::PlainText(_) => None,
         }
     }
 
-    /// Appends the output as compact JSON (the content's text is copied as it is).
+    /// Appends the output as compact JSON (the content's text is copied as it is; plain text
+    /// content is written as [`ContentJson::new`] would write it).
     pub(crate) fn write(self, out: &mut Vec<u8>) -> serde_json::Result<()> {
         match self.0 {
             Repr::Value(v) => super::event::json_value(out, v),
             Repr::Content(c) => {
                 out.extend_from_slice(c.as_str().as_bytes());
+                Ok(())
+            }
+            Repr::PlainText(content) => {
+                out.push(b'[');
+                for (i, block) in content.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    match plain_text(block) {
+                        Some(text) => write_plain_text(out, text),
+                        None => by_value(out, block),
+                    }
+                }
+                out.push(b']');
                 Ok(())
             }
         }
@@ -224,7 +307,7 @@ impl Serialize for AuditOutput<'_> {
         match self.0 {
             Repr::Value(v) => v.serialize(serializer),
             // Through the value, so that every format (not only JSON) sees the same data.
-            Repr::Content(_) => self.to_value().serialize(serializer),
+            Repr::Content(_) | Repr::PlainText(_) => self.to_value().serialize(serializer),
         }
     }
 }
@@ -235,6 +318,7 @@ impl PartialEq for AuditOutput<'_> {
         match (self.0, other.0) {
             (Repr::Value(a), Repr::Value(b)) => a == b,
             (Repr::Content(a), Repr::Content(b)) => a == b,
+            (Repr::PlainText(a), Repr::PlainText(b)) => a == b,
             _ => self.to_value() == other.to_value(),
         }
     }
@@ -291,6 +375,46 @@ pub(super) mod tests {
             let mut written = Vec::new();
             output.write(&mut written).unwrap();
             prop_assert_eq!(written, via_value(&content).into_bytes());
+        }
+
+        /// Plain text content is measured without being written, to the byte, and lent to the
+        /// record as it is, which writes the same text `ContentJson` would; any other content
+        /// is written to be measured.
+        #[test]
+        fn plain_text_is_measured_unwritten_and_lent(
+            texts in proptest::collection::vec(text(), 0..4),
+            other in block(),
+        ) {
+            let content: Vec<ContentBlock> = texts.into_iter().map(ContentBlock::text).collect();
+            let made = ContentJson::new(&content);
+            let size = made.as_str().len();
+            prop_assert_eq!(size, serde_json::to_vec(&content).unwrap().len());
+            prop_assert_eq!(MeasuredContent::of(&content), MeasuredContent::PlainText(size));
+            prop_assert_eq!(
+                MeasuredContent::within(&content, size),
+                Some(MeasuredContent::PlainText(size))
+            );
+            prop_assert_eq!(MeasuredContent::within(&content, size - 1), None);
+            let lent = AuditOutput::plain_text(&content);
+            let mut written = Vec::new();
+            lent.write(&mut written).unwrap();
+            prop_assert_eq!(written, via_value(&content).into_bytes());
+            prop_assert_eq!(lent.to_value(), json!(content));
+            prop_assert_eq!(serde_json::to_string(&lent).unwrap(), via_value(&content));
+            prop_assert_eq!(lent, AuditOutput::from(&made));
+            prop_assert_eq!(lent.as_value(), None);
+
+            let mut mixed = content.clone();
+            mixed.push(other.clone());
+            let expected = if plain_text(&other).is_some() {
+                MeasuredContent::PlainText(ContentJson::new(&mixed).as_str().len())
+            } else {
+                MeasuredContent::Written(ContentJson::new(&mixed))
+            };
+            prop_assert_eq!(MeasuredContent::of(&mixed), expected.clone());
+            let wire = serde_json::to_vec(&mixed).unwrap().len();
+            prop_assert_eq!(MeasuredContent::within(&mixed, wire), Some(expected));
+            prop_assert_eq!(MeasuredContent::within(&mixed, wire - 1), None);
         }
     }
 

@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 use rmcp::model::{CallToolResult, ResultType};
 
 use super::size::encoded_size;
-use crate::audit::ContentJson;
+use crate::audit::MeasuredContent;
 use crate::error::{ErrorCode, ToolError};
 
 /// `[]`: what an empty `content` takes in a result's JSON.
@@ -43,11 +43,16 @@ fn rest_size(rest: &CallToolResult, max: usize) -> Option<usize> {
 /// Refuses with `too_large` when the result's compact JSON (as `serde_json` writes it) is
 /// larger than `max` bytes.
 ///
-/// A result without `structuredContent` is measured by writing its content's JSON text
-/// ([`ContentJson::measured`]), which is returned: the call's audit record shows that text
-/// as its output, so the content is serialized once for both. (`result` is borrowed mutably
-/// only to measure the rest of it without its content; it is left as it was.)
-pub fn check(result: &mut CallToolResult, max: usize) -> Result<Option<ContentJson>, ToolError> {
+/// A result without `structuredContent` is measured by its content
+/// ([`MeasuredContent::within`]): plain text (what tools return) without being written, any
+/// other content by writing its JSON text. What was learned is returned for the call's audit
+/// record, which shows the content as its output, so the content is measured once for both.
+/// (`result` is borrowed mutably only to measure the rest of it without its content; it is
+/// left as it was.)
+pub fn check(
+    result: &mut CallToolResult,
+    max: usize,
+) -> Result<Option<MeasuredContent>, ToolError> {
     if result.structured_content.is_some() {
         return match encoded_size(&*result, max) {
             Some(_) => Ok(None),
@@ -61,7 +66,7 @@ pub fn check(result: &mut CallToolResult, max: usize) -> Result<Option<ContentJs
     result.content = content;
     rest.and_then(|rest| {
         let left = max.saturating_add(EMPTY_CONTENT).checked_sub(rest)?;
-        ContentJson::measured(&result.content, left)
+        MeasuredContent::within(&result.content, left)
     })
     .map(Some)
     .ok_or_else(|| too_large(max))
@@ -120,12 +125,14 @@ mod tests {
         fn the_cap_is_the_serialized_size(original in result()) {
             let size = serde_json::to_vec(&original).unwrap().len();
             let mut r = original.clone();
-            let json = check(&mut r, size).unwrap();
+            let measured = check(&mut r, size).unwrap();
             prop_assert_eq!(&r, &original);
             if original.structured_content.is_some() {
-                prop_assert_eq!(json, None);
+                prop_assert_eq!(measured, None);
             } else {
-                prop_assert_eq!(json, Some(ContentJson::new(&original.content)));
+                // Plain text is measured, anything else written; either way as the record
+                // would measure it.
+                prop_assert_eq!(measured, Some(MeasuredContent::of(&original.content)));
             }
             let refused = check(&mut r, size - 1).unwrap_err();
             prop_assert_eq!(&r, &original);

@@ -50,6 +50,13 @@ pub fn json_size(value: &Value, max: usize) -> Option<usize> {
     add_value(value, &mut n, max).then_some(n)
 }
 
+/// The compact JSON size of a string (quotes and escapes included), or `None` once it passes
+/// `max`.
+pub fn str_size(s: &str, max: usize) -> Option<usize> {
+    let mut n = 0;
+    add_str(s, &mut n, max).then_some(n)
+}
+
 /// The compact JSON size of an object, or `None` once it passes `max`.
 pub fn object_size(object: &JsonObject, max: usize) -> Option<usize> {
     let mut n = 0;
@@ -94,7 +101,8 @@ fn add_str(s: &str, n: &mut usize, max: usize) -> bool {
     if !add(n, s.len() + 2, max) {
         return false;
     }
-    // Most strings have nothing to escape: found a word at a time, not counted byte by byte.
+    // Most strings have nothing to escape: found sixteen bytes at a time, not counted byte by
+    // byte.
     if !crate::audit::needs_escape(s.as_bytes()) {
         return true;
     }

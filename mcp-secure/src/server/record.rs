@@ -13,13 +13,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hmac::{Hmac, KeyInit, Mac};
-use rmcp::model::{CallToolResult, JsonObject};
+use rmcp::model::{CallToolResult, ContentBlock, JsonObject};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::audit::{
-    AlertKind, Alerts, AuditEventRef, AuditOutput, AuditSink, ContentJson, FailurePolicy, Phase,
-    Redactor,
+    AlertKind, Alerts, AuditEventRef, AuditOutput, AuditSink, ContentJson, FailurePolicy,
+    MeasuredContent, Phase, Redactor,
 };
 use crate::auth::Principal;
 use crate::clock::Clock;
@@ -135,8 +135,8 @@ pub(super) struct CallRecord<'a> {
     redactor: Option<&'a Redactor>,
     principal: Option<Arc<Principal>>,
     approval: Option<Value>,
-    /// The result's content as JSON text, when the output cap wrote it.
-    content: Option<ContentJson>,
+    /// The result's content as the output cap measured it.
+    content: Option<MeasuredContent>,
     /// Set once the outcome record is being written (`Drop` writes none then).
     done: bool,
 }
@@ -154,32 +154,42 @@ struct Status<'r> {
 enum Output<'r> {
     /// The result's `structuredContent`, as it is.
     Structured(&'r Value),
-    /// The result's `content`, written once as JSON text (no `Value` tree built and freed).
+    /// The result's `content`, every block plain text, as it is (written with the record).
+    PlainText(&'r [ContentBlock]),
+    /// The result's other `content`, written once as JSON text (no `Value` tree built and
+    /// freed).
     Content(ContentJson),
     /// Too large to keep whole: its size, digest and first bytes.
     Cut(Value),
 }
 
 impl<'r> Output<'r> {
-    /// The output of a result, cut to `limit` bytes of JSON; `written` is its content's text,
-    /// when the output cap already wrote it.
-    fn of(result: &'r CallToolResult, written: Option<ContentJson>, limit: usize) -> Self {
+    /// The output of a result, cut to `limit` bytes of JSON; `measured` is its content as the
+    /// output cap measured it, when it did.
+    fn of(result: &'r CallToolResult, measured: Option<MeasuredContent>, limit: usize) -> Self {
         match &result.structured_content {
             Some(value) => match bounded(Cow::Borrowed(value), None, limit) {
                 Cow::Borrowed(value) => Output::Structured(value),
                 Cow::Owned(cut) => Output::Cut(cut),
             },
             None => {
-                let json = written.unwrap_or_else(|| ContentJson::new(&result.content));
+                let measured = measured.unwrap_or_else(|| MeasuredContent::of(&result.content));
                 debug_assert_eq!(
-                    json,
-                    ContentJson::new(&result.content),
-                    "another result's text"
+                    measured,
+                    MeasuredContent::of(&result.content),
+                    "another result's content"
                 );
-                if json.as_str().len() <= limit {
-                    Output::Content(json)
-                } else {
-                    Output::Cut(cut(json.as_str(), limit))
+                match measured {
+                    MeasuredContent::PlainText(size) if size <= limit => {
+                        Output::PlainText(&result.content)
+                    }
+                    MeasuredContent::PlainText(_) => {
+                        Output::Cut(cut(ContentJson::new(&result.content).as_str(), limit))
+                    }
+                    MeasuredContent::Written(json) if json.as_str().len() <= limit => {
+                        Output::Content(json)
+                    }
+                    MeasuredContent::Written(json) => Output::Cut(cut(json.as_str(), limit)),
                 }
             }
         }
@@ -188,6 +198,7 @@ impl<'r> Output<'r> {
     fn lend(&self) -> AuditOutput<'_> {
         match self {
             Output::Structured(value) => AuditOutput::from(*value),
+            Output::PlainText(content) => AuditOutput::plain_text(content),
             Output::Content(json) => AuditOutput::from(json),
             Output::Cut(value) => AuditOutput::from(value),
         }
@@ -266,9 +277,9 @@ impl<'a> CallRecord<'a> {
         self.approval = Some(decision);
     }
 
-    /// The result's content as JSON text, written by the output cap: the outcome record shows
-    /// it rather than writing it again. Only for the result `finish` is then given.
-    pub(super) fn set_content(&mut self, content: Option<ContentJson>) {
+    /// The result's content as the output cap measured it: the outcome record shows it
+    /// without measuring (or writing) it again. Only for the result `finish` is then given.
+    pub(super) fn set_content(&mut self, content: Option<MeasuredContent>) {
         self.content = content;
     }
 
