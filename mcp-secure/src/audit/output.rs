@@ -62,10 +62,15 @@ fn plain_text_size(content: &[ContentBlock], max: usize) -> Option<usize> {
     // The brackets and the commas between blocks.
     let mut size = 2 + content.len().saturating_sub(1);
     for block in content {
-        let left = max.checked_sub(size)?.checked_sub(PLAIN_TEXT_FRAME)?;
-        size += PLAIN_TEXT_FRAME + str_size(plain_text(block)?, left)?;
+        size += plain_block_size(plain_text(block)?, max.checked_sub(size)?)?;
     }
     (size <= max).then_some(size)
+}
+
+/// The size of a plain text block with `text` (its frame and its text's JSON string), or
+/// `None` once it passes `max`.
+fn plain_block_size(text: &str, max: usize) -> Option<usize> {
+    Some(PLAIN_TEXT_FRAME + str_size(text, max.checked_sub(PLAIN_TEXT_FRAME)?)?)
 }
 
 /// Appends a plain text block: its text's JSON string in the block's frame.
@@ -110,12 +115,14 @@ impl ContentJson {
             }
             let left = max - size;
             match plain_text(block) {
-                // The usual result. On the wire `{"type":"text","text":"…"}`, here the same
-                // bytes in key order, written straight around the text's JSON string (what
-                // `serde_json` writes for it): not through serde's tagged-enum machinery, which
-                // costs several times the text's own writing.
+                // A plain text block among others (content that is all plain text is measured
+                // without being written: `MeasuredContent`). On the wire
+                // `{"type":"text","text":"…"}`, here the same bytes in key order, written
+                // straight around the text's JSON string (what `serde_json` writes for it): not
+                // through serde's tagged-enum machinery, which costs several times the text's
+                // own writing.
                 Some(text) => {
-                    size += PLAIN_TEXT_FRAME + str_size(text, left.checked_sub(PLAIN_TEXT_FRAME)?)?;
+                    size += plain_block_size(text, left)?;
                     write_plain_text(&mut out, text);
                 }
                 // Any other block is written as serialized to learn its size on the wire, then
