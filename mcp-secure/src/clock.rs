@@ -217,19 +217,28 @@ impl Stamp {
     }
 
     /// Writes the fraction of a second, as short as it can be, and the `Z`.
+    ///
+    /// The first digit on its own, the other eight at once ([`eight_digits`]): its trailing
+    /// zero digits are the high zero bytes of their word, counted without a loop, and masked
+    /// off so that the buffer stays zero past the text.
     fn fraction(&mut self, nanos: u32) {
-        let stamp = self;
-        let mut nanos = nanos;
         if nanos != 0 {
-            let mut width = 9;
-            while nanos.is_multiple_of(10) {
-                nanos /= 10;
-                width -= 1;
-            }
-            stamp.push(b'.');
-            stamp.digits(nanos, width);
+            let at = self.len;
+            let rest = eight_digits(nanos % 100_000_000);
+            // Digits after the first that are not trailing zeros (none when all eight are).
+            let kept = 8 - (rest.leading_zeros() / 8) as usize;
+            let mask = if kept == 8 {
+                u64::MAX
+            } else {
+                (1 << (8 * kept)) - 1
+            };
+            let text = (rest | 0x3030_3030_3030_3030) & mask;
+            self.bytes[at] = b'.';
+            self.bytes[at + 1] = b'0' + (nanos / 100_000_000) as u8;
+            self.bytes[at + 2..at + 10].copy_from_slice(&text.to_le_bytes());
+            self.len = at + 2 + kept;
         }
-        stamp.push(b'Z');
+        self.push(b'Z');
     }
 
     /// The text.
@@ -264,6 +273,23 @@ impl Stamp {
     }
 }
 
+/// The eight decimal digits of `value` (< 10^8), one per byte as numbers 0 to 9, the most
+/// significant in the lowest byte (first in memory): halves of four digits, then pairs, then
+/// digits, each split in every lane at once by a multiply-and-shift that divides by 100 or 10
+/// exactly for the lane's range (below 10,000 and below 100).
+fn eight_digits(value: u32) -> u64 {
+    debug_assert!(value < 100_000_000);
+    // Lanes of 32 bits: the first four digits, then the last four.
+    let halves = u64::from(value / 10_000) | u64::from(value % 10_000) << 32;
+    // x / 100 == x * 10486 >> 20 for x < 10,000 (and x * 10486 < 2^27: lanes stay apart).
+    let hundreds = ((halves * 10_486) >> 20) & 0x0000_007f_0000_007f;
+    // Lanes of 16 bits: pairs of digits.
+    let pairs = hundreds | (halves - hundreds * 100) << 16;
+    // x / 10 == x * 103 >> 10 for x < 100 (and x * 103 < 2^14).
+    let tens = ((pairs * 103) >> 10) & 0x000f_000f_000f_000f;
+    tens | (pairs - tens * 10) << 8
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,6 +307,35 @@ mod tests {
         t.to_offset(time::UtcOffset::UTC)
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default()
+    }
+
+    fn eight_digits_text(value: u32) -> String {
+        eight_digits(value)
+            .to_le_bytes()
+            .iter()
+            .map(|&d| {
+                assert!(d <= 9, "{value}: digit {d}");
+                char::from(b'0' + d)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn eight_digits_are_the_decimal_digits() {
+        // Every lane boundary and carry: powers of ten, their neighbours, and runs of nines.
+        let mut values = vec![0, 1, 9, 99_999_999, 12_345_678, 87_654_321, 10_000_000];
+        for p in 0..8 {
+            let ten = 10u32.pow(p);
+            values.extend([ten - 1, ten, ten + 1, 9 * ten, 99_999_999 - ten + 1]);
+            values.extend((1..10).map(|d| d * ten));
+        }
+        // Every value of each four-digit lane, with the other lane's extremes.
+        for x in 0..10_000 {
+            values.extend([x, x * 10_000, x * 10_000 + 9_999, 9_999 * 10_000 + x]);
+        }
+        for value in values {
+            assert_eq!(eight_digits_text(value), format!("{value:08}"));
+        }
     }
 
     #[test]
@@ -327,6 +382,11 @@ mod tests {
         }
 
         #[test]
+        fn eight_digits_match_format(value in 0u32..100_000_000) {
+            proptest::prop_assert_eq!(eight_digits_text(value), format!("{value:08}"));
+        }
+
+        #[test]
         fn rfc3339_matches_the_time_crate(
             secs in -62_135_596_800i64..253_402_300_799i64,
             nanos in 0u32..1_000_000_000,
@@ -340,6 +400,9 @@ mod tests {
             let offset = time::UtcOffset::from_whole_seconds(offset_minutes * 60).unwrap();
             let t = t.to_offset(offset);
             proptest::prop_assert_eq!(rfc3339(t), time_crate(t));
+            // Nothing but zeros past the text (trailing zero digits included).
+            let stamp = Stamp::of(t);
+            proptest::prop_assert!(stamp.bytes[stamp.len..].iter().all(|&b| b == 0));
         }
     }
 }
