@@ -292,12 +292,16 @@ fn stages(c: &mut Criterion, s: &Setup) {
     // log, in runs the writer keeps up with. The arguments are handed back, to be freed
     // untimed: they are the call's own, and every server frees them (bare rmcp too, after
     // deserializing them); what the record adds (its id, timestamp and output) is freed here.
+    // As in the server, the record's parts come first: the time the call arrived is the one
+    // the rate limit counts it at.
     let chain = |args: JsonObject| {
+        let parts = parts(&clock, args);
         let p = futures_ready(authn::authenticate(&s.keys, Some(&s.credential)))
             .expect("authenticated");
         authz::check(&s.roles, &p, s.spec).expect("allowed");
-        limit.check(&p.user, "echo").expect("within rate");
-        let parts = parts(&clock, args);
+        limit
+            .check_at(&p.user, "echo", parts.started)
+            .expect("within rate");
         let receipt = outcome(&clock, &p, &parts, |e| log.submit(e));
         receipt.map(|r| (r, parts.input))
     };

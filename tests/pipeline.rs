@@ -12,7 +12,7 @@ use common::{Client, call, code, connect, text};
 use mcp_secure::audit::{AuditEvent, MemorySink, Phase};
 use mcp_secure::auth::{ApiKeyStore, Environment};
 use mcp_secure::{
-    Bounded, Ctx, Json, Secret, SecureServer, ServerBuilder, ToolError, roles, tool, tools,
+    Bounded, Clock, Ctx, Json, Secret, SecureServer, ServerBuilder, ToolError, roles, tool, tools,
 };
 use serde_json::{Value, json};
 use tokio::sync::Notify;
@@ -477,6 +477,56 @@ async fn rate_limit_trips_at_exactly_the_quota_plus_one() {
     // Limits are per principal.
     h.expect(Some(h.editor.as_str()), "limited", json!({}), "ok")
         .await;
+}
+
+/// Both limits count calls on the server's clock: the quota comes back when that clock moves
+/// on, and only then.
+#[tokio::test]
+async fn rate_limits_refill_as_the_servers_clock_moves() {
+    let clock = Clock::manual();
+    let h = Harness::with({
+        let clock = clock.clone();
+        move |b| b.clock(clock).principal_rate("2/min").unwrap()
+    })
+    .await;
+    let retry = |r: &rmcp::model::CallToolResult| {
+        r.structured_content.as_ref().unwrap()["error"]["retry_after_ms"]
+            .as_u64()
+            .unwrap()
+    };
+
+    // The server-wide limit, per principal: 2 a minute, one every 30 s.
+    let reader = Some(h.reader.as_str());
+    for _ in 0..2 {
+        h.expect(reader, "echo", json!({"text": "a"}), "ok").await;
+    }
+    let r = h
+        .expect(reader, "echo", json!({"text": "a"}), "rate_limited")
+        .await;
+    assert_eq!(retry(&r), 30_000, "the clock has not moved");
+    clock.advance(Duration::from_secs(29));
+    let r = h
+        .expect(reader, "echo", json!({"text": "a"}), "rate_limited")
+        .await;
+    assert_eq!(retry(&r), 1_000);
+    clock.advance(Duration::from_secs(1));
+    h.expect(reader, "echo", json!({"text": "a"}), "ok").await;
+    h.expect(reader, "echo", json!({"text": "a"}), "rate_limited")
+        .await;
+
+    // The tool's own limit (3 an hour, one every 20 minutes), for another principal.
+    let editor = Some(h.editor.as_str());
+    for _ in 0..2 {
+        h.expect(editor, "limited", json!({}), "ok").await;
+    }
+    clock.advance(Duration::from_secs(60));
+    h.expect(editor, "limited", json!({}), "ok").await;
+    let r = h.expect(editor, "limited", json!({}), "rate_limited").await;
+    assert_eq!(retry(&r), 19 * 60_000, "20 minutes after the first call");
+    clock.advance(Duration::from_secs(19 * 60));
+    h.expect(editor, "limited", json!({}), "ok").await;
+    h.expect(editor, "limited", json!({}), "rate_limited").await;
+    assert_eq!(h.ran("limited"), 4);
 }
 
 #[tokio::test]

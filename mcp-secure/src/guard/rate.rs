@@ -22,6 +22,11 @@ use crate::policy::Rate;
 /// Keys kept before the first eviction pass.
 pub const DEFAULT_KEY_THRESHOLD: usize = 100_000;
 
+/// A clock reading in nanoseconds, saturating.
+fn nanos(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// One keyed limiter with bounded memory.
 pub struct KeyedLimit {
     /// Keys and their theoretical arrival times (nanoseconds on `clock`), in shards so that
@@ -77,7 +82,20 @@ impl KeyedLimit {
 
     /// Counts one call for `key`, or refuses with `rate_limited` and `retry_after_ms`.
     pub fn check(&self, key: &str, what: &str) -> Result<(), ToolError> {
-        let now = self.now();
+        self.check_at(key, what, self.clock.elapsed())
+    }
+
+    /// [`KeyedLimit::check`] for a call at `now`, a reading of this limiter's clock
+    /// ([`Clock::elapsed`]) that the caller already has: the server counts a call at the time
+    /// it arrived, which its audit record read, so the clock is read once per call, not once
+    /// more per limiter.
+    pub fn check_at(
+        &self,
+        key: &str,
+        what: &str,
+        now: std::time::Duration,
+    ) -> Result<(), ToolError> {
+        let now = nanos(now);
         let hash = self.hasher.hash_one(key);
         let verdict = {
             let mut shard = lock(&self.shards[self.shard_index(hash)]);
@@ -139,7 +157,7 @@ impl KeyedLimit {
     }
 
     fn now(&self) -> u64 {
-        u64::try_from(self.clock.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        nanos(self.clock.elapsed())
     }
 
     /// A key's shard, from bits of its hash that the shard's table uses for neither the bucket

@@ -172,12 +172,13 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
             // 3. Authorize.
             authz::check(&inner.roles, &principal, spec)?;
 
-            // 4. Rate: the server-wide limit per principal, then the tool's.
+            // 4. Rate: the server-wide limit per principal, then the tool's, at the time the
+            //    call arrived (the limiters and the record share the server's clock).
             if let Some(limit) = &inner.principal_limit {
-                limit.check(&principal.user, "this server")?;
+                limit.check_at(&principal.user, "this server", record.started())?;
             }
             if let Some(limit) = &entry.rate {
-                limit.check(&principal.user, spec.name)?;
+                limit.check_at(&principal.user, spec.name, record.started())?;
             }
 
             // 5. Validate: shape, rules, unknown fields (parsing borrows the arguments: approval

@@ -229,6 +229,11 @@ impl<'a> CallRecord<'a> {
         }
     }
 
+    /// When the call arrived, on the server's clock ([`Clock::elapsed`]).
+    pub(super) fn started(&self) -> Duration {
+        self.started
+    }
+
     /// The call's arguments, as called.
     pub(super) fn args(&self) -> &JsonObject {
         match &self.args {
