@@ -222,6 +222,7 @@ impl Stamp {
     /// zero digits are the high zero bytes of their word, counted without a loop, and masked
     /// off so that the buffer stays zero past the text.
     fn fraction(&mut self, nanos: u32) {
+        debug_assert!(nanos < NANOS_PER_SECOND);
         if nanos != 0 {
             let at = self.len;
             let rest = eight_digits(nanos % 100_000_000);
