@@ -321,12 +321,18 @@ fn main() {
                     m.overhead_us,
                 );
             }
+            // The p50 target is one call's latency: read sequentially. At 16-way, p50 is the
+            // latency of 16 calls in flight, and its overhead the queueing of their costs.
             for (i, row) in [(2, "_meta.authToken"), (3, "session token")] {
                 let m = &summaries[i];
+                let p50 = match workers {
+                    1 if m.overhead_us <= 2.0 => "met",
+                    1 => "missed",
+                    _ => "read sequentially",
+                };
                 println!(
-                    "{label:<12} targets (mcp-secure, {row}): ratio >= 0.95: {}; p50 overhead <= 2 µs: {}",
+                    "{label:<12} targets (mcp-secure, {row}): ratio >= 0.95: {}; p50 overhead <= 2 µs: {p50}",
                     if m.ratio[1] >= 0.95 { "met" } else { "missed" },
-                    if m.overhead_us <= 2.0 { "met" } else { "missed" },
                 );
             }
         }
