@@ -61,7 +61,7 @@ impl KeyedLimit {
     /// A limiter for `rate` on `clock`, evicting idle keys past `threshold` keys.
     pub fn new(rate: Rate, clock: Clock, threshold: usize) -> Self {
         let count = u64::from(rate.count().max(1));
-        let per = u64::try_from(rate.per().as_nanos()).unwrap_or(u64::MAX);
+        let per = nanos(rate.per());
         let t = (per / count).max(1);
         let shards = std::thread::available_parallelism()
             .map_or(1, usize::from)
