@@ -107,16 +107,19 @@ struct Summary {
 impl Summary {
     fn of(rounds: &[Figures], base: &[Figures]) -> Summary {
         let us = |d: Duration| d.as_secs_f64() * 1e6;
-        let paired = |f: &dyn Fn(&Figures, &Figures) -> f64| -> Vec<f64> {
-            rounds.iter().zip(base).map(|(r, b)| f(r, b)).collect()
-        };
-        let ratios = paired(&|r, b| r.calls_per_sec / b.calls_per_sec);
+        let median = |f: fn(&Figures) -> f64| quantile(rounds.iter().map(f).collect(), 0.5);
+        let ratios: Vec<f64> = rounds
+            .iter()
+            .zip(base)
+            .map(|(r, b)| r.calls_per_sec / b.calls_per_sec)
+            .collect();
+        let overheads = rounds.iter().zip(base).map(|(r, b)| us(r.p50) - us(b.p50));
         Summary {
-            calls_per_sec: quantile(rounds.iter().map(|r| r.calls_per_sec).collect(), 0.5),
-            p50_us: quantile(rounds.iter().map(|r| us(r.p50)).collect(), 0.5),
-            p99_us: quantile(rounds.iter().map(|r| us(r.p99)).collect(), 0.5),
+            calls_per_sec: median(|r| r.calls_per_sec),
+            p50_us: median(|r| r.p50.as_secs_f64() * 1e6),
+            p99_us: median(|r| r.p99.as_secs_f64() * 1e6),
             ratio: [0.25, 0.5, 0.75].map(|q| quantile(ratios.clone(), q)),
-            overhead_us: quantile(paired(&|r, b| us(r.p50) - us(b.p50)), 0.5),
+            overhead_us: quantile(overheads.collect(), 0.5),
         }
     }
 }
