@@ -152,6 +152,12 @@ impl<S: Send + Sync + 'static> ToolHandler<S> for Stateless {
         drop(ctx);
         (self.fns.call)((), args)
     }
+    fn call_without_ctx(
+        &self,
+        args: ParsedArgs,
+    ) -> Result<BoxFuture<'static, Result<CallToolResult, ToolError>>, ParsedArgs> {
+        Ok((self.fns.call)((), args))
+    }
 }
 
 impl<S: 'static> ToolHandler<S> for WithState<S> {

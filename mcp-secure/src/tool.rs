@@ -35,6 +35,16 @@ pub trait ToolHandler<S>: Send + Sync + 'static {
         ctx: Ctx<S>,
         args: ParsedArgs,
     ) -> BoxFuture<'static, Result<CallToolResult, ToolError>>;
+    /// Runs the body without a [`Ctx`], for a body that takes none; otherwise gives the
+    /// arguments back (what this default does), and the server calls [`ToolHandler::call`].
+    /// The server then builds no `Ctx` for the call: no handle to the state or the request
+    /// is taken, and the request's cancellation is watched without a handle of its own.
+    fn call_without_ctx(
+        &self,
+        args: ParsedArgs,
+    ) -> Result<BoxFuture<'static, Result<CallToolResult, ToolError>>, ParsedArgs> {
+        Err(args)
+    }
 }
 
 /// The tools given to a server, made by `tools![a, b, c]`.

@@ -218,22 +218,33 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
             }
             // The body's cancellation is the request's own token (rmcp gives each request one of
             // its own): the client's cancellation reaches it, and a timeout cancels it for
-            // whatever the body started.
-            let cancel = request
-                .as_ref()
-                .map_or_else(CancellationToken::new, |r| r.ct.clone());
+            // whatever the body started. Borrowed from the request while the request stays
+            // here; a handle of its own only when the request goes into the body's `Ctx`.
             let mut result = match &entry.sandbox {
                 // In a sandboxed worker process, killed and reaped on timeout or cancellation.
                 // Boxed: the calls that run in process do not carry the worker's I/O state.
                 Some(sandbox) => {
                     drop(parsed);
                     let raw = record.args().clone();
-                    Box::pin(sandbox.call(raw, &principal, spec.timeout, &cancel)).await?
+                    let mut own = None;
+                    let cancel = token(request, &mut own);
+                    Box::pin(sandbox.call(raw, &principal, spec.timeout, cancel)).await?
                 }
-                None => {
-                    let ctx = Ctx::new(inner.state.clone(), principal, request.take(), &cancel);
-                    timeout::run(entry.handler.call(ctx, parsed), spec.timeout, &cancel).await?
-                }
+                None => match entry.handler.call_without_ctx(parsed) {
+                    // A body that takes no `Ctx`: none is built.
+                    Ok(body) => {
+                        let mut own = None;
+                        let cancel = token(request, &mut own);
+                        timeout::run(body, spec.timeout, cancel).await?
+                    }
+                    Err(parsed) => {
+                        let cancel = request
+                            .as_ref()
+                            .map_or_else(CancellationToken::new, |r| r.ct.clone());
+                        let ctx = Ctx::new(inner.state.clone(), principal, request.take(), &cancel);
+                        timeout::run(entry.handler.call(ctx, parsed), spec.timeout, &cancel).await?
+                    }
+                },
             };
 
             // 8. Output cap. The content's text, written to measure it, is the record's output.
@@ -241,5 +252,17 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
             record.set_content(content);
             Ok(CallToolResponse::Complete(result))
         }
+    }
+}
+
+/// The request's own cancellation token, borrowed; for a call without a request, a new one
+/// kept in `own`.
+fn token<'t>(
+    request: &'t Option<RequestContext<RoleServer>>,
+    own: &'t mut Option<CancellationToken>,
+) -> &'t CancellationToken {
+    match request {
+        Some(r) => &r.ct,
+        None => own.insert(CancellationToken::new()),
     }
 }
