@@ -932,10 +932,8 @@ mod tests {
         );
     }
 
-    /// A caller alone stores its record straight from its line: no batch is made for it, and
-    /// each record is one store.
-    #[test]
-    fn a_caller_alone_stores_its_record_without_a_batch() {
+    /// A writer on a new file in a temporary directory (kept while the directory is).
+    fn lines_file(fsync: bool) -> (tempfile::TempDir, PathBuf, GroupWriter<LinesFile>) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
         let file = std::fs::OpenOptions::new()
@@ -943,7 +941,15 @@ mod tests {
             .append(true)
             .open(&path)
             .unwrap();
-        let writer = GroupWriter::new(LinesFile::new(file, path.clone(), false));
+        let writer = GroupWriter::new(LinesFile::new(file, path.clone(), fsync));
+        (dir, path, writer)
+    }
+
+    /// A caller alone stores its record straight from its line: no batch is made for it, and
+    /// each record is one store.
+    #[test]
+    fn a_caller_alone_stores_its_record_without_a_batch() {
+        let (_dir, path, writer) = lines_file(false);
         for line in [TWO, THREE, TWO] {
             let stored = writer.write_line(line);
             assert!(matches!(stored.wait, Wait::Ready(Ok(()))), "stored at once");
@@ -959,14 +965,8 @@ mod tests {
     /// every third task's wait given up after one poll: every line is stored exactly once.
     #[test]
     fn concurrent_callers_lose_nothing_even_those_that_give_up() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.jsonl");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .unwrap();
-        let writer = Arc::new(GroupWriter::new(LinesFile::new(file, path.clone(), true)));
+        let (_dir, path, writer) = lines_file(true);
+        let writer = Arc::new(writer);
         const EACH: usize = 100;
         let given_up = Arc::new(AtomicUsize::new(0));
         let runtime = tokio::runtime::Builder::new_multi_thread()
