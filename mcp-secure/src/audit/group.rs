@@ -216,7 +216,9 @@ impl<S: BatchStore> GroupWriter<S> {
             if Arc::strong_count(&state.batch) > 1 {
                 let next = Arc::clone(&state.batch);
                 let wake = std::mem::take(&mut state.wake_open);
-                state.round += 1;
+                if !wake.is_empty() {
+                    state.round += 1;
+                }
                 drop(state);
                 if next.blocked() {
                     next.done.notify_one();
@@ -701,7 +703,7 @@ mod tests {
                 assert_eq!(writes(&writer), 1);
                 let rest = drain(reader, big_line().len() - 1 + TWO.len() + THREE.len());
                 first.join().unwrap().expect("the big line is written");
-                // The first caller wrote only its own batch and handed the next one over.
+                // The first caller wrote only its own record and handed the next batch over.
                 assert_eq!(writes(&writer), 1);
                 assert!(matches!(poll(&mut second, &waker), Poll::Ready(Ok(()))));
                 assert!(matches!(poll(&mut third, &waker), Poll::Ready(Ok(()))));
