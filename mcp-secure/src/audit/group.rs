@@ -211,23 +211,15 @@ impl<S: BatchStore> GroupWriter<S> {
         let mut state = self.lock();
         state.writing = false;
         // Records came meanwhile: their callers store them, or this caller does when none of
-        // them still waits (the same as after a batch's store).
-        if !S::is_empty(&state.open) {
-            if Arc::strong_count(&state.batch) > 1 {
-                let next = Arc::clone(&state.batch);
-                let wake = std::mem::take(&mut state.wake_open);
-                if !wake.is_empty() {
-                    state.round += 1;
-                }
-                drop(state);
-                if next.blocked() {
-                    next.done.notify_one();
-                }
-                wake.into_iter().for_each(Waker::wake);
-            } else {
-                state.wake_open.clear();
-                drop(self.store_open(state));
-            }
+        // them still waits (as after a batch's store).
+        let mut wake = Vec::new();
+        let next = Self::hand_over(&mut state, &mut wake);
+        if Self::orphaned(&state) {
+            state.wake_open.clear();
+            drop(self.store_open(state));
+        } else {
+            drop(state);
+            wake_all(next, wake);
         }
         Pending {
             writer: self,
@@ -303,37 +295,51 @@ impl<S: BatchStore> GroupWriter<S> {
             // Set only here, by the one caller storing this batch.
             let _ = batch.outcome.set(outcome);
             let mut wake = std::mem::take(&mut state.wake_writing);
-            // Records came meanwhile and some of their callers wait: hand the batch over to
-            // them (every task, and one blocked thread: the first to run stores it).
-            let next = (!S::is_empty(&state.open) && Arc::strong_count(&state.batch) > 1)
-                .then(|| Arc::clone(&state.batch));
-            if next.is_some() {
-                wake.append(&mut state.wake_open);
-            }
-            if !wake.is_empty() {
-                state.round += 1;
-            }
+            let next = Self::hand_over(&mut state, &mut wake);
             drop(state);
             if batch.blocked() {
                 batch.done.notify_all();
             }
             drop(batch);
-            if let Some(next) = next.filter(|n| n.blocked()) {
-                next.done.notify_one();
-            }
-            wake.into_iter().for_each(Waker::wake);
+            wake_all(next, wake);
             state = self.lock();
-            // Records whose callers are all gone (only the state holds their batch), and
-            // nobody storing: this caller stores them.
-            let orphaned =
-                !state.writing && !S::is_empty(&state.open) && Arc::strong_count(&state.batch) == 1;
-            if !orphaned {
+            if !Self::orphaned(&state) {
                 return state;
             }
             // The wakers listed for it are those of the callers that left.
             state.wake_open.clear();
         }
     }
+
+    /// After a store: if records came meanwhile and some of their callers wait, the open batch
+    /// is handed over to them (its tasks' wakers added to `wake`; the batch returned, for one
+    /// of its blocked threads): the first to run stores it. The round moves on when any task
+    /// is to be woken.
+    fn hand_over(state: &mut Guard<'_, S>, wake: &mut Vec<Waker>) -> Option<Arc<Batch>> {
+        let next = (!S::is_empty(&state.open) && Arc::strong_count(&state.batch) > 1)
+            .then(|| Arc::clone(&state.batch));
+        if next.is_some() {
+            wake.append(&mut state.wake_open);
+        }
+        if !wake.is_empty() {
+            state.round += 1;
+        }
+        next
+    }
+
+    /// Records whose callers are all gone (only the state holds their batch), and nobody
+    /// storing: the caller that finds them stores them.
+    fn orphaned(state: &Guard<'_, S>) -> bool {
+        !state.writing && !S::is_empty(&state.open) && Arc::strong_count(&state.batch) == 1
+    }
+}
+
+/// Wakes what [`GroupWriter::hand_over`] found to wake (with the state's lock released).
+fn wake_all(next: Option<Arc<Batch>>, wake: Vec<Waker>) {
+    if let Some(next) = next.filter(|n| n.blocked()) {
+        next.done.notify_one();
+    }
+    wake.into_iter().for_each(Waker::wake);
 }
 
 /// Lets go of a caller's `batch`, under the state's lock. If nothing else holds it, it was
