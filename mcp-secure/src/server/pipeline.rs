@@ -238,9 +238,9 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
                         timeout::run(body, spec.timeout, cancel).await?
                     }
                     Err(parsed) => {
-                        let cancel = request
-                            .as_ref()
-                            .map_or_else(CancellationToken::new, |r| r.ct.clone());
+                        // The request goes into the `Ctx`: the body's token, a handle of
+                        // its own.
+                        let cancel = token(request, &mut None).clone();
                         let ctx = Ctx::new(inner.state.clone(), principal, request.take(), &cancel);
                         timeout::run(entry.handler.call(ctx, parsed), spec.timeout, &cancel).await?
                     }
