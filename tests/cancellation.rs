@@ -99,6 +99,16 @@ async fn dropped(tool: &'static str) {
         .unwrap_or_else(|_| panic!("`{tool}`'s body was not stopped within 5 s"));
 }
 
+/// A key store with one `reader` key, and that key's token.
+fn reader_key() -> (ApiKeyStore, String) {
+    let keys = ApiKeyStore::new(Environment::Test);
+    let token = keys
+        .generate("rae", &["reader".to_owned()], Environment::Test, None)
+        .unwrap()
+        .token;
+    (keys, token)
+}
+
 async fn next(rx: &mut mpsc::UnboundedReceiver<Seen>) -> Seen {
     tokio::time::timeout(Duration::from_secs(5), rx.recv())
         .await
@@ -108,11 +118,7 @@ async fn next(rx: &mut mpsc::UnboundedReceiver<Seen>) -> Seen {
 
 #[tokio::test]
 async fn timeouts_and_client_cancellations_reach_what_the_body_started() {
-    let keys = ApiKeyStore::new(Environment::Test);
-    let token = keys
-        .generate("rae", &["reader".to_owned()], Environment::Test, None)
-        .unwrap()
-        .token;
+    let (keys, token) = reader_key();
     let (seen, mut rx) = mpsc::unbounded_channel();
     let server = SecureServer::builder(Watch { seen })
         .name("cancellation-test", "1.0.0")
@@ -157,11 +163,7 @@ async fn timeouts_and_client_cancellations_reach_what_the_body_started() {
 /// client's cancellation stop it (its future is dropped), and every call has its record.
 #[tokio::test]
 async fn timeouts_and_client_cancellations_stop_a_body_without_ctx() {
-    let keys = ApiKeyStore::new(Environment::Test);
-    let token = keys
-        .generate("rae", &["reader".to_owned()], Environment::Test, None)
-        .unwrap()
-        .token;
+    let (keys, token) = reader_key();
     let (seen, _rx) = mpsc::unbounded_channel();
     let audit = MemorySink::new();
     let server = SecureServer::builder(Watch { seen })
