@@ -93,7 +93,22 @@ struct Figures {
     p99: Duration,
 }
 
-/// One scenario's rounds, summed up against the baseline's rounds (the same rounds, in order).
+impl Figures {
+    /// The figures `at` (0 to 1) of the way from `self` to `to`, each linearly.
+    fn towards(&self, to: &Figures, at: f64) -> Figures {
+        let mix = |a: f64, b: f64| a + (b - a) * at;
+        let d = |a: Duration, b: Duration| {
+            Duration::from_secs_f64(mix(a.as_secs_f64(), b.as_secs_f64()))
+        };
+        Figures {
+            calls_per_sec: mix(self.calls_per_sec, to.calls_per_sec),
+            p50: d(self.p50, to.p50),
+            p99: d(self.p99, to.p99),
+        }
+    }
+}
+
+/// One scenario's rounds, summed up against the baseline's figures where each of them ran.
 struct Summary {
     calls_per_sec: f64,
     p50_us: f64,
@@ -280,36 +295,55 @@ fn main() {
             return;
         }
         // Warm every server up, then run rounds of every scenario, in an order reversed every
-        // other round. Each round's ratio is taken against the baseline's run of the same round
-        // (seconds apart, under the same load), and the medians over rounds are reported: one
-        // disturbed run moves a median less than it moves a best-of or a mean.
+        // other round, with a baseline run between rounds: `B S1 .. S5 B S5 .. S1 B ..`. Each
+        // scenario's run is compared with the baseline interpolated to its place between the
+        // two baseline runs around its round (a machine that speeds up or slows down through a
+        // round moves both alike), and the medians over rounds are reported: one disturbed run
+        // moves a median less than it moves a best-of or a mean.
         for s in &scenarios {
             run(s.client.clone(), s.token.clone(), 2_000, 1).await;
         }
         println!(
             "calls per scenario and round: {calls}, rounds: {rounds}; every figure is the median \
-             over rounds; ratio: calls/s over the baseline's in the same round [quartiles]; \
-             overhead: p50 minus the baseline's p50 in the same round"
+             over rounds; ratio: calls/s over the baseline's where the run took place (between \
+             the baseline's runs before and after its round) [quartiles]; overhead: p50 minus \
+             the baseline's p50 there"
         );
         println!(
             "{:<12} {:<36} {:>10} {:>9} {:>9} {:>21} {:>10}",
             "mode", "server", "calls/s", "p50 µs", "p99 µs", "ratio [q1, q3]", "overhead"
         );
         for (label, workers) in [("sequential", 1), ("16-way", 16)] {
-            let mut rounds_of: Vec<Vec<Figures>> = vec![Vec::new(); scenarios.len()];
+            let n = scenarios.len();
+            let go = |s: &Scenario| run(s.client.clone(), s.token.clone(), calls, workers);
+            let mut rounds_of: Vec<Vec<Figures>> = vec![Vec::new(); n];
+            // Per scenario and round: the baseline's figures where the scenario ran.
+            let mut paired: Vec<Vec<Figures>> = vec![Vec::new(); n];
+            rounds_of[0].push(go(&scenarios[0]).await);
             for round in 0..rounds {
-                let mut order: Vec<usize> = (0..scenarios.len()).collect();
+                let mut order: Vec<usize> = (1..n).collect();
                 if round % 2 == 1 {
                     order.reverse();
                 }
-                for i in order {
-                    let s = &scenarios[i];
-                    let f = run(s.client.clone(), s.token.clone(), calls, workers).await;
-                    rounds_of[i].push(f);
+                let mut ran = Vec::with_capacity(order.len());
+                for &i in &order {
+                    ran.push((i, go(&scenarios[i]).await));
                 }
+                let before = rounds_of[0][round];
+                let after = go(&scenarios[0]).await;
+                for (k, (i, f)) in ran.into_iter().enumerate() {
+                    let at = (k + 1) as f64 / n as f64;
+                    rounds_of[i].push(f);
+                    paired[i].push(before.towards(&after, at));
+                }
+                rounds_of[0].push(after);
             }
-            let base = &rounds_of[0];
-            let summaries: Vec<Summary> = rounds_of.iter().map(|f| Summary::of(f, base)).collect();
+            paired[0] = rounds_of[0].clone();
+            let summaries: Vec<Summary> = rounds_of
+                .iter()
+                .zip(&paired)
+                .map(|(f, base)| Summary::of(f, base))
+                .collect();
             for (s, m) in scenarios.iter().zip(&summaries) {
                 println!(
                     "{:<12} {:<36} {:>10.0} {:>9.1} {:>9.1} {:>7.3} [{:.3}, {:.3}] {:>7.1} µs",
