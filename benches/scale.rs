@@ -372,7 +372,8 @@ fn print_dispatch(rows: &[Row]) {
         .map(|r| us(r.direct) / us(base.direct))
         .fold(0.0, f64::max);
     println!(
-        "a call's cost with 1,000 tools vs 10: {:.2}x direct ({})",
+        "a call's cost with up to 1,000 tools vs 10 (the largest growth of any row): {:.2}x \
+         direct ({})",
         worst,
         if worst <= 1.2 {
             "does not grow"
