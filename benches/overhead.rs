@@ -153,14 +153,16 @@ async fn run(
     calls: usize,
     workers: usize,
 ) -> Figures {
+    // Every worker makes at least one call: `CALLS` below `WORKERS` still measures something.
+    let each = (calls / workers).max(1);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..workers {
         let client = client.clone();
         let token = token.clone();
         tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::with_capacity(calls / workers);
-            for _ in 0..calls / workers {
+            let mut lat = Vec::with_capacity(each);
+            for _ in 0..each {
                 let t = Instant::now();
                 let r = client
                     .call_tool(params(token.as_deref()))
