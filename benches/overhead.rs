@@ -366,7 +366,9 @@ fn main() {
             "calls per scenario and round: {calls}, rounds: {rounds}; every figure is the median \
              over rounds; ratio: calls/s over the baseline's where the run took place (between \
              the baseline's runs before and after its round) [quartiles]; overhead: p50 minus \
-             the baseline's p50 there"
+             the baseline's p50 there; a target is met or missed when the median's 95% interval \
+             over this run's rounds is on one side of it (runs also differ from one another: \
+             repeat them before concluding)"
         );
         println!(
             "{:<12} {:<36} {:>10} {:>9} {:>9} {:>21} {:>10}",
@@ -420,7 +422,8 @@ fn main() {
             // The p50 target is one call's latency: read sequentially. At 16-way, p50 is the
             // latency of 16 calls in flight, and its overhead the queueing of their costs.
             // A target is met or missed when the median's 95% interval over the rounds lies on
-            // one side of it; otherwise more rounds (`ROUNDS`) are needed to say.
+            // one side of it; otherwise more rounds (`ROUNDS`) are needed to say. The interval
+            // is this run's: separate runs differ by more than their rounds' spread suggests.
             for (i, row) in [(2, "_meta.authToken"), (3, "session token")] {
                 let m = &summaries[i];
                 let ratio = verdict(m.ratio[1], m.ratio_interval, |r| r >= 0.95, 3, "");
