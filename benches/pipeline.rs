@@ -21,6 +21,7 @@
 //! only what the call spends. The same chain run back to back ("sustained") is bound by the
 //! writer thread's pace instead, which `benches/audit.rs` measures as throughput.
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -253,7 +254,11 @@ fn stages(c: &mut Criterion, s: &Setup) {
     g.bench_function("auth (api key, per-request token)", |b| {
         b.iter_batched(
             || Credential::new(s.token.clone(), CredentialSource::RequestMeta),
-            |c| (futures_ready(authn::authenticate(&s.keys, Some(&c))), c),
+            |c| {
+                let answer =
+                    futures_ready(authn::authenticate(&s.keys, Some(&c))).map(Cow::into_owned);
+                (answer, c)
+            },
             BatchSize::SmallInput,
         )
     });

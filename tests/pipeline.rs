@@ -670,10 +670,15 @@ async fn session_token_authenticates_requests_without_meta() {
         .with_transport("memory")
         .with_session_token(h.editor.clone());
     let client = connect(server).await;
-    let r = call(&client, None, "echo", json!({"text": "as editor"})).await;
-    assert_eq!(code(&r), "ok");
-    let last = h.outcomes().pop().unwrap();
-    assert_eq!(last.user.as_deref(), Some("ed"));
+    // The first call checks the key whole; the next ones get the principal the session's
+    // credential keeps, and their records say who called just the same.
+    for text in ["as editor", "again"] {
+        let r = call(&client, None, "echo", json!({ "text": text })).await;
+        assert_eq!(code(&r), "ok");
+        let last = h.outcomes().pop().unwrap();
+        assert_eq!(last.user.as_deref(), Some("ed"));
+        assert_eq!(last.roles, vec!["editor".to_string()]);
+    }
     // A per-request token wins over the session's.
     let r = call(&client, Some("not-a-key"), "echo", json!({"text": "x"})).await;
     assert_eq!(code(&r), "unauthorized");

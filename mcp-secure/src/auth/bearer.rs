@@ -1,6 +1,7 @@
 //! One authenticator for every bearer token a server accepts: API keys (`mcs_...`) go to the
 //! key store, JWTs (three dot-separated parts) to the JWT checker, anything else is refused.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
@@ -81,6 +82,16 @@ impl Authenticator for BearerAuthenticator {
     ) -> Option<Result<Arc<Principal>, AuthError>> {
         match self.route(credential) {
             Some(auth) => auth.authenticate_now(credential),
+            None => Some(Err(AuthError::Invalid)),
+        }
+    }
+
+    fn authenticate_kept<'c>(
+        &self,
+        credential: &'c Credential,
+    ) -> Option<Result<Cow<'c, Arc<Principal>>, AuthError>> {
+        match self.route(credential) {
+            Some(auth) => auth.authenticate_kept(credential),
             None => Some(Err(AuthError::Invalid)),
         }
     }

@@ -3,9 +3,11 @@
 //! The secret part is 32 random bytes, so a fast digest is enough (there is nothing to brute
 //! force); lookups go by id and compare digests in constant time.
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -97,10 +99,48 @@ pub enum KeyStoreError {
 /// The key store and [`Authenticator`] for API keys.
 #[derive(Debug, Clone)]
 pub struct ApiKeyStore {
-    /// By key id.
-    inner: Arc<RwLock<crate::LookupMap<String, Stored>>>,
+    keys: Arc<Keys>,
     environment: Environment,
     clock: Clock,
+}
+
+/// A store's keys, shared by its clones, and a count of their changes.
+#[derive(Debug, Default)]
+pub(super) struct Keys {
+    /// By key id.
+    map: RwLock<crate::LookupMap<String, Stored>>,
+    /// Bumped by every change to `map` while its write lock is held, before the change: a
+    /// check that reads it under the read lock knows which keys it looked at, and a reader
+    /// that finds it unchanged knows that no key has changed since.
+    generation: AtomicU64,
+}
+
+impl Keys {
+    fn read(&self) -> RwLockReadGuard<'_, crate::LookupMap<String, Stored>> {
+        self.map.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The map, to change; the generation is bumped first.
+    fn write(&self) -> RwLockWriteGuard<'_, crate::LookupMap<String, Stored>> {
+        let map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        map
+    }
+}
+
+/// What a shared credential (the stdio session's) keeps of a key store's checks: the principal
+/// a check granted, handed out borrowed while the store's keys are in a generation in which a
+/// check found the key valid, with this principal and this expiry. Any change to the keys (a
+/// revocation, a reload, a new key) sends the next call through the whole check again, which
+/// brings the kept principal back into use only if the key still grants the same.
+pub(super) struct Kept {
+    /// The store's keys: compared by address, and kept alive so the address is not reused.
+    keys: Arc<Keys>,
+    environment: Environment,
+    principal: Arc<Principal>,
+    expires: Option<OffsetDateTime>,
+    /// The latest generation of `keys` in which a check found the key valid.
+    generation: AtomicU64,
 }
 
 const PREFIX: &str = "mcs";
@@ -140,7 +180,7 @@ impl ApiKeyStore {
     /// An empty store for a server running in `environment`.
     pub fn new(environment: Environment) -> Self {
         ApiKeyStore {
-            inner: Arc::default(),
+            keys: Arc::default(),
             environment,
             clock: Clock::system(),
         }
@@ -203,7 +243,7 @@ impl ApiKeyStore {
                 return Err(invalid(format!("key id `{}` appears twice", dup.entry.id)));
             }
         }
-        *self.inner.write().unwrap_or_else(|p| p.into_inner()) = map;
+        *self.keys.write() = map;
         Ok(())
     }
 
@@ -222,10 +262,7 @@ impl ApiKeyStore {
     ) -> Result<NewKey, KeyStoreError> {
         let new = make_key(user, roles, env, self.clock.now_utc(), expires)?;
         let stored = Stored::with_digest(new.entry.clone(), digest(&new.token));
-        self.inner
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(new.entry.id.clone(), stored);
+        self.keys.write().insert(new.entry.id.clone(), stored);
         Ok(new)
     }
 
@@ -291,12 +328,7 @@ impl ApiKeyStore {
 
     /// Revokes a key in this store.
     pub fn revoke(&self, key_id: &str) -> bool {
-        match self
-            .inner
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(key_id)
-        {
+        match self.keys.write().get_mut(key_id) {
             Some(e) => {
                 e.entry.revoked = true;
                 true
@@ -307,13 +339,7 @@ impl ApiKeyStore {
 
     /// The entries, without secrets.
     pub fn entries(&self) -> Vec<KeyEntry> {
-        let mut v: Vec<_> = self
-            .inner
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .map(|s| s.entry.clone())
-            .collect();
+        let mut v: Vec<_> = self.keys.read().values().map(|s| s.entry.clone()).collect();
         v.sort_by(|a, b| a.id.cmp(&b.id));
         v
     }
@@ -325,14 +351,25 @@ impl ApiKeyStore {
 
     /// Checks `token`, whose SHA-256 digest is `presented`.
     fn verify(&self, token: &str, presented: &[u8; 32]) -> Result<Arc<Principal>, AuthError> {
+        self.verify_with(token, presented, |stored, _| Arc::clone(&stored.principal))
+    }
+
+    /// Checks `token`, whose SHA-256 digest is `presented`, and hands the valid key's entry
+    /// to `valid` with the generation of the keys it was found in (under the read lock).
+    fn verify_with<R>(
+        &self,
+        token: &str,
+        presented: &[u8; 32],
+        valid: impl FnOnce(&Stored, u64) -> R,
+    ) -> Result<R, AuthError> {
         let (env, id) = split_token(token).ok_or(AuthError::Invalid)?;
-        let keys = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        let keys = self.keys.read();
         // Unknown ids and wrong secrets take the same path: compare against a dummy digest.
         let stored = keys.get(id);
         let expected = stored.map_or([0u8; 32], |s| s.digest);
         let matches = same_digest(presented, &expected);
-        let (entry, principal) = match stored {
-            Some(s) if matches => (&s.entry, &s.principal),
+        let (stored, entry) = match stored {
+            Some(s) if matches => (s, &s.entry),
             _ => return Err(AuthError::Invalid),
         };
         if env != entry.env {
@@ -348,10 +385,44 @@ impl ApiKeyStore {
         if entry.revoked {
             return Err(AuthError::Revoked);
         }
-        if entry.expires.is_some_and(|exp| self.clock.now_utc() >= exp) {
+        if self.expired(entry.expires) {
             return Err(AuthError::Expired);
         }
-        Ok(Arc::clone(principal))
+        Ok(valid(stored, self.keys.generation.load(Ordering::SeqCst)))
+    }
+
+    fn expired(&self, expires: Option<OffsetDateTime>) -> bool {
+        expires.is_some_and(|exp| self.clock.now_utc() >= exp)
+    }
+
+    /// Whether `kept` was found valid by this store in the generation its keys are in now:
+    /// then no key has changed since, and the check would find it valid again (but for its
+    /// expiry, which time alone can reach).
+    fn still_valid(&self, kept: &Kept) -> bool {
+        Arc::ptr_eq(&kept.keys, &self.keys)
+            && kept.environment == self.environment
+            && kept.generation.load(Ordering::SeqCst) == self.keys.generation.load(Ordering::SeqCst)
+    }
+
+    /// After a successful check of a shared credential: keeps what it found in the credential
+    /// (the first time), or marks the kept principal valid in this generation when the key
+    /// still grants the same principal with the same expiry.
+    fn keep(&self, slot: &OnceLock<Kept>, stored: &Stored, generation: u64) {
+        let kept = slot.get_or_init(|| Kept {
+            keys: Arc::clone(&self.keys),
+            environment: self.environment,
+            principal: Arc::clone(&stored.principal),
+            expires: stored.entry.expires,
+            generation: AtomicU64::new(generation),
+        });
+        let same = Arc::ptr_eq(&kept.keys, &self.keys)
+            && kept.environment == self.environment
+            && kept.expires == stored.entry.expires
+            && (Arc::ptr_eq(&kept.principal, &stored.principal)
+                || *kept.principal == *stored.principal);
+        if same {
+            kept.generation.fetch_max(generation, Ordering::SeqCst);
+        }
     }
 }
 
@@ -369,6 +440,29 @@ impl Authenticator for ApiKeyStore {
         credential: &Credential,
     ) -> Option<Result<Arc<Principal>, AuthError>> {
         Some(self.verify(credential.expose(), &credential.sha256()))
+    }
+
+    /// A shared credential (the stdio session's) keeps the principal of its last successful
+    /// check, and gets it back borrowed while no key has changed since; otherwise, and for
+    /// every other credential, the whole check.
+    fn authenticate_kept<'c>(
+        &self,
+        credential: &'c Credential,
+    ) -> Option<Result<Cow<'c, Arc<Principal>>, AuthError>> {
+        let Some(slot) = credential.kept() else {
+            return self.authenticate_now(credential).map(|r| r.map(Cow::Owned));
+        };
+        if let Some(kept) = slot.get().filter(|k| self.still_valid(k)) {
+            if self.expired(kept.expires) {
+                return Some(Err(AuthError::Expired));
+            }
+            return Some(Ok(Cow::Borrowed(&kept.principal)));
+        }
+        let checked = self.verify_with(credential.expose(), &credential.sha256(), |s, g| {
+            self.keep(slot, s, g);
+            Arc::clone(&s.principal)
+        });
+        Some(checked.map(Cow::Owned))
     }
 }
 
@@ -531,6 +625,14 @@ mod tests {
         r.iter().map(|s| s.to_string()).collect()
     }
 
+    /// `token` with the last digit of its secret changed: the same id, a wrong secret.
+    fn forged(token: &str) -> String {
+        let mut forged = token.to_owned();
+        let last = forged.pop().unwrap();
+        forged.push(if last == '0' { '1' } else { '0' });
+        forged
+    }
+
     #[test]
     fn token_format() {
         let secret = "0123456789abcdef".repeat(4);
@@ -635,9 +737,7 @@ mod tests {
             Err(AuthError::WrongEnvironment { .. })
         ));
         // Wrong secret, same id.
-        let mut forged = live.token.clone();
-        let last = forged.pop().unwrap();
-        forged.push(if last == '0' { '1' } else { '0' });
+        let forged = forged(&live.token);
         assert_eq!(check(&forged), Err(AuthError::Invalid));
         assert_eq!(check("mcs_live_nope"), Err(AuthError::Invalid));
         assert_eq!(check(""), Err(AuthError::Invalid));
@@ -677,9 +777,7 @@ mod tests {
         assert_eq!(own.kept_sha256(), None);
 
         // A wrong secret stays wrong however often it is presented.
-        let mut forged = revoked.token.clone();
-        let last = forged.pop().unwrap();
-        forged.push(if last == '0' { '1' } else { '0' });
+        let forged = forged(&revoked.token);
         let forged = Credential::shared(forged, Session);
         for _ in 0..2 {
             assert_eq!(now(&forged.clone()), Err(AuthError::Invalid));
@@ -691,6 +789,168 @@ mod tests {
         assert!(now(&expiring.clone()).is_ok());
         clock.advance(std::time::Duration::from_secs(3601));
         assert_eq!(now(&expiring.clone()), Err(AuthError::Expired));
+    }
+
+    /// The session's answer through `authenticate_kept`, as an owned principal, and whether
+    /// it came borrowed from what the credential keeps.
+    fn kept(store: &ApiKeyStore, c: &Credential) -> (Result<Arc<Principal>, AuthError>, bool) {
+        match store.authenticate_kept(c).expect("answers at once") {
+            Ok(Cow::Borrowed(p)) => (Ok(Arc::clone(p)), true),
+            Ok(Cow::Owned(p)) => (Ok(p), false),
+            Err(e) => (Err(e), false),
+        }
+    }
+
+    /// A session's credential keeps the principal of its last successful check and gets it
+    /// back borrowed, but only while no key of the store has changed since: every change sends
+    /// the next call through the whole check, which answers with what the keys say now, and
+    /// expiry is checked on every call. Each answer is the one a whole check gives.
+    #[test]
+    fn a_session_keeps_its_principal_only_while_no_key_changes() {
+        use crate::auth::CredentialSource::{RequestMeta, Session};
+        let clock = Clock::manual();
+        let store = ApiKeyStore::new(Environment::Live).with_clock(clock.clone());
+        let key = store
+            .generate("fay", &roles(&["editor"]), Environment::Live, None)
+            .unwrap();
+        let session = Credential::shared(key.token.clone(), Session);
+        let answer = |store: &ApiKeyStore, c: &Credential| {
+            let (kept, borrowed) = kept(store, c);
+            let whole = store.check(&key.token);
+            match (&kept, &whole) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "the principal a whole check grants"),
+                _ => assert_eq!(kept, whole),
+            }
+            (kept, borrowed)
+        };
+
+        // The first check is whole; then the kept principal, the store's own, is borrowed.
+        let (first, borrowed) = answer(&store, &session);
+        assert!(!borrowed);
+        let (again, borrowed) = answer(&store, &session.clone());
+        assert!(borrowed, "kept, and shared by the credential's clones");
+        assert!(Arc::ptr_eq(&first.unwrap(), &again.unwrap()));
+        // A clone of the store shares its keys, and so what the credential keeps.
+        assert!(answer(&store.clone(), &session).1);
+        // A request's own credential keeps nothing.
+        let own = Credential::new(key.token.clone(), RequestMeta);
+        assert!(!answer(&store, &own).1 && !answer(&store, &own).1);
+
+        // Another key is made: the next check is whole, and finds the same principal.
+        store
+            .generate("gus", &roles(&["admin"]), Environment::Live, None)
+            .unwrap();
+        assert!(!answer(&store, &session).1, "a change is checked whole");
+        assert!(
+            answer(&store, &session).1,
+            "the same principal is kept again"
+        );
+
+        // The key's roles change: every call answers with the new ones, never the kept ones.
+        let mut entries = store.entries();
+        for e in &mut entries {
+            if e.id == key.entry.id {
+                e.roles = roles(&["read-only"]);
+            }
+        }
+        store.replace(entries.clone()).unwrap();
+        for _ in 0..3 {
+            let (p, borrowed) = answer(&store, &session);
+            assert_eq!(p.unwrap().roles, roles(&["read-only"]));
+            assert!(!borrowed, "the kept principal has the old roles");
+        }
+
+        // Another store with the same entry, in the same generation as the first (each made
+        // one change): its own principal, not the one kept from the first.
+        let (one, other) = (
+            ApiKeyStore::new(Environment::Live),
+            ApiKeyStore::new(Environment::Live),
+        );
+        one.replace(entries.clone()).unwrap();
+        other.replace(entries).unwrap();
+        let fresh = Credential::shared(key.token.clone(), Session);
+        assert!(!kept(&one, &fresh).1 && kept(&one, &fresh).1);
+        let (p, borrowed) = kept(&other, &fresh);
+        assert!(!borrowed && Arc::ptr_eq(&p.unwrap(), &other.check(&key.token).unwrap()));
+        // A store of the other environment refuses it, kept or not.
+        let test = ApiKeyStore::new(Environment::Test);
+        test.replace(store.entries()).unwrap();
+        assert!(matches!(
+            answer(&test, &session).0,
+            Err(AuthError::WrongEnvironment { .. })
+        ));
+
+        // A revocation refuses the next call and every one after it.
+        assert!(store.revoke(&key.entry.id));
+        for _ in 0..3 {
+            assert_eq!(answer(&store, &session), (Err(AuthError::Revoked), false));
+        }
+
+        // An expiry is reached by time alone, with no change to the keys.
+        let expiring = store
+            .generate(
+                "hal",
+                &roles(&["editor"]),
+                Environment::Live,
+                Some(clock.now_utc() + time::Duration::hours(1)),
+            )
+            .unwrap();
+        let session = Credential::shared(expiring.token.clone(), Session);
+        let check = |c: &Credential| {
+            let answered = kept(&store, c);
+            assert_eq!(answered.0.clone().err(), store.check(&expiring.token).err());
+            answered
+        };
+        assert!(!check(&session).1 && check(&session).1);
+        clock.advance(std::time::Duration::from_secs(3601));
+        assert_eq!(check(&session), (Err(AuthError::Expired), false));
+
+        // A wrong secret is refused every time, and nothing is kept for it.
+        let forged = forged(&expiring.token);
+        let forged = Credential::shared(forged, Session);
+        for _ in 0..2 {
+            assert_eq!(kept(&store, &forged), (Err(AuthError::Invalid), false));
+        }
+        assert!(forged.kept().is_some_and(|slot| slot.get().is_none()));
+    }
+
+    /// A revocation refuses every check that starts after it returns, on every thread, while
+    /// other threads are checking the same session credential all along.
+    #[test]
+    fn a_revocation_reaches_every_thread_checking_a_kept_session() {
+        use std::sync::atomic::AtomicBool;
+        let store = ApiKeyStore::new(Environment::Live);
+        let key = store
+            .generate("ivy", &roles(&["editor"]), Environment::Live, None)
+            .unwrap();
+        let session = Credential::shared(key.token, crate::auth::CredentialSource::Session);
+        assert!(kept(&store, &session).0.is_ok());
+        let revoked = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let checkers: Vec<_> = (0..3)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let (mut before, mut after) = (0, 0);
+                        while after < 1_000 {
+                            let started_after = revoked.load(Ordering::SeqCst);
+                            let (answer, _) = kept(&store, &session);
+                            if started_after {
+                                assert_eq!(answer, Err(AuthError::Revoked));
+                                after += 1;
+                            } else {
+                                before += usize::from(answer.is_ok());
+                            }
+                        }
+                        before
+                    })
+                })
+                .collect();
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            assert!(store.revoke(&key.entry.id));
+            revoked.store(true, Ordering::SeqCst);
+            let before: usize = checkers.into_iter().map(|t| t.join().unwrap()).sum();
+            assert!(before > 0, "the checks ran before the revocation too");
+        });
     }
 
     #[test]

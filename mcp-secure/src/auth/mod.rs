@@ -15,6 +15,7 @@ mod principal;
 mod source;
 mod watch;
 
+use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 
 use futures::future::BoxFuture;
@@ -52,10 +53,12 @@ enum Secret {
     Shared(Arc<SharedToken>),
 }
 
-/// A token many requests present, and its digest once computed.
+/// A token many requests present, its digest once computed, and what the API-key store keeps
+/// of its checks.
 struct SharedToken {
     token: SecretString,
     sha256: OnceLock<[u8; 32]>,
+    kept: OnceLock<keys::Kept>,
 }
 
 /// Where a credential was found.
@@ -82,12 +85,15 @@ impl Credential {
 
     /// Wraps a token that many requests present, such as the stdio session's: its clones share
     /// one copy of the secret (a clone is a reference count, not a copy of the token) and one
-    /// digest, computed the first time any of them is checked.
+    /// digest, computed the first time any of them is checked. The API-key store keeps the
+    /// principal of a successful check in it too, and hands it out borrowed while no key has
+    /// changed since ([`Authenticator::authenticate_kept`]).
     pub fn shared(token: impl Into<String>, source: CredentialSource) -> Self {
         Credential {
             secret: Secret::Shared(Arc::new(SharedToken {
                 token: SecretString::from(token.into()),
                 sha256: OnceLock::new(),
+                kept: OnceLock::new(),
             })),
             source,
             resolved: None,
@@ -129,6 +135,15 @@ impl Credential {
         match &self.secret {
             Secret::Own(_) => None,
             Secret::Shared(shared) => shared.sha256.get(),
+        }
+    }
+
+    /// Where the API-key store keeps what it found of a shared credential (`None` for one of
+    /// its own).
+    fn kept(&self) -> Option<&OnceLock<keys::Kept>> {
+        match &self.secret {
+            Secret::Own(_) => None,
+            Secret::Shared(shared) => Some(&shared.kept),
         }
     }
 
@@ -222,5 +237,22 @@ pub trait Authenticator: Send + Sync + 'static {
     ) -> Option<Result<Arc<Principal>, AuthError>> {
         let _ = credential;
         None
+    }
+
+    /// Checks a credential presented on every call of a session (one made with
+    /// [`Credential::shared`], as the stdio session's is), and may answer with a principal the
+    /// credential keeps from an earlier check, borrowed: the call then copies nothing and
+    /// writes no count that every call shares. The server asks this first. The API-key store
+    /// keeps a principal for as long as none of its keys has changed since a check found the
+    /// key valid; a revocation, a reload or a new key sends the next call through the whole
+    /// check again, and expiry is checked on every call. When it answers, it must answer as
+    /// [`Authenticator::authenticate`] would; the default is
+    /// [`Authenticator::authenticate_now`]'s answer.
+    fn authenticate_kept<'c>(
+        &self,
+        credential: &'c Credential,
+    ) -> Option<Result<Cow<'c, Arc<Principal>>, AuthError>> {
+        self.authenticate_now(credential)
+            .map(|answer| answer.map(Cow::Owned))
     }
 }

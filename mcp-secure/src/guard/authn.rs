@@ -83,18 +83,22 @@ pub fn bearer_token(headers: &http::HeaderMap) -> Option<String> {
         .then(|| token.to_owned())
 }
 
-/// Resolves the credential, or refuses with `unauthorized`.
-pub async fn authenticate(
+/// Resolves the credential, or refuses with `unauthorized`. The principal is borrowed from the
+/// credential when it holds one: the one the transport resolved, or the one a session's
+/// credential keeps ([`Authenticator::authenticate_kept`]).
+pub async fn authenticate<'c>(
     authenticator: &dyn Authenticator,
-    credential: Option<&Credential>,
-) -> Result<Arc<Principal>, ToolError> {
+    credential: Option<&'c Credential>,
+) -> Result<Cow<'c, Arc<Principal>>, ToolError> {
     let credential = credential.ok_or_else(|| refusal(&AuthError::Missing))?;
     if let Some(principal) = credential.resolved_principal() {
-        return Ok(Arc::clone(principal));
+        return Ok(Cow::Borrowed(principal));
     }
-    check(authenticator, credential)
-        .await
-        .map_err(|e| refusal(&e))
+    let answer = match authenticator.authenticate_kept(credential) {
+        Some(answer) => answer,
+        None => authenticator.authenticate(credential).await.map(Cow::Owned),
+    };
+    answer.map_err(|e| refusal(&e))
 }
 
 /// Asks `authenticator` about `credential`: its ready answer when it has one

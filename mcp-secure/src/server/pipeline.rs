@@ -2,6 +2,7 @@
 //! order of the guards is the order of DESIGN §3, and the body is reachable only at the end.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use rmcp::RoleServer;
 use rmcp::model::{CallToolResponse, CallToolResult, JsonObject};
@@ -11,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::SecureServer;
 use super::record::{ArgsSize, CallRecord};
 use crate::approval::{ApprovalInput, NO_APPROVAL_INPUT};
-use crate::auth::Credential;
+use crate::auth::{Credential, Principal};
 use crate::ctx::Ctx;
 use crate::error::{ErrorCode, ToolError};
 use crate::guard::{approval, authn, authz, output, size, timeout};
@@ -98,7 +99,7 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
                 .guarded(
                     &mut record,
                     name,
-                    credential.as_deref(),
+                    &credential,
                     &mut request,
                     approval.as_deref().unwrap_or(&NO_APPROVAL_INPUT),
                 )
@@ -133,7 +134,7 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
         &'a self,
         record: &'r mut CallRecord<'a>,
         name: &'r str,
-        credential: Option<&'r Credential>,
+        credential: &'r Option<Cow<'a, Credential>>,
         request: &'r mut Option<RequestContext<RoleServer>>,
         approval_input: &'r ApprovalInput,
     ) -> impl Future<Output = Result<CallToolResponse, ToolError>> + 'r {
@@ -159,9 +160,20 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
                 size?;
             }
 
-            // 2. Authenticate.
-            let principal = authn::authenticate(&*inner.authenticator, credential).await?;
-            record.set_principal(&principal);
+            // 2. Authenticate. A credential the server holds (the stdio session's) outlives the
+            //    call, and so may the principal it keeps: borrowed by the record and here,
+            //    nothing shared by every call is written. Any other principal is the call's own.
+            let principal: Cow<'a, Arc<Principal>> = match credential {
+                Some(Cow::Borrowed(held)) => {
+                    authn::authenticate(&*inner.authenticator, Some(*held)).await?
+                }
+                own => Cow::Owned(
+                    authn::authenticate(&*inner.authenticator, own.as_deref())
+                        .await?
+                        .into_owned(),
+                ),
+            };
+            record.set_principal(principal.clone());
 
             // An unknown tool, after authentication so strangers learn nothing about names.
             let entry = entry.ok_or_else(|| {
@@ -241,7 +253,12 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
                         // The request goes into the `Ctx`: the body's token, a handle of
                         // its own.
                         let cancel = token(request, &mut None).clone();
-                        let ctx = Ctx::new(inner.state.clone(), principal, request.take(), &cancel);
+                        let ctx = Ctx::new(
+                            inner.state.clone(),
+                            principal.into_owned(),
+                            request.take(),
+                            &cancel,
+                        );
                         timeout::run(entry.handler.call(ctx, parsed), spec.timeout, &cancel).await?
                     }
                 },

@@ -133,7 +133,8 @@ pub(super) struct CallRecord<'a> {
     args_size: ArgsSize,
     /// Finds the secrets in the arguments; `None` for an unknown tool.
     redactor: Option<&'a Redactor>,
-    principal: Option<Arc<Principal>>,
+    /// Borrowed from the session's credential, which outlives the call, or the call's own.
+    principal: Option<Cow<'a, Arc<Principal>>>,
     approval: Option<Value>,
     /// The result's content as the output cap measured it.
     content: Option<MeasuredContent>,
@@ -273,8 +274,8 @@ impl<'a> CallRecord<'a> {
         }
     }
 
-    pub(super) fn set_principal(&mut self, p: &Arc<Principal>) {
-        self.principal = Some(Arc::clone(p));
+    pub(super) fn set_principal(&mut self, p: Cow<'a, Arc<Principal>>) {
+        self.principal = Some(p);
     }
 
     /// How the call was approved (from the approval step).
@@ -386,7 +387,7 @@ impl<'a> CallRecord<'a> {
         // One look at the clock gives both the record's time and the call's duration.
         let now = self.guard.clock.elapsed();
         let ts = self.guard.clock.stamp_at(now);
-        let (key_id, roles) = match self.principal.as_deref() {
+        let (key_id, roles) = match self.principal.as_deref().map(Arc::as_ref) {
             Some(p) => (p.key_id.as_deref(), p.roles.as_slice()),
             None => (None, &[][..]),
         };
