@@ -9,8 +9,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use common::{Client, call, code, connect, text};
+use mcp_secure::approval::ApprovalInput;
 use mcp_secure::audit::{AuditEvent, MemorySink, Phase};
-use mcp_secure::auth::{ApiKeyStore, Environment};
+use mcp_secure::auth::{ApiKeyStore, Credential, CredentialSource, Environment};
 use mcp_secure::{
     Bounded, Clock, Ctx, Json, Secret, SecureServer, ServerBuilder, ToolError, roles, tool, tools,
 };
@@ -695,6 +696,34 @@ async fn session_token_authenticates_requests_without_meta() {
     let r = call(&client, None, "echo", json!({"text": "after revocation"})).await;
     assert_eq!(code(&r), "unauthorized");
     assert_eq!(h.outcomes().pop().unwrap().outcome, "unauthorized");
+}
+
+/// `SecureServer::respond` drafts the call's record when it makes the call's future: a future
+/// dropped before it first runs still leaves the call's one record, `cancelled`, and runs
+/// nothing.
+#[tokio::test]
+async fn a_call_dropped_before_it_runs_is_recorded_as_cancelled() {
+    let h = Harness::new().await;
+    let before = h.outcomes().len();
+    let credential = Credential::new(h.reader.clone(), CredentialSource::RequestMeta);
+    let args = json!({"text": "never run"}).as_object().cloned();
+    let future = h.server.respond(
+        "echo",
+        args,
+        Some(credential),
+        None,
+        ApprovalInput::from_meta([]),
+    );
+    drop(future);
+    let outcomes = h.outcomes();
+    assert_eq!(outcomes.len(), before + 1, "one record for the call");
+    let last = outcomes.last().unwrap();
+    assert_eq!(
+        (last.tool.as_str(), last.outcome.as_str()),
+        ("echo", "cancelled")
+    );
+    assert_eq!(last.input["text"], "never run");
+    assert_eq!(h.ran("echo"), 0);
 }
 
 #[tokio::test]
