@@ -399,9 +399,13 @@ impl ApiKeyStore {
     /// then no key has changed since, and the check would find it valid again (but for its
     /// expiry, which time alone can reach).
     fn still_valid(&self, kept: &Kept) -> bool {
-        Arc::ptr_eq(&kept.keys, &self.keys)
-            && kept.environment == self.environment
+        self.made(kept)
             && kept.generation.load(Ordering::SeqCst) == self.keys.generation.load(Ordering::SeqCst)
+    }
+
+    /// Whether `kept` was kept by a store with these keys, in this environment.
+    fn made(&self, kept: &Kept) -> bool {
+        Arc::ptr_eq(&kept.keys, &self.keys) && kept.environment == self.environment
     }
 
     /// After a successful check of a shared credential: keeps what it found in the credential
@@ -415,8 +419,7 @@ impl ApiKeyStore {
             expires: stored.entry.expires,
             generation: AtomicU64::new(generation),
         });
-        let same = Arc::ptr_eq(&kept.keys, &self.keys)
-            && kept.environment == self.environment
+        let same = self.made(kept)
             && kept.expires == stored.entry.expires
             && (Arc::ptr_eq(&kept.principal, &stored.principal)
                 || *kept.principal == *stored.principal);
