@@ -1230,20 +1230,25 @@ mod tests {
         assert_eq!((report.records, report.unanchored), (3_001, 0));
     }
 
-    struct Panics;
+    /// A store that panics on its first batch, once the test lets it (so that the test can
+    /// queue records before the writer dies).
+    struct Panics(mpsc::Receiver<()>);
 
     impl LogStore for Panics {
         fn write_batch(&mut self, _: &[u8], _: &[Vec<u8>], _: Durability) -> std::io::Result<()> {
+            let _ = self.0.recv();
             panic!("a broken store");
         }
     }
 
     #[test]
     fn a_writer_that_dies_fails_its_receipts_instead_of_leaving_them_waiting() {
-        let log =
-            AuditLog::with_store(Panics, ChainHead::genesis(), AuditLogConfig::default()).unwrap();
+        let (go, held) = mpsc::channel();
+        let config = AuditLogConfig::default();
+        let log = AuditLog::with_store(Panics(held), ChainHead::genesis(), config).unwrap();
         let first = log.submit(&event("a".into())).unwrap();
         let second = log.submit(&event("a2".into())).unwrap();
+        go.send(()).unwrap();
         assert_eq!(first.wait().unwrap_err().0, STOPPED);
         // An async wait is woken with the same answer.
         let rt = tokio::runtime::Builder::new_current_thread()
