@@ -6,10 +6,12 @@
 //! Rows beside the two that the targets compare: bare rmcp receiving the same `_meta.authToken`
 //! (what carrying a token per request costs inside rmcp), mcp-secure with the stdio model's
 //! session token (no token in the requests), mcp-secure without the audit write, and
-//! mcp-secure with the chained, hash-linked `AuditLog` (flush) instead of the plain file.
+//! mcp-secure with the chained, hash-linked `AuditLog` (flush) instead of the plain file, and
+//! a calibration: bare rmcp running, once per call, about as much straight-line code as the
+//! pipeline does (`support/footprint.rs`), and nothing else of its work.
 //!
 //! Run: `cargo bench --bench overhead` (`CALLS=N` calls per scenario and round, default
-//! 6,000; `ROUNDS=N`, default 11; `PROFILE=bare|bare-meta|secured|session|unaudited|chained`
+//! 6,000; `ROUNDS=N`, default 11; `PROFILE=bare|bare-meta|secured|session|unaudited|chained|bare-code`
 //! drives only that server, for a profiler, sequentially or `WORKERS=N` calls at a time).
 
 use std::sync::Arc;
@@ -48,6 +50,27 @@ impl Bare {
 
 #[tool_handler(router = self.tool_router)]
 impl rmcp::ServerHandler for Bare {}
+
+#[path = "support/footprint.rs"]
+mod footprint;
+
+/// [`Bare`], its tool running [`footprint::run`] first: the calibration row.
+#[derive(Clone)]
+struct BareCode {
+    tool_router: ToolRouter<BareCode>,
+}
+
+#[tool_router]
+impl BareCode {
+    #[rmcp::tool(description = "Echo text back.")]
+    fn echo(&self, Parameters(EchoArgs { text }): Parameters<EchoArgs>) -> String {
+        std::hint::black_box(footprint::run(text.len() as u64));
+        text
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl rmcp::ServerHandler for BareCode {}
 
 /// Echo text back.
 #[mcp_secure::tool(kind = "read", role = "read-only", rate = "1000000/sec")]
@@ -303,6 +326,12 @@ fn main() {
         let log = AuditLog::open(dir.path().join("chained.jsonl"), AuditLogConfig::default())
             .expect("audit log");
         let chained = Arc::new(connect(secured(Arc::new(log.clone()))).await);
+        let code = Arc::new(
+            connect(BareCode {
+                tool_router: BareCode::tool_router(),
+            })
+            .await,
+        );
         let t = Some(token.clone());
         let scenarios = [
             Scenario {
@@ -335,10 +364,15 @@ fn main() {
                 client: chained,
                 token: t.clone(),
             },
+            Scenario {
+                name: "bare rmcp + the pipeline's code size",
+                client: code,
+                token: None,
+            },
         ];
 
-        // `PROFILE=bare|bare-meta|secured|session|unaudited|chained`: only drive one server, for a
-        // profiler.
+        // `PROFILE=bare|bare-meta|secured|session|unaudited|chained|bare-code`: only drive one
+        // server, for a profiler.
         if let Ok(which) = std::env::var("PROFILE") {
             let s = match which.as_str() {
                 "bare" => &scenarios[0],
@@ -346,6 +380,7 @@ fn main() {
                 "session" => &scenarios[3],
                 "unaudited" => &scenarios[4],
                 "chained" => &scenarios[5],
+                "bare-code" => &scenarios[6],
                 _ => &scenarios[2],
             };
             let workers = env_usize("WORKERS", 1);
