@@ -11,8 +11,9 @@
 //! pipeline does (`support/footprint.rs`), and nothing else of its work.
 //!
 //! Run: `cargo bench --bench overhead` (`CALLS=N` calls per scenario and round, default
-//! 6,000; `ROUNDS=N`, default 11; `PROFILE=bare|bare-meta|secured|session|unaudited|chained|bare-code`
-//! drives only that server, for a profiler, sequentially or `WORKERS=N` calls at a time).
+//! 6,000; `ROUNDS=N`, default 11;
+//! `PROFILE=bare|bare-meta|secured|session|unaudited|chained|bare-code` drives only that
+//! server, for a profiler, sequentially or `WORKERS=N` calls at a time).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
