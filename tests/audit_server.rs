@@ -1,6 +1,7 @@
 //! The server's audit behaviour end to end: alerts on refusal bursts reach a webhook once,
 //! secrets never reach any sink, the SQLite sink answers queries, and the failure policy
-//! refuses calls (fail closed) or runs them and alerts (fail open) while the sink is broken.
+//! refuses calls (fail closed) or runs them and alerts (fail open) while the sink is broken;
+//! the spooled JSON-lines file keeps one record per call through rmcp and fails closed too.
 
 mod common;
 
@@ -14,7 +15,8 @@ use std::time::{Duration, Instant};
 use common::{CollectAlerts, code};
 use mcp_secure::audit::{
     AlertKind, AlertPolicy, AuditError, AuditEvent, AuditLog, AuditLogConfig, AuditQuery,
-    AuditSink, FailurePolicy, MemorySink, Phase, SqliteSink, WebhookAlerter, verify_log,
+    AuditSink, FailurePolicy, MemorySink, Phase, SpooledJsonLinesSink, SqliteSink, WebhookAlerter,
+    verify_log,
 };
 use mcp_secure::auth::{ApiKeyStore, Credential, CredentialSource, Environment};
 use mcp_secure::rmcp::model::CallToolResult;
@@ -87,6 +89,18 @@ fn builder(keys: &Keys) -> ServerBuilder<()> {
         .roles(ROLES)
         .tools(tools![open_account, hello, secrets_vault])
         .authenticator(keys.store.clone())
+}
+
+/// The server, telling its alerts to the collector returned with it.
+fn alerting(builder: ServerBuilder<()>) -> (SecureServer<()>, CollectAlerts) {
+    let alerts = CollectAlerts::default();
+    let server = builder.alerter(alerts.clone()).build().unwrap();
+    (server, alerts)
+}
+
+/// Calls `hello` as the reader; the answer's code.
+async fn hello_code(server: &SecureServer<()>, keys: &Keys) -> String {
+    code(&call(server, &keys.reader, "hello", json!({})).await)
 }
 
 async fn call(
@@ -335,16 +349,8 @@ impl AuditSink for Flaky {
 async fn failing_closed_refuses_calls_while_the_sink_is_broken() {
     let keys = keys();
     let sink = Flaky::default();
-    let alerts = CollectAlerts::default();
-    let server = builder(&keys)
-        .audit(sink.clone())
-        .alerter(alerts.clone())
-        .build()
-        .unwrap();
-    assert_eq!(
-        code(&call(&server, &keys.reader, "hello", json!({})).await),
-        "ok"
-    );
+    let (server, alerts) = alerting(builder(&keys).audit(sink.clone()));
+    assert_eq!(hello_code(&server, &keys).await, "ok");
     sink.broken.store(true, Ordering::SeqCst);
     // This call's outcome record fails: the server learns the sink is broken.
     call(&server, &keys.reader, "hello", json!({})).await;
@@ -360,14 +366,8 @@ async fn failing_closed_refuses_calls_while_the_sink_is_broken() {
     assert!(alerts.kinds().contains(&AlertKind::AuditFailure));
     sink.broken.store(false, Ordering::SeqCst);
     // The next refusal's record is stored: that is the sign the sink is back.
-    assert_eq!(
-        code(&call(&server, &keys.reader, "hello", json!({})).await),
-        "internal"
-    );
-    assert_eq!(
-        code(&call(&server, &keys.reader, "hello", json!({})).await),
-        "ok"
-    );
+    assert_eq!(hello_code(&server, &keys).await, "internal");
+    assert_eq!(hello_code(&server, &keys).await, "ok");
     let outcomes: Vec<String> = sink
         .memory
         .events()
@@ -381,25 +381,115 @@ async fn failing_closed_refuses_calls_while_the_sink_is_broken() {
 async fn failing_open_runs_calls_and_alerts() {
     let keys = keys();
     let sink = Flaky::default();
-    let alerts = CollectAlerts::default();
-    let server = builder(&keys)
-        .audit(sink.clone())
-        .alerter(alerts.clone())
-        .audit_failure_policy(FailurePolicy::FailOpen)
-        .build()
-        .unwrap();
+    let (server, alerts) = alerting(
+        builder(&keys)
+            .audit(sink.clone())
+            .audit_failure_policy(FailurePolicy::FailOpen),
+    );
     sink.broken.store(true, Ordering::SeqCst);
     for _ in 0..3 {
-        assert_eq!(
-            code(&call(&server, &keys.reader, "hello", json!({})).await),
-            "ok"
-        );
+        assert_eq!(hello_code(&server, &keys).await, "ok");
     }
     assert_eq!(
         alerts.kinds(),
         [AlertKind::AuditFailure; 3],
         "every failure alerts"
     );
+}
+
+/// The log's records (one JSON object per line, every line whole).
+fn records_in(path: &std::path::Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(
+        text.is_empty() || text.ends_with('\n'),
+        "a cut line: {text:?}"
+    );
+    text.lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_spooled_file_has_one_record_per_call_through_rmcp() {
+    let keys = keys();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let sink = Arc::new(SpooledJsonLinesSink::open(&path).unwrap());
+    let server = builder(&keys).audit(sink.clone()).build().unwrap();
+    let client = Arc::new(common::connect(server).await);
+    let token = keys.reader.expose().to_owned();
+    let calls: Vec<_> = (0..32)
+        .map(|i| {
+            let (client, token) = (client.clone(), token.clone());
+            tokio::spawn(async move {
+                let tool = if i % 8 == 7 { "secrets_vault" } else { "hello" };
+                code(&common::call(&client, Some(&token), tool, json!({})).await)
+            })
+        })
+        .collect();
+    let mut answered = Vec::new();
+    for call in calls {
+        answered.push(call.await.unwrap());
+    }
+    assert_eq!(answered.iter().filter(|c| *c == "forbidden").count(), 4);
+    sink.flush().unwrap();
+    let records = records_in(&path);
+    // One outcome record per answered call, each with the answer its client saw.
+    assert_eq!(records.len(), 32);
+    let mut outcomes: Vec<_> = records
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap().to_owned())
+        .collect();
+    outcomes.sort();
+    answered.sort();
+    assert_eq!(outcomes, answered);
+    assert!(records.iter().all(|r| r["user"] == "alice"));
+    drop(client);
+    sink.close().unwrap();
+    assert!(!sink.spool_path().exists());
+    assert_eq!(records_in(&path).len(), 32);
+}
+
+#[tokio::test]
+async fn the_spooled_file_fails_closed_while_its_log_fails() {
+    let keys = keys();
+    let dir = tempfile::tempdir().unwrap();
+    // A FIFO for the log: no reader makes every append fail (`EPIPE`), a reader makes it work.
+    let path = dir.path().join("audit.fifo");
+    let made = std::process::Command::new("mkfifo").arg(&path).status();
+    assert!(made.expect("mkfifo runs").success(), "mkfifo failed");
+    let open_reader = || {
+        let path = path.clone();
+        std::thread::spawn(move || std::fs::File::open(path).unwrap())
+    };
+    let reader = open_reader();
+    let sink = Arc::new(SpooledJsonLinesSink::open(&path).unwrap());
+    drop(reader.join().unwrap());
+    let (server, alerts) = alerting(builder(&keys).audit(sink.clone()));
+    // Stored in the spool: the log's failure is not known yet.
+    assert_eq!(hello_code(&server, &keys).await, "ok");
+    assert!(sink.flush().unwrap_err().0.contains("Broken pipe"));
+    // This call's record tries the log and is refused: the server learns the sink fails.
+    call(&server, &keys.reader, "hello", json!({})).await;
+    let refused = call(&server, &keys.reader, "hello", json!({})).await;
+    assert_eq!(code(&refused), "internal");
+    assert!(alerts.kinds().contains(&AlertKind::AuditFailure));
+    // A reader again: the record waiting in the spool comes first, then the refusal's record
+    // (the sign the sink is back), then calls run again.
+    let reader = open_reader().join().unwrap();
+    assert_eq!(hello_code(&server, &keys).await, "internal");
+    assert_eq!(hello_code(&server, &keys).await, "ok");
+    sink.flush().unwrap();
+    let mut text = String::new();
+    let mut reader = std::io::BufReader::new(reader);
+    let mut outcomes = Vec::new();
+    for _ in 0..3 {
+        text.clear();
+        std::io::BufRead::read_line(&mut reader, &mut text).unwrap();
+        let record: Value = serde_json::from_str(&text).unwrap();
+        outcomes.push(record["outcome"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(outcomes, ["ok", "internal", "ok"]);
 }
 
 /// Text with everything JSON escapes, and more.

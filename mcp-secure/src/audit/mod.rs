@@ -3,6 +3,8 @@
 //!
 //! - [`AuditLog`]: the tamper-evident, loss-free log (hash chain, signed checkpoints, bounded
 //!   queue with back-pressure, group commit with [`Durability`]); [`verify_log`] checks it.
+//! - [`JsonLinesSink`]: one JSON object per line, no chain; [`SpooledJsonLinesSink`] (feature
+//!   `spool`) stores each record by a copy into a memory-mapped spool instead of a `write`.
 //! - [`SqliteSink`]: a queryable second sink ([`AuditQuery`]).
 //! - [`Alerter`]s ([`LogAlerter`], [`WebhookAlerter`]) are told about refusal bursts, internal
 //!   errors and audit failures ([`AlertPolicy`]).
@@ -13,12 +15,16 @@ pub mod chain;
 mod event;
 mod group;
 mod log;
+#[cfg(all(feature = "spool", unix))]
+mod mapped;
 mod output;
 /// Content blocks of every kind, for the output cap's tests.
 #[cfg(test)]
 pub(crate) use output::tests::block as content_block;
 mod redact;
 mod sink;
+#[cfg(all(feature = "spool", unix))]
+mod spool;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod verify;
@@ -41,6 +47,8 @@ pub use log::{
 pub use output::{AuditOutput, ContentJson, MeasuredContent};
 pub use redact::{REDACTED, Redactor};
 pub use sink::{AuditError, AuditSink, JsonLinesSink, MemorySink, TracingSink};
+#[cfg(all(feature = "spool", unix))]
+pub use spool::SpooledJsonLinesSink;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{AuditQuery, SqliteSink};
 pub use verify::{Break, Unfinished, VerifyReport, verify_log};

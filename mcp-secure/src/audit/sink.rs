@@ -133,7 +133,7 @@ impl JsonLinesSink {
 }
 
 /// Serializes a record's line (with its newline) into this thread's buffer and hands it to `f`.
-fn with_line<R>(
+pub(super) fn with_line<R>(
     write: impl FnOnce(&mut Vec<u8>) -> serde_json::Result<()>,
     f: impl FnOnce(&[u8]) -> Result<R, AuditError>,
 ) -> Result<R, AuditError> {
