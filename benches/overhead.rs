@@ -6,19 +6,21 @@
 //! Rows beside the two that the targets compare: bare rmcp receiving the same `_meta.authToken`
 //! (what carrying a token per request costs inside rmcp), mcp-secure with the stdio model's
 //! session token (no token in the requests), mcp-secure without the audit write, and
-//! mcp-secure with the chained, hash-linked `AuditLog` (flush) instead of the plain file, and
+//! mcp-secure with the chained, hash-linked `AuditLog` (flush) instead of the plain file,
+//! mcp-secure with the session token auditing to `SpooledJsonLinesSink` (the same JSON-lines
+//! file, each record stored by a copy into a memory-mapped spool instead of a `write`), and
 //! a calibration: bare rmcp running, once per call, about as much straight-line code as the
 //! pipeline does (`support/footprint.rs`), and nothing else of its work.
 //!
 //! Run: `cargo bench --bench overhead` (`CALLS=N` calls per scenario and round, default
 //! 6,000; `ROUNDS=N`, default 11;
-//! `PROFILE=bare|bare-meta|secured|session|unaudited|chained|bare-code` drives only that
+//! `PROFILE=bare|bare-meta|secured|session|unaudited|chained|bare-code|spooled` drives only that
 //! server, for a profiler, sequentially or `WORKERS=N` calls at a time).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mcp_secure::audit::{AuditLog, AuditLogConfig, AuditSink, JsonLinesSink};
+use mcp_secure::audit::{AuditLog, AuditLogConfig, AuditSink, JsonLinesSink, SpooledJsonLinesSink};
 use mcp_secure::auth::{ApiKeyStore, Environment};
 use mcp_secure::{SecureServer, ToolError, roles, tools};
 use rmcp::handler::server::router::tool::ToolRouter;
@@ -333,6 +335,11 @@ fn main() {
             })
             .await,
         );
+        let spooled = SpooledJsonLinesSink::open(dir.path().join("spooled.jsonl"))
+            .expect("spooled audit file");
+        let spooled = Arc::new(
+            connect(secured(Arc::new(spooled)).with_session_token(token.to_string())).await,
+        );
         let t = Some(token.clone());
         let scenarios = [
             Scenario {
@@ -370,9 +377,14 @@ fn main() {
                 client: code,
                 token: None,
             },
+            Scenario {
+                name: "mcp-secure, session, spooled file",
+                client: spooled,
+                token: None,
+            },
         ];
 
-        // `PROFILE=bare|bare-meta|secured|session|unaudited|chained|bare-code`: only drive one
+        // `PROFILE=bare|bare-meta|secured|session|unaudited|chained|bare-code|spooled`: only drive one
         // server, for a profiler.
         if let Ok(which) = std::env::var("PROFILE") {
             let s = match which.as_str() {
@@ -382,6 +394,7 @@ fn main() {
                 "unaudited" => &scenarios[4],
                 "chained" => &scenarios[5],
                 "bare-code" => &scenarios[6],
+                "spooled" => &scenarios[7],
                 _ => &scenarios[2],
             };
             let workers = env_usize("WORKERS", 1);
@@ -460,7 +473,11 @@ fn main() {
             // A target is met or missed when the median's 95% interval over the rounds lies on
             // one side of it; otherwise more rounds (`ROUNDS`) are needed to say. The interval
             // is this run's: separate runs differ by more than their rounds' spread suggests.
-            for (i, row) in [(2, "_meta.authToken"), (3, "session token")] {
+            for (i, row) in [
+                (2, "_meta.authToken"),
+                (3, "session token"),
+                (7, "session, spooled file"),
+            ] {
                 let m = &summaries[i];
                 let ratio = verdict(m.ratio[1], m.ratio_interval, |r| r >= 0.95, 3, "");
                 let p50 = match workers {
