@@ -8,12 +8,13 @@
 //! Server-shaped rows: 256 tasks (calls in flight) on a two-thread tokio runtime, each waiting
 //! for its record before storing the next, with `AuditSink::record_async` (what the server
 //! does) and with the blocking `AuditSink::record` (what it did before), side by side; and the
-//! plain `JsonLinesSink` the same way with `record_async` (its group commit).
+//! plain `JsonLinesSink` the same way with `record_async` (its group commit), and in flush
+//! mode `SpooledJsonLinesSink` (a copy into its memory-mapped spool per record).
 //!
 //! Run: `cargo bench --bench audit` (`RECORDS_SCALE=N` multiplies every record count;
 //! `WINDOW=N` changes the outstanding receipts per producer, default 256; `AUDIT_MODES=flush`
 //! or `fsync` runs one mode; `AUDIT_CASES=pipelined` (or `baseline`, `waited`, comma-separated)
-//! runs only those rows, e.g. under `perf stat`; `tasks` selects the three server-shaped rows).
+//! runs only those rows, e.g. under `perf stat`; `tasks` selects the server-shaped rows).
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -22,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use mcp_secure::audit::{
     AuditEvent, AuditLog, AuditLogConfig, AuditQuery, AuditSink, Durability, JsonLinesSink,
-    SqliteSink, verify_log,
+    SpooledJsonLinesSink, SqliteSink, verify_log,
 };
 use serde_json::json;
 
@@ -152,6 +153,18 @@ fn tasks_unchained(path: &Path, fsync: bool, records: usize) -> Outcome {
         .expect("json-lines file")
         .with_fsync(fsync);
     let out = drive_tasks(Arc::new(sink), false, records);
+    check_lines(path, out.records);
+    out
+}
+
+/// The same, into `SpooledJsonLinesSink` (flush mode only: a copy into its spool per record).
+/// Its time includes closing it, which appends what the spool still holds to the file.
+fn tasks_spooled(path: &Path, records: usize) -> Outcome {
+    let sink = Arc::new(SpooledJsonLinesSink::open(path).expect("spooled json-lines file"));
+    let mut out = drive_tasks(Arc::clone(&sink) as Arc<dyn AuditSink>, false, records);
+    let began = Instant::now();
+    sink.close().expect("close");
+    out.elapsed += began.elapsed();
     check_lines(path, out.records);
     out
 }
@@ -325,6 +338,8 @@ fn main() {
                 task_records,
             )
         });
+        let spooled_awaited = (!fsync && case("tasks"))
+            .then(|| tasks_spooled(&file("tasks-flush-spooled.jsonl"), task_records));
         let sqlite_awaited =
             (fsync && case("tasks")).then(|| tasks_sqlite(&file("tasks-sqlite.db"), task_records));
         let rows = [
@@ -356,6 +371,11 @@ fn main() {
             (
                 "JsonLinesSink, 256 tasks / 2 threads, record_async",
                 &plain_awaited,
+                None,
+            ),
+            (
+                "SpooledJsonLinesSink, 256 tasks / 2 threads",
+                &spooled_awaited,
                 None,
             ),
             (

@@ -58,14 +58,16 @@ const RETRY_TICKS: u32 = 100;
 /// [`close`](Self::close) (or dropping the sink) appends everything and removes the spool.
 /// Lines are whole and in the order their records were stored.
 ///
-/// **When the log fails** (a full disk, say), the records already stored stay in the spool,
-/// and every new record is refused with the log's error (so that
+/// **When the log fails** (a full disk, say), the sink learns it at the thread's next append
+/// (a millisecond or so) or at a `flush`. The records already stored stay in the spool, and
+/// every new record is refused with the log's error (so that
 /// [`FailurePolicy::FailClosed`](super::FailurePolicy) refuses calls) until an append works
 /// again: each record tries one. Closing keeps a spool that could not be emptied, for the next
 /// open to append.
 ///
 /// **A full spool** (records arrive faster than the disk takes them) makes a record's caller
-/// append the spool itself before copying its record in: back-pressure, never a drop. A record
+/// append the spool itself before copying its record in (blocking its thread for that
+/// `write`, as `JsonLinesSink` does for each record): back-pressure, never a drop. A record
 /// larger than the whole spool is written to the log straight away, after everything before it
 /// and holding records after it back meanwhile.
 ///
