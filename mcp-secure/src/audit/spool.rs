@@ -71,9 +71,11 @@ const RETRY_TICKS: u32 = 100;
 /// larger than the whole spool is written to the log straight away, after everything before it
 /// and holding records after it back meanwhile.
 ///
-/// **The spool file.** It is created mode 0600, about 1 MiB, and held under an exclusive lock
-/// (`flock`) while a sink uses it: a second server on the same log is refused ("in use by
-/// another process"). Only the server may write the log's directory: another process that
+/// **The spool file.** It is created mode 0600, about 1 MiB. A sink holds an exclusive lock
+/// (`flock`) on the log (a regular file) and on the spool while it lives: a second sink on the
+/// same log, in this process or another, is refused ("the audit log ... is in use by another
+/// sink"), and so is a sink on a new log at the path of one renamed away while its sink still
+/// holds the spool. Only the server may write the log's directory: another process that
 /// truncated the spool while it is mapped would crash the server (`SIGBUS`). A file at the
 /// spool's path that is not a spool is left alone and refused.
 pub struct SpooledJsonLinesSink {
@@ -378,6 +380,11 @@ impl SpooledJsonLinesSink {
         options.create(true).append(true);
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         let mut log = options.open(&path)?;
+        // One sink per log: the lock is held while the sink lives, so that two servers
+        // starting together never both make a spool. (A FIFO or a device is not locked.)
+        if log.metadata()?.file_type().is_file() {
+            lock_exclusive(&log, "the audit log", &path)?;
+        }
         let spool_path = Self::spool_path_of(&path);
         let (spool, map) = match OpenOptions::new().read(true).write(true).open(&spool_path) {
             Ok(spool) => {
@@ -444,7 +451,7 @@ impl SpooledJsonLinesSink {
 
     /// Opens a spool found on disk: locked, checked and mapped.
     fn reopen(spool: &File, path: &Path) -> std::io::Result<Mapped> {
-        lock_spool(spool, path)?;
+        lock_exclusive(spool, "the audit spool", path)?;
         let not_a_spool = |why: &str| {
             std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
@@ -484,10 +491,13 @@ impl SpooledJsonLinesSink {
         fresh.push(".new");
         let fresh = PathBuf::from(fresh);
         let mut options = OpenOptions::new();
-        options.create(true).read(true).write(true).truncate(true);
+        options.create(true).read(true).write(true).truncate(false);
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         let mut file = options.open(&fresh)?;
-        lock_spool(&file, &fresh)?;
+        // Emptied (of what a crash during an earlier `create` left) only once it is ours: a
+        // file another sink holds is never cut.
+        lock_exclusive(&file, "the audit spool", &fresh)?;
+        file.set_len(0)?;
         let mut header = Vec::with_capacity(WORDS * 8);
         let mut words = [0u64; WORDS];
         words[W_MAGIC] = MAGIC;
@@ -566,13 +576,13 @@ impl Drop for SpooledJsonLinesSink {
     }
 }
 
-/// Takes the spool's exclusive lock, or says who holds it.
-fn lock_spool(spool: &File, path: &Path) -> std::io::Result<()> {
-    spool.try_lock().map_err(|e| match e {
+/// Takes `file`'s exclusive lock (`flock`), or says that another process holds it.
+fn lock_exclusive(file: &File, what: &str, path: &Path) -> std::io::Result<()> {
+    file.try_lock().map_err(|e| match e {
         std::fs::TryLockError::WouldBlock => std::io::Error::new(
             std::io::ErrorKind::WouldBlock,
             format!(
-                "the audit spool {} is in use by another process",
+                "{what} {} is in use by another sink (it holds the file's lock)",
                 path.display()
             ),
         ),
@@ -903,10 +913,31 @@ mod tests {
         let sink = SpooledJsonLinesSink::open(&path).unwrap();
         let e = SpooledJsonLinesSink::open(&path).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock);
-        assert!(e.to_string().contains("in use by another process"), "{e}");
+        let message = e.to_string();
+        assert!(message.contains("the audit log"), "{message}");
+        assert!(message.contains("is in use by another sink"), "{message}");
         sink.record(&event("a")).unwrap();
+        // The log renamed away (rotated) and a new one made: the spool is still the first
+        // sink's, and a sink on the new log is refused.
+        let rotated = dir.path().join("audit.jsonl.1");
+        std::fs::rename(&path, &rotated).unwrap();
+        let e = SpooledJsonLinesSink::open(&path).unwrap_err();
+        let message = e.to_string();
+        assert!(message.contains("the audit spool"), "{message}");
+        assert!(message.contains("is in use by another sink"), "{message}");
         drop(sink);
-        assert_eq!(ids(&path), ["a"]);
+        assert_eq!(ids(&rotated), ["a"]);
+        // A spool being made by another sink is not cut.
+        let mut fresh = SpooledJsonLinesSink::spool_path_of(&path).into_os_string();
+        fresh.push(".new");
+        std::fs::write(&fresh, b"being made").unwrap();
+        let held = File::open(&fresh).unwrap();
+        held.try_lock().unwrap();
+        let e = SpooledJsonLinesSink::open(&path).unwrap_err();
+        assert!(e.to_string().contains("is in use by another sink"), "{e}");
+        assert_eq!(std::fs::read(&fresh).unwrap(), b"being made");
+        drop(held);
+        drop(SpooledJsonLinesSink::open(&path).unwrap());
     }
 
     #[test]
