@@ -31,8 +31,9 @@ const _: () = assert!(W_BASE < WORDS);
 
 /// The ring's size when a spool is made: a thousand or more records of the usual size.
 const CAPACITY: usize = 1 << 20;
-/// The largest ring a spool found on disk may declare.
-const MAX_CAPACITY: u64 = 1 << 30;
+/// The largest ring a spool found on disk may declare (64 times what a sink makes): what
+/// opening it maps and may read into memory.
+const MAX_CAPACITY: u64 = 64 << 20;
 /// How often the thread appends the ring to the log while records arrive.
 const TICK: Duration = Duration::from_millis(1);
 /// Ticks with nothing to append before the thread sleeps until the next record.
