@@ -387,6 +387,12 @@ impl LinesFile {
         self.fsync = fsync;
     }
 
+    /// The file ends inside a line (a record cut short before it was opened): the first
+    /// write starts with a newline.
+    pub(super) fn set_torn(&mut self) {
+        *self.torn.get_mut() = true;
+    }
+
     /// Writes whole `lines` (a batch, or one record stored alone).
     fn store_lines(&self, lines: &[u8]) -> Result<(), Arc<str>> {
         // One caller stores at a time: the flag is only read and set by it.

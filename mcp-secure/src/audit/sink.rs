@@ -114,8 +114,14 @@ impl JsonLinesSink {
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         let file = options.open(&path)?;
+        let metadata = file.metadata()?;
+        let torn = metadata.is_file() && ends_inside_a_line(&path, metadata.len())?;
+        let mut lines = LinesFile::new(file, path, false);
+        if torn {
+            lines.set_torn();
+        }
         Ok(JsonLinesSink {
-            writer: GroupWriter::new(LinesFile::new(file, path, false)),
+            writer: GroupWriter::new(lines),
         })
     }
 
@@ -130,6 +136,21 @@ impl JsonLinesSink {
     pub fn path(&self) -> &Path {
         self.writer.store().path()
     }
+}
+
+/// Whether the file at `path`, `len` bytes long, ends inside a line: a record cut short (by a
+/// crash, or a write that failed) before it was opened. The next record must start with a
+/// newline, or it would be glued to the cut one.
+pub(super) fn ends_inside_a_line(path: &Path, len: u64) -> std::io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    if len == 0 {
+        return Ok(false);
+    }
+    let mut file = std::fs::File::open(path)?;
+    file.seek(SeekFrom::Start(len - 1))?;
+    let mut last = [0u8];
+    file.read_exact(&mut last)?;
+    Ok(last[0] != b'\n')
 }
 
 /// Serializes a record's line (with its newline) into this thread's buffer and hands it to `f`.
@@ -254,6 +275,32 @@ mod tests {
         fn record(&self, _: &AuditEvent) -> Result<(), AuditError> {
             Err(AuditError("disk full".into()))
         }
+    }
+
+    #[test]
+    fn a_file_left_inside_a_line_gets_its_newline_before_the_next_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        std::fs::write(&path, "{\"id\":\"whole\"}\n{\"id\":\"cu").unwrap();
+        let sink = JsonLinesSink::open(&path).unwrap();
+        sink.record(&AuditEvent::new("next".into(), "echo", "test"))
+            .unwrap();
+        sink.record(&AuditEvent::new("after".into(), "echo", "test"))
+            .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<_> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert_eq!(lines[1], "{\"id\":\"cu");
+        assert!(lines[2].starts_with("{\"id\":\"next\""), "{text}");
+        assert!(lines[3].starts_with("{\"id\":\"after\""), "{text}");
+        // A file that ends with a whole line gets no empty one.
+        drop(sink);
+        let sink = JsonLinesSink::open(&path).unwrap();
+        sink.record(&AuditEvent::new("last".into(), "echo", "test"))
+            .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 5, "{text}");
+        assert!(!text.contains("\n\n"));
     }
 
     #[test]

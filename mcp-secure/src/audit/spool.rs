@@ -14,7 +14,7 @@ use futures::future::BoxFuture;
 
 use super::event::JsonForm;
 use super::mapped::{HEADER, Mapped, WORDS};
-use super::sink::{settled, with_line};
+use super::sink::{ends_inside_a_line, settled, with_line};
 use super::{AuditError, AuditEvent, AuditEventRef, AuditSink};
 
 /// The first header word of every spool: `mcpspol1`.
@@ -641,13 +641,7 @@ fn recover(log: &mut File, path: &Path, map: &Mapped) -> std::io::Result<()> {
 /// Appends a newline to the log at `path` (`len` bytes long) if it ends inside a line;
 /// returns how many bytes it appended.
 fn end_line(log: &mut File, path: &Path, len: u64) -> std::io::Result<u64> {
-    if len == 0 {
-        return Ok(0);
-    }
-    let mut last = [0u8];
-    // The sink's own handle only appends: the log is read through one of its own.
-    File::open(path)?.read_exact_at(&mut last, len - 1)?;
-    if last[0] == b'\n' {
+    if !ends_inside_a_line(path, len)? {
         return Ok(0);
     }
     log.write_all(b"\n")?;
