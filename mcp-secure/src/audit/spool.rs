@@ -332,14 +332,9 @@ impl Shared {
             if state.closing {
                 return;
             }
-            if state.failed.is_some() {
-                since_failure += 1;
-                if since_failure < RETRY_TICKS {
-                    continue;
-                }
-            }
-            since_failure = 0;
-            if state.pending() == 0 && state.failed.is_none() {
+            // Nothing waits (a record that finds the log failing tries it itself): sleep once
+            // idle long enough, failing or not.
+            if state.pending() == 0 {
                 idle += 1;
                 if idle >= IDLE_TICKS {
                     idle = 0;
@@ -352,6 +347,14 @@ impl Shared {
                 continue;
             }
             idle = 0;
+            // Records wait for a log that fails: try again every `RETRY_TICKS`.
+            if state.failed.is_some() {
+                since_failure += 1;
+                if since_failure < RETRY_TICKS {
+                    continue;
+                }
+            }
+            since_failure = 0;
             let was_failing = state.failed.is_some();
             drop(state);
             if let Err(e) = self.drain()
@@ -366,8 +369,9 @@ impl Shared {
 
 impl SpooledJsonLinesSink {
     /// Opens (creating, mode 0600) the log at `path` and its spool (`path` plus `.spool`),
-    /// first appending what a spool left by a crash still holds. Fails if another process uses
-    /// the spool, or if the file at the spool's path is not a spool.
+    /// first appending what a spool left by a crash still holds. Fails if another sink (in
+    /// this process or another) holds the log or the spool, or if the file at the spool's path
+    /// is not a spool.
     pub fn open(path: impl AsRef<Path>) -> std::io::Result<Self> {
         Self::open_with(path.as_ref(), CAPACITY, TICK)
     }
@@ -1051,6 +1055,46 @@ mod tests {
         sink.flush().unwrap();
         let (_reader, ids) = read(reader, 3);
         assert_eq!(ids, ["b0", "c0", "c1"]);
+    }
+
+    #[test]
+    fn the_thread_appends_what_waits_once_a_failing_log_works_again() {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.fifo");
+        let made = std::process::Command::new("mkfifo").arg(&path).status();
+        assert!(made.expect("mkfifo runs").success(), "mkfifo failed");
+        let first = {
+            let path = path.clone();
+            std::thread::spawn(move || File::open(path).unwrap())
+        };
+        let sink = SpooledJsonLinesSink::open(&path).unwrap();
+        drop(first.join().unwrap());
+        // Stored, then the thread's append fails (no reader).
+        sink.record(&event("waiting")).unwrap();
+        let start = std::time::Instant::now();
+        while lock(&sink.shared.state).failed.is_none() {
+            assert!(start.elapsed() < Duration::from_secs(10), "no failure seen");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // A reader again, and no new record: the thread's next try appends the waiting one.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = path.clone();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let mut reader = std::io::BufReader::new(File::open(path).unwrap());
+            reader.read_line(&mut line).unwrap();
+            tx.send(line).unwrap();
+        });
+        let line = rx.recv_timeout(Duration::from_secs(10)).expect("appended");
+        assert!(line.starts_with("{\"id\":\"waiting\""), "{line}");
+        // And the failure is over (the thread marks it right after its write).
+        let start = std::time::Instant::now();
+        while lock(&sink.shared.state).failed.is_some() {
+            assert!(start.elapsed() < Duration::from_secs(10), "still failing");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        sink.record(&event("next")).unwrap();
     }
 
     /// The child of [`a_record_cut_short_leaves_the_next_on_a_line_of_its_own`]: runs with
