@@ -1006,17 +1006,26 @@ mod tests {
         assert!(e.0.contains("No space left"), "{e}");
     }
 
+    /// A FIFO in `dir`, for a log that fails (`EPIPE`) while no reader has it open.
+    fn fifo(dir: &Path) -> PathBuf {
+        let path = dir.join("audit.fifo");
+        let made = std::process::Command::new("mkfifo").arg(&path).status();
+        assert!(made.expect("mkfifo runs").success(), "mkfifo failed");
+        path
+    }
+
+    /// Opens the FIFO to read, on a thread of its own (the open waits for a writer).
+    fn reader_of(path: &Path) -> std::thread::JoinHandle<File> {
+        let path = path.to_path_buf();
+        std::thread::spawn(move || File::open(path).expect("open the FIFO to read"))
+    }
+
     #[test]
     fn a_log_that_works_again_takes_records_again() {
         use std::io::BufRead;
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.fifo");
-        let made = std::process::Command::new("mkfifo").arg(&path).status();
-        assert!(made.expect("mkfifo runs").success(), "mkfifo failed");
-        let open_reader = || {
-            let path = path.clone();
-            std::thread::spawn(move || File::open(path).expect("open the FIFO to read"))
-        };
+        let path = fifo(dir.path());
+        let open_reader = || reader_of(&path);
         let reader = open_reader();
         let sink = SpooledJsonLinesSink::open_with(&path, 64 * 1024, NEVER).unwrap();
         let read = |reader: File, n: usize| {
@@ -1061,13 +1070,8 @@ mod tests {
     fn the_thread_appends_what_waits_once_a_failing_log_works_again() {
         use std::io::BufRead;
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.fifo");
-        let made = std::process::Command::new("mkfifo").arg(&path).status();
-        assert!(made.expect("mkfifo runs").success(), "mkfifo failed");
-        let first = {
-            let path = path.clone();
-            std::thread::spawn(move || File::open(path).unwrap())
-        };
+        let path = fifo(dir.path());
+        let first = reader_of(&path);
         let sink = SpooledJsonLinesSink::open(&path).unwrap();
         drop(first.join().unwrap());
         // Stored, then the thread's append fails (no reader).
@@ -1079,10 +1083,10 @@ mod tests {
         }
         // A reader again, and no new record: the thread's next try appends the waiting one.
         let (tx, rx) = std::sync::mpsc::channel();
-        let path = path.clone();
+        let reader = reader_of(&path);
         std::thread::spawn(move || {
             let mut line = String::new();
-            let mut reader = std::io::BufReader::new(File::open(path).unwrap());
+            let mut reader = std::io::BufReader::new(reader.join().unwrap());
             reader.read_line(&mut line).unwrap();
             tx.send(line).unwrap();
         });
