@@ -189,14 +189,11 @@ impl FileStore {
     pub fn open(path: impl AsRef<Path>) -> Result<(FileStore, ChainHead), AuditError> {
         let path = path.as_ref().to_path_buf();
         let err = |e: std::io::Error| AuditError(format!("{}: {e}", path.display()));
-        if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(err)?;
-        }
-        let mut file = open_append(&path).map_err(err)?;
+        let mut file = open_append(&path, true).map_err(err)?;
         let head = recover(&mut file, &path)?;
         let len = file.metadata().map_err(err)?.len();
         let sidecar_path = checkpoints_path(&path);
-        let sidecar = open_append(&sidecar_path)
+        let sidecar = open_append(&sidecar_path, true)
             .map_err(|e| AuditError(format!("{}: {e}", sidecar_path.display())))?;
         let sidecar_len = sidecar.metadata().map_err(err)?.len();
         Ok((
@@ -218,9 +215,14 @@ impl FileStore {
     }
 }
 
-fn open_append(path: &Path) -> std::io::Result<File> {
+/// Opens the file at `path` to append to (and to `read` if asked), creating it (mode 0600)
+/// and its folder if need be: every audit file the crate writes is opened this way.
+pub(super) fn open_append(path: &Path, read: bool) -> std::io::Result<File> {
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
     let mut options = OpenOptions::new();
-    options.create(true).append(true).read(true);
+    options.create(true).append(true).read(read);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     options.open(path)

@@ -1,4 +1,3 @@
-use std::fs::OpenOptions;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -6,7 +5,7 @@ use futures::future::BoxFuture;
 
 use super::event::JsonForm;
 use super::group::{GroupWriter, LinesFile};
-use super::log::with_scratch;
+use super::log::{open_append, with_scratch};
 use super::{AuditEvent, AuditEventRef};
 
 /// An audit sink failed to record an event.
@@ -106,14 +105,7 @@ impl JsonLinesSink {
     /// Opens (creating, mode 0600) a file for appending.
     pub fn open(path: impl AsRef<Path>) -> std::io::Result<Self> {
         let path = path.as_ref().to_path_buf();
-        if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
-        let mut options = OpenOptions::new();
-        options.create(true).append(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let file = options.open(&path)?;
+        let file = open_append(&path, false)?;
         let metadata = file.metadata()?;
         let torn = metadata.is_file() && ends_inside_a_line(&path, metadata.len())?;
         let mut lines = LinesFile::new(file, path, false);

@@ -13,6 +13,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use super::event::JsonForm;
+use super::log::open_append;
 use super::mapped::{HEADER, Mapped, WORDS};
 use super::sink::{ends_inside_a_line, settled, with_line};
 use super::{AuditError, AuditEvent, AuditEventRef, AuditSink};
@@ -378,13 +379,8 @@ impl SpooledJsonLinesSink {
 
     fn open_with(path: &Path, capacity: usize, tick: Duration) -> std::io::Result<Self> {
         let path = path.to_path_buf();
-        if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
-        let mut options = OpenOptions::new();
-        options.create(true).append(true);
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut log = options.open(&path)?;
+        // Write-only: a FIFO as the log fails while nobody reads it, as it should.
+        let mut log = open_append(&path, false)?;
         // One sink per log: the lock is held while the sink lives, so that two servers
         // starting together never both make a spool. (A FIFO or a device is not locked.)
         if log.metadata()?.file_type().is_file() {
