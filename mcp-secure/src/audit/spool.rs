@@ -109,10 +109,8 @@ struct Shared {
 }
 
 struct State {
+    /// The spool; its counters are written only under this state's lock.
     map: Mapped,
-    /// The counters `W_HEAD` and `W_DRAINED`, as this process set them.
-    head: u64,
-    drained: u64,
     /// The last append's error, while it is not followed by one that worked.
     failed: Option<Arc<str>>,
     /// The thread sleeps until a record wakes it.
@@ -138,29 +136,36 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl State {
+    fn head(&self) -> u64 {
+        self.map.word(W_HEAD).load(Ordering::Relaxed)
+    }
+
+    fn drained(&self) -> u64 {
+        self.map.word(W_DRAINED).load(Ordering::Relaxed)
+    }
+
     fn pending(&self) -> u64 {
-        self.head - self.drained
+        self.head() - self.drained()
     }
 
     fn set_head(&mut self, head: u64) {
-        self.head = head;
         self.map.word(W_HEAD).store(head, Ordering::Release);
     }
 
     fn set_drained(&mut self, drained: u64) {
-        self.drained = drained;
         self.map.word(W_DRAINED).store(drained, Ordering::Release);
     }
 
     /// Copies `bytes` in after the last byte (the caller made sure they fit).
     fn put(&mut self, bytes: &[u8]) {
+        let head = self.head();
         let ring = self.map.ring_mut();
-        let at = (self.head % ring.len() as u64) as usize;
+        let at = (head % ring.len() as u64) as usize;
         let first = bytes.len().min(ring.len() - at);
         ring[at..at + first].copy_from_slice(&bytes[..first]);
         ring[..bytes.len() - first].copy_from_slice(&bytes[first..]);
         // The bytes are in place before the counter says so (to a crash, too).
-        self.set_head(self.head + bytes.len() as u64);
+        self.set_head(head + bytes.len() as u64);
     }
 }
 
@@ -251,7 +256,7 @@ impl Shared {
             }
             *torn = false;
         }
-        let (from, to) = (state.drained, state.head);
+        let (from, to) = (state.drained(), state.head());
         if from == to {
             // Nothing to append, so nothing learned of the log: a failure stands.
             return Ok(());
@@ -280,8 +285,9 @@ impl Shared {
     /// empty): both counters move past them, `DRAINED` first, so that a crash in between
     /// never shows them as records waiting in the ring.
     fn account_direct(&self, state: &mut State, written: u64) {
-        state.set_drained(state.drained + written);
-        state.set_head(state.drained);
+        let drained = state.drained() + written;
+        state.set_drained(drained);
+        state.set_head(drained);
     }
 
     /// Writes a line straight to the log, once everything before it is appended, holding the
@@ -402,10 +408,6 @@ impl SpooledJsonLinesSink {
             }
             Err(e) => return Err(e),
         };
-        let (head, drained) = (
-            map.word(W_HEAD).load(Ordering::Acquire),
-            map.word(W_DRAINED).load(Ordering::Acquire),
-        );
         let capacity = map.ring().len() as u64;
         let shared = Arc::new(Shared {
             path,
@@ -415,8 +417,6 @@ impl SpooledJsonLinesSink {
             tick,
             state: Mutex::new(State {
                 map,
-                head,
-                drained,
                 failed: None,
                 parked: false,
                 closing: false,
