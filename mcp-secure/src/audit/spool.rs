@@ -111,8 +111,8 @@ struct Shared {
 struct State {
     /// The spool; its counters are written only under this state's lock.
     map: Mapped,
-    /// The last append's error, while it is not followed by one that worked.
-    failed: Option<Arc<str>>,
+    /// The last append to the log failed (no later one worked yet).
+    failing: bool,
     /// The thread sleeps until a record wakes it.
     parked: bool,
     closing: bool,
@@ -198,8 +198,15 @@ fn write_counting(mut log: &File, bytes: &[u8], written: &mut u64) -> std::io::R
 }
 
 impl Shared {
-    fn failure(&self, e: &std::io::Error) -> Arc<str> {
-        format!("{}: {e}", self.path.display()).into()
+    /// Marks whether the log works by the outcome of an append to it; a failure is the
+    /// record's error.
+    fn settle(&self, state: &mut State, outcome: std::io::Result<()>) -> Result<(), AuditError> {
+        state.failing = outcome.is_err();
+        outcome.map_err(|e| AuditError(format!("{}: {e}", self.path.display())))
+    }
+
+    fn closed(&self) -> AuditError {
+        AuditError(format!("{}: the audit sink is closed", self.path.display()))
     }
 
     /// Stores one line (with its newline).
@@ -208,12 +215,9 @@ impl Shared {
         loop {
             let mut state = lock(&self.state);
             if state.closing {
-                return Err(AuditError(format!(
-                    "{}: the audit sink is closed",
-                    self.path.display()
-                )));
+                return Err(self.closed());
             }
-            let failing = state.failed.is_some();
+            let failing = state.failing;
             if !failing && self.capacity - state.pending() >= len {
                 state.put(line);
                 if state.parked {
@@ -229,17 +233,17 @@ impl Shared {
                 return self.write_direct(line);
             }
             // The spool is full: append it now.
-            self.drain().map_err(|e| AuditError(e.to_string()))?;
+            self.drain()?;
         }
     }
 
     /// Appends everything stored so far to the log.
-    fn drain(&self) -> Result<(), Arc<str>> {
+    fn drain(&self) -> Result<(), AuditError> {
         let mut drainer = lock(&self.drainer);
         self.drain_locked(&mut drainer)
     }
 
-    fn drain_locked(&self, drainer: &mut Drainer) -> Result<(), Arc<str>> {
+    fn drain_locked(&self, drainer: &mut Drainer) -> Result<(), AuditError> {
         let Drainer { log, torn, bytes } = drainer;
         let mut state = lock(&self.state);
         if *torn {
@@ -249,11 +253,7 @@ impl Shared {
             let mut written = 0;
             let outcome = write_counting(log, b"\n", &mut written);
             self.account_direct(&mut state, written);
-            if let Err(e) = outcome {
-                let e = self.failure(&e);
-                state.failed = Some(e.clone());
-                return Err(e);
-            }
+            self.settle(&mut state, outcome)?;
             *torn = false;
         }
         let (from, to) = (state.drained(), state.head());
@@ -268,17 +268,7 @@ impl Shared {
         let outcome = write_counting(log, bytes, &mut written);
         let mut state = lock(&self.state);
         state.set_drained(from + written);
-        match outcome {
-            Ok(()) => {
-                state.failed = None;
-                Ok(())
-            }
-            Err(e) => {
-                let e = self.failure(&e);
-                state.failed = Some(e.clone());
-                Err(e)
-            }
-        }
+        self.settle(&mut state, outcome)
     }
 
     /// Counts `written` bytes that went to the log straight, not through the ring (which is
@@ -296,14 +286,10 @@ impl Shared {
     fn write_direct(&self, line: &[u8]) -> Result<(), AuditError> {
         let mut drainer = lock(&self.drainer);
         loop {
-            self.drain_locked(&mut drainer)
-                .map_err(|e| AuditError(e.to_string()))?;
+            self.drain_locked(&mut drainer)?;
             let mut state = lock(&self.state);
             if state.closing {
-                return Err(AuditError(format!(
-                    "{}: the audit sink is closed",
-                    self.path.display()
-                )));
+                return Err(self.closed());
             }
             if state.pending() > 0 {
                 continue; // records stored since: append them first
@@ -311,15 +297,8 @@ impl Shared {
             let mut written = 0;
             let outcome = write_counting(&drainer.log, line, &mut written);
             self.account_direct(&mut state, written);
-            if outcome.is_ok() {
-                state.failed = None;
-            }
-            return outcome.map_err(|e| {
-                drainer.torn = written > 0;
-                let e = self.failure(&e);
-                state.failed = Some(e.clone());
-                AuditError(e.to_string())
-            });
+            drainer.torn = outcome.is_err() && written > 0;
+            return self.settle(&mut state, outcome);
         }
     }
 
@@ -355,14 +334,14 @@ impl Shared {
             }
             idle = 0;
             // Records wait for a log that fails: try again every `RETRY_TICKS`.
-            if state.failed.is_some() {
+            if state.failing {
                 since_failure += 1;
                 if since_failure < RETRY_TICKS {
                     continue;
                 }
             }
             since_failure = 0;
-            let was_failing = state.failed.is_some();
+            let was_failing = state.failing;
             drop(state);
             if let Err(e) = self.drain()
                 && !was_failing
@@ -417,7 +396,7 @@ impl SpooledJsonLinesSink {
             tick,
             state: Mutex::new(State {
                 map,
-                failed: None,
+                failing: false,
                 parked: false,
                 closing: false,
                 removed: false,
@@ -526,7 +505,7 @@ impl SpooledJsonLinesSink {
 
     /// Appends every record stored so far to the log (blocking this thread while it writes).
     pub fn flush(&self) -> Result<(), AuditError> {
-        self.shared.drain().map_err(|e| AuditError(e.to_string()))
+        self.shared.drain()
     }
 
     /// Refuses further records, appends every record stored to the log and removes the spool.
@@ -1055,7 +1034,7 @@ mod tests {
         // later records go through the spool again.
         let reader = open_reader().join().unwrap();
         sink.record(&event("c0")).unwrap();
-        assert!(lock(&sink.shared.state).failed.is_none());
+        assert!(!lock(&sink.shared.state).failing);
         sink.record(&event("c1")).unwrap();
         sink.flush().unwrap();
         let (_reader, ids) = read(reader, 3);
@@ -1073,7 +1052,7 @@ mod tests {
         // Stored, then the thread's append fails (no reader).
         sink.record(&event("waiting")).unwrap();
         let start = std::time::Instant::now();
-        while lock(&sink.shared.state).failed.is_none() {
+        while !lock(&sink.shared.state).failing {
             assert!(start.elapsed() < Duration::from_secs(10), "no failure seen");
             std::thread::sleep(Duration::from_millis(1));
         }
@@ -1090,7 +1069,7 @@ mod tests {
         assert!(line.starts_with("{\"id\":\"waiting\""), "{line}");
         // And the failure is over (the thread marks it right after its write).
         let start = std::time::Instant::now();
-        while lock(&sink.shared.state).failed.is_some() {
+        while lock(&sink.shared.state).failing {
             assert!(start.elapsed() < Duration::from_secs(10), "still failing");
             std::thread::sleep(Duration::from_millis(1));
         }
