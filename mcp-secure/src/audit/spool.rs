@@ -35,18 +35,25 @@ const CAPACITY: usize = 1 << 20;
 /// The largest ring a spool found on disk may declare (64 times what a sink makes): what
 /// opening it maps and may read into memory.
 const MAX_CAPACITY: u64 = 64 << 20;
-/// How often the thread appends the ring to the log while records arrive.
-const TICK: Duration = Duration::from_millis(1);
-/// Ticks with nothing to append before the thread sleeps until the next record.
-const IDLE_TICKS: u32 = 200;
-/// Ticks between the thread's attempts while the log fails (a record also tries at once).
-const RETRY_TICKS: u32 = 100;
+/// How often the thread appends the ring to the log while records arrive. Each of the
+/// thread's wake-ups costs the calls of a busy server more than its append does (every
+/// millisecond, a sequential server lost 15% of its calls per second: BENCHMARKS.md, section
+/// 1), so it wakes seldom, and sooner only when the ring fills ([`WAKE_AT`]).
+const TICK: Duration = Duration::from_millis(10);
+/// The record that brings the bytes waiting to this part of the ring (a quarter) wakes the
+/// thread before its tick: the ring seldom fills, so its callers seldom append it themselves.
+const WAKE_AT: u64 = 4;
+/// Ticks with nothing to append (200 ms) before the thread sleeps until the next record.
+const IDLE_TICKS: u32 = 20;
+/// Ticks between the thread's attempts while the log fails (100 ms; a record also tries at
+/// once).
+const RETRY_TICKS: u32 = 10;
 
 /// Appends one JSON object per line to a file, like [`JsonLinesSink`](super::JsonLinesSink)
 /// without `fsync`, with no system call on a record's way: the record is stored once it is
 /// copied into a **spool**, a file beside the log (its name plus `.spool`) mapped into memory.
-/// A thread of the sink's own appends the spool to the log every millisecond while records
-/// arrive, and sleeps while none do. Feature `spool`.
+/// A thread of the sink's own appends the spool to the log every 10 ms while records arrive
+/// (sooner when a quarter of the spool waits), and sleeps while none do. Feature `spool`.
 ///
 /// **What is promised.** As with `JsonLinesSink` without `fsync`, a record whose call was
 /// answered survives the server's crash (the kernel holds the spool's pages, as it holds the
@@ -55,13 +62,13 @@ const RETRY_TICKS: u32 = 100;
 /// Opening the log again after a crash appends the records the spool still holds, each once:
 /// bytes that the crashed thread had already appended are recognized and skipped.
 ///
-/// **What changes for readers.** The log shows a record up to a millisecond or so after its
-/// call was answered. [`flush`](Self::flush) appends everything recorded so far, and
+/// **What changes for readers.** The log shows a record up to about 10 ms after its call was
+/// answered. [`flush`](Self::flush) appends everything recorded so far, and
 /// [`close`](Self::close) (or dropping the sink) appends everything and removes the spool.
 /// Lines are whole and in the order their records were stored.
 ///
 /// **When the log fails** (a full disk, say), the sink learns it at the thread's next append
-/// (a millisecond or so) or at a `flush`. The records already stored stay in the spool, and
+/// (10 ms or so) or at a `flush`. The records already stored stay in the spool, and
 /// every new record is refused with the log's error (so that
 /// [`FailurePolicy::FailClosed`](super::FailurePolicy) refuses calls) until an append works
 /// again: each record tries one. Closing keeps a spool that could not be emptied, for the next
@@ -101,8 +108,11 @@ struct Shared {
     _spool: File,
     capacity: u64,
     tick: Duration,
+    /// Bytes waiting that make a record wake the thread before its tick.
+    wake_at: u64,
     state: Mutex<State>,
-    /// The thread waits here for its next tick, or, while parked, for a record.
+    /// The thread waits here for its next tick (or a record that finds the ring filling), or,
+    /// while parked, for any record.
     wake: Condvar,
     /// Held by whoever appends to the log; always taken before `state`.
     drainer: Mutex<Drainer>,
@@ -115,6 +125,9 @@ struct State {
     failing: bool,
     /// The thread sleeps until a record wakes it.
     parked: bool,
+    /// A record found [`WAKE_AT`] of the ring waiting and woke the thread, which has not
+    /// taken its wake-up yet (the records after it wake nobody again).
+    filling: bool,
     closing: bool,
     /// `close` removed the spool.
     removed: bool,
@@ -223,6 +236,9 @@ impl Shared {
                 if state.parked {
                     state.parked = false;
                     self.wake.notify_one();
+                } else if !state.filling && state.pending() >= self.wake_at {
+                    state.filling = true;
+                    self.wake.notify_one();
                 }
                 return Ok(());
             }
@@ -302,22 +318,24 @@ impl Shared {
         }
     }
 
-    /// The thread: appends the ring every tick while records arrive, sleeps while none do.
+    /// The thread: appends the ring every tick while records arrive (sooner when a record
+    /// finds it filling), sleeps while none do.
     fn run(&self) {
         let mut idle = 0;
         let mut since_failure = 0;
         let mut state = lock(&self.state);
         loop {
-            // `closing` is checked under the lock before waiting: a close that came first is
-            // not missed.
+            // `closing` and `filling` are checked under the lock before waiting: a close or a
+            // wake-up that came first is not missed.
             state = self
                 .wake
-                .wait_timeout_while(state, self.tick, |s| !s.closing)
+                .wait_timeout_while(state, self.tick, |s| !s.closing && !s.filling)
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
             if state.closing {
                 return;
             }
+            state.filling = false;
             // Nothing waits (a record that finds the log failing tries it itself): sleep once
             // idle long enough, failing or not.
             if state.pending() == 0 {
@@ -359,10 +377,16 @@ impl SpooledJsonLinesSink {
     /// this process or another) holds the log or the spool, or if the file at the spool's path
     /// is not a spool.
     pub fn open(path: impl AsRef<Path>) -> std::io::Result<Self> {
-        Self::open_with(path.as_ref(), CAPACITY, TICK)
+        Self::open_with(path.as_ref(), CAPACITY, TICK, true)
     }
 
-    fn open_with(path: &Path, capacity: usize, tick: Duration) -> std::io::Result<Self> {
+    /// `early`: whether a record that finds the ring filling wakes the thread.
+    fn open_with(
+        path: &Path,
+        capacity: usize,
+        tick: Duration,
+        early: bool,
+    ) -> std::io::Result<Self> {
         let path = path.to_path_buf();
         // Write-only: a FIFO as the log fails while nobody reads it, as it should.
         let mut log = open_append(&path, false)?;
@@ -394,10 +418,12 @@ impl SpooledJsonLinesSink {
             _spool: spool,
             capacity,
             tick,
+            wake_at: if early { capacity / WAKE_AT } else { u64::MAX },
             state: Mutex::new(State {
                 map,
                 failing: false,
                 parked: false,
+                filling: false,
                 closing: false,
                 removed: false,
                 #[cfg(test)]
@@ -651,7 +677,7 @@ impl AuditSink for SpooledJsonLinesSink {
 mod tests {
     use super::*;
 
-    /// A tick no test waits for: the thread appends nothing by itself.
+    /// A tick no test waits for: with no early wake-up, the thread appends nothing by itself.
     const NEVER: Duration = Duration::from_secs(3600);
 
     fn event(id: impl Into<String>) -> AuditEvent {
@@ -746,10 +772,36 @@ mod tests {
     }
 
     #[test]
+    fn a_record_that_finds_a_quarter_of_the_spool_waiting_wakes_the_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        // A tick that never comes: only the early wake-up can append.
+        let sink = SpooledJsonLinesSink::open_with(&path, 64 * 1024, NEVER, true).unwrap();
+        let quarter = 16 * 1024;
+        let mut stored = Vec::new();
+        while lock(&sink.shared.state).pending() < quarter {
+            // Below a quarter, nothing is appended.
+            assert!(ids(&path).is_empty());
+            let id = format!("r{}", stored.len());
+            sink.record(&event(id.clone())).unwrap();
+            stored.push(id);
+        }
+        let start = std::time::Instant::now();
+        while ids(&path).len() < stored.len() {
+            assert!(start.elapsed() < Duration::from_secs(10), "not woken");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(ids(&path), stored);
+        // The ring was never near full, so no caller appended it: the thread did.
+        let bytes = std::fs::metadata(&path).unwrap().len();
+        assert!(bytes < 2 * quarter, "{bytes} bytes");
+    }
+
+    #[test]
     fn a_full_spool_is_appended_by_its_callers_and_nothing_is_lost() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
-        let sink = SpooledJsonLinesSink::open_with(&path, 4096, NEVER).unwrap();
+        let sink = SpooledJsonLinesSink::open_with(&path, 4096, NEVER, false).unwrap();
         std::thread::scope(|s| {
             for t in 0..4 {
                 let sink = &sink;
@@ -780,7 +832,7 @@ mod tests {
     fn a_record_larger_than_the_spool_is_written_after_those_before_it() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
-        let sink = SpooledJsonLinesSink::open_with(&path, 4096, NEVER).unwrap();
+        let sink = SpooledJsonLinesSink::open_with(&path, 4096, NEVER, false).unwrap();
         sink.record(&event("before")).unwrap();
         let mut big = event("big");
         big.error = Some("x".repeat(10_000));
@@ -793,7 +845,7 @@ mod tests {
 
     /// Records `n` events (`prefix0`, ...) into a sink whose thread never appends, and crashes.
     fn crashed_with(path: &Path, prefix: &str, n: usize) {
-        let sink = SpooledJsonLinesSink::open_with(path, 64 * 1024, NEVER).unwrap();
+        let sink = SpooledJsonLinesSink::open_with(path, 64 * 1024, NEVER, false).unwrap();
         for id in numbered(prefix, n) {
             sink.record(&event(id)).unwrap();
         }
@@ -945,7 +997,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
         std::os::unix::fs::symlink("/dev/full", &path).unwrap();
-        let sink = SpooledJsonLinesSink::open_with(&path, 64 * 1024, NEVER).unwrap();
+        let sink = SpooledJsonLinesSink::open_with(&path, 64 * 1024, NEVER, false).unwrap();
         for id in numbered("a", 3) {
             sink.record(&event(id)).unwrap();
         }
@@ -972,7 +1024,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
         std::os::unix::fs::symlink("/dev/full", &path).unwrap();
-        let sink = SpooledJsonLinesSink::open_with(&path, 4096, NEVER).unwrap();
+        let sink = SpooledJsonLinesSink::open_with(&path, 4096, NEVER, false).unwrap();
         let mut big = event("big");
         big.error = Some("x".repeat(10_000));
         let e = sink.record(&big).unwrap_err();
@@ -1002,7 +1054,7 @@ mod tests {
         let path = fifo(dir.path());
         let open_reader = || reader_of(&path);
         let reader = open_reader();
-        let sink = SpooledJsonLinesSink::open_with(&path, 64 * 1024, NEVER).unwrap();
+        let sink = SpooledJsonLinesSink::open_with(&path, 64 * 1024, NEVER, false).unwrap();
         let read = |reader: File, n: usize| {
             let mut reader = std::io::BufReader::new(reader);
             let mut ids = Vec::new();
@@ -1085,7 +1137,7 @@ mod tests {
         let Some(path) = std::env::var_os("MCP_SECURE_TORN_CHILD") else {
             return; // run as a test of its own: nothing to do
         };
-        let sink = SpooledJsonLinesSink::open_with(Path::new(&path), 4096, NEVER).unwrap();
+        let sink = SpooledJsonLinesSink::open_with(Path::new(&path), 4096, NEVER, false).unwrap();
         sink.record(&event("a")).unwrap();
         sink.flush().unwrap();
         let mut big = event("big");
