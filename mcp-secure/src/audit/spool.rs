@@ -778,23 +778,24 @@ mod tests {
         // A tick that never comes: only the early wake-up can append.
         let sink = SpooledJsonLinesSink::open_with(&path, 64 * 1024, NEVER, true).unwrap();
         let quarter = 16 * 1024;
+        let log_len = || std::fs::metadata(&path).unwrap().len();
         let mut stored = Vec::new();
-        while lock(&sink.shared.state).pending() < quarter {
-            // Below a quarter, nothing is appended.
-            assert!(ids(&path).is_empty());
+        // Bytes copied in (never less once appended): below a quarter, nothing is appended.
+        while lock(&sink.shared.state).head() < quarter {
+            assert_eq!(log_len(), 0);
             let id = format!("r{}", stored.len());
             sink.record(&event(id.clone())).unwrap();
             stored.push(id);
         }
+        // The ring was never near full, so no caller appended it: the thread must.
+        let bytes = lock(&sink.shared.state).head();
+        assert!(bytes < 2 * quarter, "{bytes} bytes");
         let start = std::time::Instant::now();
-        while ids(&path).len() < stored.len() {
+        while log_len() < bytes {
             assert!(start.elapsed() < Duration::from_secs(10), "not woken");
             std::thread::sleep(Duration::from_millis(1));
         }
         assert_eq!(ids(&path), stored);
-        // The ring was never near full, so no caller appended it: the thread did.
-        let bytes = std::fs::metadata(&path).unwrap().len();
-        assert!(bytes < 2 * quarter, "{bytes} bytes");
     }
 
     #[test]
