@@ -231,12 +231,13 @@ impl Shared {
                 return Err(self.closed());
             }
             let failing = state.failing;
-            if !failing && self.capacity - state.pending() >= len {
+            let pending = state.pending();
+            if !failing && self.capacity - pending >= len {
                 state.put(line);
                 if state.parked {
                     state.parked = false;
                     self.wake.notify_one();
-                } else if !state.filling && state.pending() >= self.wake_at {
+                } else if !state.filling && pending + len >= self.wake_at {
                     state.filling = true;
                     self.wake.notify_one();
                 }
