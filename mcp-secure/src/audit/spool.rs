@@ -35,25 +35,28 @@ const CAPACITY: usize = 1 << 20;
 /// The largest ring a spool found on disk may declare (64 times what a sink makes): what
 /// opening it maps and may read into memory.
 const MAX_CAPACITY: u64 = 64 << 20;
-/// How often the thread appends the ring to the log while records arrive. Each of the
-/// thread's wake-ups costs the calls of a busy server more than its append does (every
-/// millisecond, a sequential server lost 15% of its calls per second: BENCHMARKS.md, section
-/// 1), so it wakes seldom, and sooner only when the ring fills ([`WAKE_AT`]).
-const TICK: Duration = Duration::from_millis(10);
+/// How often the thread appends the ring to the log while records arrive. A wake-up by its
+/// clock costs the calls of a busy server more than its append does, and more than a wake-up
+/// by a record ([`WAKE_AT`]): every millisecond, a sequential server lost 15% of its calls per
+/// second, every 10 ms still 2 to 4 points, every 50 ms none that a run could tell from
+/// wake-ups by records alone (BENCHMARKS.md, section 1, twenty-second and twenty-third
+/// rounds). So a busy server's ring is appended as its quarters fill, and the clock only
+/// bounds how long a quiet server's records wait.
+const TICK: Duration = Duration::from_millis(50);
 /// The record that brings the bytes waiting to this part of the ring (a quarter) wakes the
 /// thread before its tick: the ring seldom fills, so its callers seldom append it themselves.
 const WAKE_AT: u64 = 4;
 /// Ticks with nothing to append (200 ms) before the thread sleeps until the next record.
-const IDLE_TICKS: u32 = 20;
+const IDLE_TICKS: u32 = 4;
 /// Ticks between the thread's attempts while the log fails (100 ms; a record also tries at
 /// once).
-const RETRY_TICKS: u32 = 10;
+const RETRY_TICKS: u32 = 2;
 
 /// Appends one JSON object per line to a file, like [`JsonLinesSink`](super::JsonLinesSink)
 /// without `fsync`, with no system call on a record's way: the record is stored once it is
 /// copied into a **spool**, a file beside the log (its name plus `.spool`) mapped into memory.
-/// A thread of the sink's own appends the spool to the log every 10 ms while records arrive
-/// (sooner when a quarter of the spool waits), and sleeps while none do. Feature `spool`.
+/// A thread of the sink's own appends the spool to the log whenever a quarter of it waits, and
+/// at the latest 50 ms after a record arrived, and sleeps while none do. Feature `spool`.
 ///
 /// **What is promised.** As with `JsonLinesSink` without `fsync`, a record whose call was
 /// answered survives the server's crash (the kernel holds the spool's pages, as it holds the
@@ -62,13 +65,14 @@ const RETRY_TICKS: u32 = 10;
 /// Opening the log again after a crash appends the records the spool still holds, each once:
 /// bytes that the crashed thread had already appended are recognized and skipped.
 ///
-/// **What changes for readers.** The log shows a record up to about 10 ms after its call was
-/// answered. [`flush`](Self::flush) appends everything recorded so far, and
-/// [`close`](Self::close) (or dropping the sink) appends everything and removes the spool.
+/// **What changes for readers.** The log shows a record up to about 50 ms after its call was
+/// answered (on a busy server sooner: once the quarter of the spool it is in is full).
+/// [`flush`](Self::flush) appends everything recorded so far, and [`close`](Self::close) (or
+/// dropping the sink) appends everything and removes the spool.
 /// Lines are whole and in the order their records were stored.
 ///
 /// **When the log fails** (a full disk, say), the sink learns it at the thread's next append
-/// (10 ms or so) or at a `flush`. The records already stored stay in the spool, and
+/// (50 ms or so) or at a `flush`. The records already stored stay in the spool, and
 /// every new record is refused with the log's error (so that
 /// [`FailurePolicy::FailClosed`](super::FailurePolicy) refuses calls) until an append works
 /// again: each record tries one. Closing keeps a spool that could not be emptied, for the next
