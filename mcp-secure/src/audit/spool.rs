@@ -38,10 +38,10 @@ const MAX_CAPACITY: u64 = 64 << 20;
 /// How often the thread appends the ring to the log while records arrive. A wake-up by its
 /// clock costs the calls of a busy server more than its append does, and more than a wake-up
 /// by a record ([`WAKE_AT`]): every millisecond, a sequential server lost 15% of its calls per
-/// second, every 10 ms still 2 to 4 points more than every 50 or 100 ms, which the benchmark
-/// could not tell apart (BENCHMARKS.md, section 1, twenty-second and twenty-third rounds). So
-/// a busy server's ring is appended as its quarters fill, and the clock only bounds how long
-/// a quiet server's records wait.
+/// second, every 10 ms still 3 to 4 points more than every 50 or 100 ms in alternated runs,
+/// which could not tell those two apart (BENCHMARKS.md, section 1, twenty-second and
+/// twenty-third rounds). So a busy server's ring is appended as its quarters fill, and the
+/// clock only bounds how long a quiet server's records wait.
 const TICK: Duration = Duration::from_millis(50);
 /// The record that brings the bytes waiting to this part of the ring (a quarter) wakes the
 /// thread before its tick: the ring seldom fills, so its callers seldom append it themselves.
