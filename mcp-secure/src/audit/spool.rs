@@ -46,11 +46,21 @@ const TICK: Duration = Duration::from_millis(50);
 /// The record that brings the bytes waiting to this part of the ring (a quarter) wakes the
 /// thread before its tick: the ring seldom fills, so its callers seldom append it themselves.
 const WAKE_AT: u64 = 4;
-/// Ticks with nothing to append (200 ms) before the thread sleeps until the next record.
-const IDLE_TICKS: u32 = 4;
-/// Ticks between the thread's attempts while the log fails (100 ms; a record also tries at
-/// once).
-const RETRY_TICKS: u32 = 2;
+/// How long the thread finds nothing to append before it sleeps until the next record.
+const IDLE: Duration = Duration::from_millis(200);
+/// How long the thread waits between its attempts while the log fails (a record also tries
+/// at once).
+const RETRY: Duration = Duration::from_millis(100);
+/// [`IDLE`] and [`RETRY`] in the thread's ticks, so that they keep their times whatever
+/// [`TICK`] is.
+const IDLE_TICKS: u32 = ticks(IDLE);
+const RETRY_TICKS: u32 = ticks(RETRY);
+
+/// `d` in whole ticks, at least one.
+const fn ticks(d: Duration) -> u32 {
+    let n = d.as_millis() / TICK.as_millis();
+    if n == 0 { 1 } else { n as u32 }
+}
 
 /// Appends one JSON object per line to a file, like [`JsonLinesSink`](super::JsonLinesSink)
 /// without `fsync`, with no system call on a record's way: the record is stored once it is
