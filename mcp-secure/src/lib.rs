@@ -1,6 +1,6 @@
 #![doc = include_str!("../../README.md")]
 // No `unsafe` code, except with feature `spool` in one module (`audit/mapped.rs`, which says
-// why): a memory-mapped file cannot be had without it.
+// why): a memory-mapped file cannot be had without it, nor a prefetch of its next bytes.
 #![cfg_attr(not(feature = "spool"), forbid(unsafe_code))]
 #![cfg_attr(feature = "spool", deny(unsafe_code))]
 #![warn(missing_docs)]

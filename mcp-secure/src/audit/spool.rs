@@ -248,6 +248,8 @@ impl Shared {
             let pending = state.pending();
             if !failing && self.capacity - pending >= len {
                 state.put(line);
+                // Where the next record will go, about as long as this one.
+                let ahead = state.map.ahead(state.head(), line.len());
                 if state.parked {
                     state.parked = false;
                     self.wake.notify_one();
@@ -255,6 +257,8 @@ impl Shared {
                     state.filling = true;
                     self.wake.notify_one();
                 }
+                drop(state);
+                ahead.prefetch();
                 return Ok(());
             }
             drop(state);
