@@ -151,10 +151,9 @@ impl Ahead {
     }
 
     /// The lines' offsets from the ring's start, each once.
-    fn offsets(&self) -> impl Iterator<Item = usize> + use<> {
+    fn offsets(self) -> impl Iterator<Item = usize> {
         let ring_len = self.ring_len;
         self.lines
-            .clone()
             .map(move |at| if at >= ring_len { at - ring_len } else { at })
     }
 
@@ -162,8 +161,9 @@ impl Ahead {
     /// and writes nothing, and a hint about memory since unmapped is ignored, not a fault.
     #[inline]
     pub(super) fn prefetch(self) {
+        let ring = self.ring;
         for at in self.offsets() {
-            let line = self.ring.wrapping_add(at);
+            let line = ring.wrapping_add(at);
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `_mm_prefetch` is `unsafe` to call only because it is an SSE
             // instruction, which every x86-64 CPU has. It does not dereference `line`: it

@@ -183,8 +183,8 @@ impl State {
         self.map.word(W_DRAINED).store(drained, Ordering::Release);
     }
 
-    /// Copies `bytes` in after the last byte (the caller made sure they fit).
-    fn put(&mut self, bytes: &[u8]) {
+    /// Copies `bytes` in after the last byte (the caller made sure they fit); the new head.
+    fn put(&mut self, bytes: &[u8]) -> u64 {
         let head = self.head();
         let ring = self.map.ring_mut();
         let at = (head % ring.len() as u64) as usize;
@@ -192,7 +192,9 @@ impl State {
         ring[at..at + first].copy_from_slice(&bytes[..first]);
         ring[..bytes.len() - first].copy_from_slice(&bytes[first..]);
         // The bytes are in place before the counter says so (to a crash, too).
-        self.set_head(head + bytes.len() as u64);
+        let head = head + bytes.len() as u64;
+        self.set_head(head);
+        head
     }
 }
 
@@ -247,9 +249,9 @@ impl Shared {
             let failing = state.failing;
             let pending = state.pending();
             if !failing && self.capacity - pending >= len {
-                state.put(line);
+                let head = state.put(line);
                 // Where the next record will go, about as long as this one.
-                let ahead = state.map.ahead(state.head(), line.len());
+                let ahead = state.map.ahead(head, line.len());
                 if state.parked {
                     state.parked = false;
                     self.wake.notify_one();
