@@ -12,13 +12,19 @@ pub fn allowed(roles: &Roles, principal: &Principal, spec: &ToolSpec) -> bool {
 }
 
 /// Refuses with `forbidden` when the principal may not use the tool.
+#[inline]
 pub fn check(roles: &Roles, principal: &Principal, spec: &ToolSpec) -> Result<(), ToolError> {
     if allowed(roles, principal, spec) {
         Ok(())
     } else {
-        Err(ToolError::new(
-            ErrorCode::Forbidden,
-            format!("this tool needs the `{}` role", spec.role),
-        ))
+        Err(forbidden(spec))
     }
+}
+
+#[cold]
+fn forbidden(spec: &ToolSpec) -> ToolError {
+    ToolError::new(
+        ErrorCode::Forbidden,
+        format!("this tool needs the `{}` role", spec.role),
+    )
 }

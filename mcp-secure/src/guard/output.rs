@@ -49,6 +49,7 @@ fn rest_size(rest: &CallToolResult, max: usize) -> Option<usize> {
 /// record, which shows the content as its output, so the content is measured once for both.
 /// (`result` is borrowed mutably only to measure the rest of it without its content; it is
 /// left as it was.)
+#[inline]
 pub fn check(
     result: &mut CallToolResult,
     max: usize,
@@ -72,6 +73,7 @@ pub fn check(
     .ok_or_else(|| too_large(max))
 }
 
+#[cold]
 fn too_large(max: usize) -> ToolError {
     ToolError::new(
         ErrorCode::TooLarge,

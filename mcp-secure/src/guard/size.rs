@@ -118,14 +118,18 @@ fn add_str(s: &str, n: &mut usize, max: usize) -> bool {
 }
 
 /// Refuses with `too_large` when the encoded arguments exceed `max` bytes; returns their size.
+#[inline]
 pub fn check(args: &JsonObject, max: usize) -> Result<usize, ToolError> {
-    object_size(args, max).ok_or_else(|| {
-        ToolError::new(
-            ErrorCode::TooLarge,
-            format!("the arguments are larger than {max} bytes"),
-        )
-        .with_detail("max_bytes", max)
-    })
+    object_size(args, max).ok_or_else(|| too_large(max))
+}
+
+#[cold]
+fn too_large(max: usize) -> ToolError {
+    ToolError::new(
+        ErrorCode::TooLarge,
+        format!("the arguments are larger than {max} bytes"),
+    )
+    .with_detail("max_bytes", max)
 }
 
 #[cfg(test)]

@@ -206,6 +206,10 @@ impl<'r> Output<'r> {
     }
 }
 
+// The small methods the pipeline calls are `#[inline]`: the pipeline is generic over the
+// server's state, so it is compiled in the server's crate, where a method of this crate is
+// otherwise a call whose answer goes through memory (BENCHMARKS.md, section 1, twenty-sixth
+// round).
 impl<'a> CallRecord<'a> {
     pub(super) fn new(
         guard: &'a AuditGuard,
@@ -231,11 +235,13 @@ impl<'a> CallRecord<'a> {
     }
 
     /// When the call arrived, on the server's clock ([`Clock::elapsed`]).
+    #[inline]
     pub(super) fn started(&self) -> Duration {
         self.started
     }
 
     /// The call's arguments, as called.
+    #[inline]
     pub(super) fn args(&self) -> &JsonObject {
         match &self.args {
             Value::Object(args) => args,
@@ -245,14 +251,12 @@ impl<'a> CallRecord<'a> {
 
     /// Fail closed: while the audit sink fails, no call runs. The refusal's own record is the
     /// probe: once it is stored, calls run again.
+    #[inline]
     pub(super) fn ready(&self) -> Result<(), ToolError> {
         if self.guard.policy == FailurePolicy::FailClosed
             && self.guard.failing.load(Ordering::SeqCst)
         {
-            return Err(ToolError::new(
-                ErrorCode::Internal,
-                "the audit log is unavailable, so no call is run",
-            ));
+            return Err(audit_unavailable());
         }
         Ok(())
     }
@@ -260,6 +264,7 @@ impl<'a> CallRecord<'a> {
     /// The tool's redactor: every secret value is replaced in the record, and its keyed
     /// digest kept. Without one (an unknown tool), nothing is known to be secret. Set before
     /// anything can end the call, so that no record shows a secret.
+    #[inline]
     pub(super) fn set_redactor(&mut self, redactor: Option<&'a Redactor>) {
         self.redactor = redactor;
     }
@@ -267,6 +272,7 @@ impl<'a> CallRecord<'a> {
     /// What the size guard found. Over the cap, the record keeps no input at all: copying or
     /// hashing an oversized input for the record would multiply the work the refusal is there
     /// to prevent.
+    #[inline]
     pub(super) fn set_args_size(&mut self, size: ArgsSize) {
         self.args_size = size;
         if let ArgsSize::OverCap = size {
@@ -274,17 +280,20 @@ impl<'a> CallRecord<'a> {
         }
     }
 
+    #[inline]
     pub(super) fn set_principal(&mut self, p: Cow<'a, Arc<Principal>>) {
         self.principal = Some(p);
     }
 
     /// How the call was approved (from the approval step).
+    #[inline]
     pub(super) fn set_approval(&mut self, decision: Value) {
         self.approval = Some(decision);
     }
 
     /// The result's content as the output cap measured it: the outcome record shows it
     /// without measuring (or writing) it again. Only for the result `finish` is then given.
+    #[inline]
     pub(super) fn set_content(&mut self, content: Option<MeasuredContent>) {
         self.content = content;
     }
@@ -492,6 +501,15 @@ impl Drop for CallRecord<'_> {
             }
         }
     }
+}
+
+/// The refusal of a call while the audit sink fails (fail closed).
+#[cold]
+fn audit_unavailable() -> ToolError {
+    ToolError::new(
+        ErrorCode::Internal,
+        "the audit log is unavailable, so no call is run",
+    )
 }
 
 fn outcome_not_stored(tool: &str, outcome: &str, e: &crate::audit::AuditError) {
