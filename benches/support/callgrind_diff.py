@@ -124,7 +124,7 @@ def figures(path, binary, atomics, calls):
     return instructions, atomic, lines
 
 
-def report(title, base, other, calls, per_call, top=25):
+def report(title, base, other, per_call, top=25):
     total = (sum(other.values()) - sum(base.values())) / per_call
     print(f"{title}: {sum(base.values()) / per_call:,.1f} -> +{total:,.1f} per call")
     diff = sorted(
@@ -144,10 +144,10 @@ def main():
     atomics = atomic_addresses(binary)
     base = figures(base_path, binary, atomics, calls)
     other = figures(other_path, binary, atomics, calls)
-    report("instructions", base[0], other[0], calls, calls)
-    report("atomic instructions", base[1], other[1], calls, calls)
+    report("instructions", base[0], other[0], calls)
+    report("atomic instructions", base[1], other[1], calls)
     # Lines are already per call.
-    report("64-byte code lines run", base[2], other[2], calls, 1)
+    report("64-byte code lines run", base[2], other[2], 1)
 
 
 if __name__ == "__main__":

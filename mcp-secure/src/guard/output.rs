@@ -6,7 +6,7 @@ use rmcp::model::{CallToolResult, ResultType};
 
 use super::size::encoded_size;
 use crate::audit::MeasuredContent;
-use crate::error::{ErrorCode, ToolError};
+use crate::error::ToolError;
 
 /// `[]`: what an empty `content` takes in a result's JSON.
 const EMPTY_CONTENT: usize = 2;
@@ -73,19 +73,15 @@ pub fn check(
     .ok_or_else(|| too_large(max))
 }
 
-#[cold]
 fn too_large(max: usize) -> ToolError {
-    ToolError::new(
-        ErrorCode::TooLarge,
-        format!("the tool's output is larger than {max} bytes"),
-    )
-    .with_detail("max_bytes", max)
+    super::too_large("the tool's output is", max)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::audit::content_block as block;
+    use crate::error::ErrorCode;
     use proptest::prelude::*;
     use rmcp::model::{ContentBlock, MetaObject};
     use serde_json::json;

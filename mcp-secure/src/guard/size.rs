@@ -9,7 +9,7 @@ use std::io;
 use rmcp::model::JsonObject;
 use serde_json::Value;
 
-use crate::error::{ErrorCode, ToolError};
+use crate::error::ToolError;
 
 struct Counter {
     n: usize,
@@ -120,21 +120,13 @@ fn add_str(s: &str, n: &mut usize, max: usize) -> bool {
 /// Refuses with `too_large` when the encoded arguments exceed `max` bytes; returns their size.
 #[inline]
 pub fn check(args: &JsonObject, max: usize) -> Result<usize, ToolError> {
-    object_size(args, max).ok_or_else(|| too_large(max))
-}
-
-#[cold]
-fn too_large(max: usize) -> ToolError {
-    ToolError::new(
-        ErrorCode::TooLarge,
-        format!("the arguments are larger than {max} bytes"),
-    )
-    .with_detail("max_bytes", max)
+    object_size(args, max).ok_or_else(|| super::too_large("the arguments are", max))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorCode;
     use proptest::prelude::*;
     use serde_json::json;
 
