@@ -921,7 +921,7 @@ mod tests {
     /// other threads are checking the same session credential all along.
     #[test]
     fn a_revocation_reaches_every_thread_checking_a_kept_session() {
-        use std::sync::atomic::AtomicBool;
+        use std::sync::atomic::{AtomicBool, AtomicUsize};
         let store = ApiKeyStore::new(Environment::Live);
         let key = store
             .generate("ivy", &roles(&["editor"]), Environment::Live, None)
@@ -929,30 +929,38 @@ mod tests {
         let session = Credential::shared(key.token, crate::auth::CredentialSource::Session);
         assert!(kept(&store, &session).0.is_ok());
         let revoked = AtomicBool::new(false);
+        let checking = AtomicUsize::new(0);
         std::thread::scope(|scope| {
             let checkers: Vec<_> = (0..3)
                 .map(|_| {
                     scope.spawn(|| {
-                        let (mut before, mut after) = (0, 0);
+                        // The revocation waits for every thread's first check, which
+                        // therefore passes.
+                        let first = kept(&store, &session).0;
+                        checking.fetch_add(1, Ordering::SeqCst);
+                        assert!(first.is_ok(), "{first:?}");
+                        let mut after = 0;
                         while after < 1_000 {
                             let started_after = revoked.load(Ordering::SeqCst);
                             let (answer, _) = kept(&store, &session);
                             if started_after {
                                 assert_eq!(answer, Err(AuthError::Revoked));
                                 after += 1;
-                            } else {
-                                before += usize::from(answer.is_ok());
                             }
                         }
-                        before
                     })
                 })
                 .collect();
-            std::thread::sleep(std::time::Duration::from_millis(20));
+            // Waiting for the threads instead of for a while: on a loaded machine a thread
+            // may not run at all in a fixed wait.
+            while checking.load(Ordering::SeqCst) < checkers.len() {
+                std::thread::yield_now();
+            }
             assert!(store.revoke(&key.entry.id));
             revoked.store(true, Ordering::SeqCst);
-            let before: usize = checkers.into_iter().map(|t| t.join().unwrap()).sum();
-            assert!(before > 0, "the checks ran before the revocation too");
+            for checker in checkers {
+                checker.join().unwrap();
+            }
         });
     }
 
