@@ -399,8 +399,11 @@ fn json_object<'v, V: ?Sized + 'v>(
 /// (about twenty instructions per chunk, half the cost of two 64-bit words of bit tricks).
 /// The bytes after the last whole chunk are looked at as overlapping chunks that cover them:
 /// the last sixteen bytes of a longer string; the first and last eight (or four) of a shorter
-/// one; byte by byte under four (copying a few bytes into a padded chunk compiles to a call
-/// to `memcpy`, which costs more than looking at them).
+/// one, as 64-bit words of bit tricks ([`word_flags`]: the vector code the compiler makes for
+/// eight or four bytes shuffles them at length, and a record's short strings spent about 30 ns
+/// more per call in it, BENCHMARKS.md section 1, twenty-seventh round); byte by byte under
+/// four (copying a few bytes into a padded chunk compiles to a call to `memcpy`, which costs
+/// more than looking at them).
 #[inline]
 pub(crate) fn needs_escape(bytes: &[u8]) -> bool {
     let mut chunks = bytes.chunks_exact(16);
@@ -415,13 +418,36 @@ pub(crate) fn needs_escape(bytes: &[u8]) -> bool {
     if let Some(last) = bytes.last_chunk::<16>() {
         return flagged(last);
     }
-    if let (Some(first), Some(last)) = (bytes.first_chunk::<8>(), bytes.last_chunk::<8>()) {
-        return flagged(first) | flagged(last);
-    }
-    if let (Some(first), Some(last)) = (bytes.first_chunk::<4>(), bytes.last_chunk::<4>()) {
-        return flagged(first) | flagged(last);
-    }
-    bytes.iter().any(|&b| escaped(b))
+    let flags = if let (Some(first), Some(last)) =
+        (bytes.first_chunk::<8>(), bytes.last_chunk::<8>())
+    {
+        word_flags(u64::from_le_bytes(*first)) | word_flags(u64::from_le_bytes(*last))
+    } else if let (Some(first), Some(last)) = (bytes.first_chunk::<4>(), bytes.last_chunk::<4>()) {
+        word_flags(
+            u64::from(u32::from_le_bytes(*first)) | u64::from(u32::from_le_bytes(*last)) << 32,
+        )
+    } else {
+        return bytes.iter().any(|&b| escaped(b));
+    };
+    flags != 0
+}
+
+/// Non-zero exactly when a byte of `w` is one JSON escapes (below `0x20`, `"` or `\\`).
+/// `(v - 0x0101..) & !v` sets the high bit of a byte of `v` that is zero, and `(w - 0x2020..)
+/// & !w` that of a byte of `w` below `0x20`. A borrow can also set the high bit of a byte
+/// above one of those, but never when none is below it, so the word is flagged only for a
+/// byte that is escaped (`needs_escape_finds_every_escaped_byte_at_every_position` checks
+/// every byte at every position).
+#[inline(always)]
+fn word_flags(w: u64) -> u64 {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let quote = w ^ (LO * u64::from(b'"'));
+    let backslash = w ^ (LO * u64::from(b'\\'));
+    ((w.wrapping_sub(LO * 0x20) & !w)
+        | (quote.wrapping_sub(LO) & !quote)
+        | (backslash.wrapping_sub(LO) & !backslash))
+        & HI
 }
 
 /// Whether any of `N` bytes is escaped: every byte looked at, so that it compiles to vector
@@ -617,12 +643,12 @@ pub(super) mod tests {
 
     /// The chunked test against the byte-at-a-time rule: every byte value at every position
     /// of strings up to two and a half chunks long (every way the whole chunks, the last
-    /// overlapping chunk and the short cases meet), among neighbours just above each limit
-    /// and with the high bit set.
+    /// overlapping chunk and the short cases meet), among neighbours just above and below each
+    /// limit and with the high bit set.
     #[test]
     fn needs_escape_finds_every_escaped_byte_at_every_position() {
         let rule = |b: &[u8]| b.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\');
-        for filler in [b'a', b' ', b'#', b']', 0x7f, 0x80, 0xff] {
+        for filler in [b'a', b' ', b'!', b'#', b'[', b']', 0x7f, 0x80, 0xff] {
             for len in 0..=40 {
                 let plain = vec![filler; len];
                 assert!(!needs_escape(&plain));
