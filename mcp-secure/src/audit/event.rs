@@ -397,13 +397,13 @@ fn json_object<'v, V: ?Sized + 'v>(
 /// Whether any byte is one JSON escapes (`"`, `\\`, below U+0020), sixteen bytes at a time.
 /// Each chunk is folded without an early exit, which the compiler turns into SSE2 compares
 /// (about twenty instructions per chunk, half the cost of two 64-bit words of bit tricks).
-/// The bytes after the last whole chunk are looked at as overlapping chunks that cover them:
-/// the last sixteen bytes of a longer string; the first and last eight (or four) of a shorter
-/// one, as 64-bit words of bit tricks ([`word_flags`]: the vector code the compiler makes for
-/// eight or four bytes shuffles them at length, and a record's short strings spent about 30 ns
-/// more per call in it, BENCHMARKS.md section 1, twenty-seventh round); byte by byte under
-/// four (copying a few bytes into a padded chunk compiles to a call to `memcpy`, which costs
-/// more than looking at them).
+/// The bytes after the last whole chunk are looked at as overlapping pieces that cover them:
+/// the last sixteen bytes of a longer string, as one more chunk; the first and last eight (or
+/// four) of a shorter one, as 64-bit words of bit tricks ([`word_flags`]), because the
+/// compiler's vector code for eight or four bytes is a long chain of shuffles (a record's
+/// short strings spent about 30 ns more per call in it: BENCHMARKS.md, section 1,
+/// twenty-seventh round); byte by byte under four (copying a few bytes into a padded chunk
+/// compiles to a call to `memcpy`, which costs more than looking at them).
 #[inline]
 pub(crate) fn needs_escape(bytes: &[u8]) -> bool {
     let mut chunks = bytes.chunks_exact(16);

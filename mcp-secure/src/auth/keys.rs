@@ -952,8 +952,11 @@ mod tests {
                 })
                 .collect();
             // Waiting for the threads instead of for a while: on a loaded machine a thread
-            // may not run at all in a fixed wait.
-            while checking.load(Ordering::SeqCst) < checkers.len() {
+            // may not run at all in a fixed wait. (One that ended early panicked: the join
+            // below reports it.)
+            while checking.load(Ordering::SeqCst) < checkers.len()
+                && !checkers.iter().any(|c| c.is_finished())
+            {
                 std::thread::yield_now();
             }
             assert!(store.revoke(&key.entry.id));
