@@ -41,12 +41,15 @@ impl ApiKeyStore {
         let store = self.clone();
         let path = path.into();
         let task = tokio::spawn(async move {
-            let mut seen = fingerprint(&path);
+            // Nothing seen yet: the first tick (at once) reloads, so a change made between
+            // loading the store and this task's first run (a revocation during start-up) is
+            // not taken as the content the store already holds.
+            let mut seen = None;
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                let now = fingerprint(&path);
+                let now = Some(fingerprint(&path));
                 if now == seen {
                     continue;
                 }
@@ -64,5 +67,38 @@ impl ApiKeyStore {
             }
         });
         KeyFileWatcher { task }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{AuthError, Environment};
+
+    /// A change made between loading the store and starting to watch its file (a revocation
+    /// while the server is still starting up) is picked up: the watcher compares the file
+    /// with what the store holds, not with what the file held when the watcher first looked.
+    #[tokio::test]
+    async fn a_revocation_written_before_the_watch_starts_is_picked_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.toml");
+        let key = ApiKeyStore::append_to_file(
+            &path,
+            "uma",
+            &["editor".to_owned()],
+            Environment::Live,
+            None,
+        )
+        .unwrap();
+        let store = ApiKeyStore::load(&path, Environment::Live).unwrap();
+        assert!(store.check(&key.token).is_ok());
+        // Revoked after the load, before the watch.
+        assert!(ApiKeyStore::revoke_in_file(&path, &key.entry.id).unwrap());
+        let _watcher = store.watch_file(&path, Duration::from_millis(20));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while store.check(&key.token).is_ok() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(store.check(&key.token), Err(AuthError::Revoked));
     }
 }
