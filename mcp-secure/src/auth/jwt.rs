@@ -221,8 +221,9 @@ pub struct JwtConfig {
     pub leeway: Duration,
     /// How long a fetched key set is used before it is fetched again (default 10 min).
     pub cache_ttl: Duration,
-    /// The least time between two fetches triggered by unknown `kid`s (default 30 s), so a
-    /// flood of made-up `kid`s cannot turn the server into a JWKS hammer.
+    /// The least time between two fetches (default 30 s), whether an unknown `kid`, a stale set
+    /// or an issuer that did not answer prompts them, so a flood of made-up `kid`s, or of any
+    /// tokens while the issuer is down, cannot turn the server into a JWKS hammer.
     pub min_refetch_interval: Duration,
     /// Tokens longer than this are refused unread (default 8 KiB).
     pub max_token_bytes: usize,
@@ -499,12 +500,12 @@ impl JwtAuthenticator {
             {
                 return Ok(k);
             }
+            // At most one fetch per `min_refetch_interval`, whatever prompts it (an unknown
+            // `kid`, a stale set, no set yet): while the issuer is down, a stale or missing
+            // set must not turn every token into a fetch, each caller queued behind the last.
             cache
                 .last_attempt
                 .is_none_or(|t| now.saturating_sub(t) >= self.config.min_refetch_interval)
-                || cache
-                    .fetched_at
-                    .is_none_or(|t| now.saturating_sub(t) >= self.config.cache_ttl)
         };
         if may_fetch {
             self.cache
@@ -532,7 +533,11 @@ impl JwtAuthenticator {
             }
         }
         let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
-        lookup(&cache, kid).ok_or(TokenError::UnknownKey)
+        lookup(&cache, kid).ok_or(if cache.fetched_at.is_none() {
+            TokenError::KeysUnavailable
+        } else {
+            TokenError::UnknownKey
+        })
     }
 }
 
@@ -692,6 +697,81 @@ mod tests {
             by_scope
                 .roles(&claims(serde_json::json!({"scope": "openid"})))
                 .is_empty()
+        );
+    }
+
+    /// A JWKS source that counts its fetches and answers only while `up`.
+    struct Flaky {
+        fetches: Arc<std::sync::atomic::AtomicUsize>,
+        up: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl JwksSource for Flaky {
+        fn fetch(&self) -> BoxFuture<'_, Result<String, String>> {
+            use std::sync::atomic::Ordering::SeqCst;
+            self.fetches.fetch_add(1, SeqCst);
+            Box::pin(std::future::ready(if self.up.load(SeqCst) {
+                Ok(r#"{"keys":[]}"#.to_owned())
+            } else {
+                Err("the issuer is down".to_owned())
+            }))
+        }
+    }
+
+    /// While the issuer's JWKS cannot be fetched (never fetched yet, or the cached set is
+    /// stale), a flood of tokens costs at most one fetch per `min_refetch_interval`, as it
+    /// does for unknown `kid`s: the server does not hammer an issuer that is down, and its
+    /// callers do not queue behind one fetch each.
+    #[tokio::test]
+    async fn an_unavailable_issuer_is_fetched_at_most_once_per_interval() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let fetches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let clock = Clock::manual();
+        let jwt = JwtAuthenticator::new(JwtConfig::new(
+            "iss",
+            "aud",
+            Flaky {
+                fetches: Arc::clone(&fetches),
+                up: Arc::clone(&up),
+            },
+        ))
+        .with_clock(clock.clone());
+        let enc = |v: &str| URL_SAFE_NO_PAD.encode(v);
+        let token = |kid: &str| {
+            format!(
+                "{}.{}.c2ln",
+                enc(&format!(r#"{{"alg":"RS256","kid":"{kid}"}}"#)),
+                enc(r#"{"sub":"x"}"#)
+            )
+        };
+
+        // Never fetched, and the issuer is down.
+        for i in 0..20 {
+            assert_eq!(
+                jwt.check(&token(&format!("k{i}"))).await,
+                Err(TokenError::KeysUnavailable)
+            );
+        }
+        assert_eq!(fetches.load(SeqCst), 1, "one fetch for 20 tokens");
+        clock.advance(Duration::from_secs(31));
+        assert!(jwt.check(&token("k")).await.is_err());
+        assert_eq!(fetches.load(SeqCst), 2, "one more after the interval");
+
+        // Fetched once, then the set goes stale while the issuer is down.
+        up.store(true, SeqCst);
+        clock.advance(Duration::from_secs(31));
+        assert_eq!(jwt.check(&token("k")).await, Err(TokenError::UnknownKey));
+        assert_eq!(fetches.load(SeqCst), 3);
+        up.store(false, SeqCst);
+        clock.advance(Duration::from_secs(601));
+        for i in 0..20 {
+            assert!(jwt.check(&token(&format!("s{i}"))).await.is_err());
+        }
+        assert_eq!(
+            fetches.load(SeqCst),
+            4,
+            "one fetch for 20 tokens on a stale set"
         );
     }
 
