@@ -361,6 +361,47 @@ async fn stateful_sessions_work_and_a_non_loopback_bind_needs_a_host_list() {
     assert!(err.to_string().contains("allowed_hosts"), "{err}");
 }
 
+/// A session belongs to the principal that opened it: another caller with a valid token of
+/// its own cannot post into it, read its stream or end it (it is told what it would be told
+/// of a session that does not exist), and the owner's session goes on working.
+#[tokio::test]
+async fn a_session_belongs_to_the_principal_that_opened_it() {
+    let f = start(HttpConfig::new("127.0.0.1:0".parse().unwrap())).await;
+    let url = f.http.url();
+    let version = ("mcp-protocol-version", "2025-06-18");
+    let r = post_mcp(&url, Some(&f.reader), &[], &initialize()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let session = r.header("mcp-session-id");
+    let owned = [("mcp-session-id", session.as_str()), version];
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    let r = post_mcp(&url, Some(&f.reader), &owned, &initialized).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+
+    // Another principal, with a valid key of its own.
+    let r = f.call(Some(&f.editor), &owned, "echo", "x").await;
+    assert_eq!(r.status, 404, "posted into another's session: {}", r.body);
+    let other = format!("Bearer {}", f.editor);
+    let mut headers = vec![("authorization", other.as_str())];
+    headers.extend_from_slice(&owned);
+    let r = request("DELETE", &url, &headers, None).await;
+    assert_eq!(r.status, 404, "ended another's session: {}", r.body);
+    assert_eq!(f.ran(), 0);
+
+    // The owner's session is intact.
+    let r = f.call(Some(&f.reader), &owned, "echo", "mine").await;
+    assert_eq!(
+        (r.status, r.tool_code()),
+        (200, "ok".to_owned()),
+        "{}",
+        r.body
+    );
+    let mine = format!("Bearer {}", f.reader);
+    let mut headers = vec![("authorization", mine.as_str())];
+    headers.extend_from_slice(&owned);
+    let r = request("DELETE", &url, &headers, None).await;
+    assert!(r.status < 300, "{} {}", r.status, r.body);
+}
+
 #[tokio::test]
 async fn connections_over_the_per_ip_cap_are_closed_at_accept() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -223,6 +223,74 @@ struct AuthState {
     known_roles: Arc<HashSet<&'static str>>,
     resource_metadata: Arc<str>,
     audit: Arc<AuditGuard>,
+    sessions: Arc<SessionOwners>,
+}
+
+/// The header naming a request's MCP session.
+const SESSION_HEADER: &str = "mcp-session-id";
+
+/// Which user opened each MCP session: a session is bound to the principal that opened it, so a
+/// caller holding a valid token of its own cannot post into, read the stream of, or end a
+/// session it learned the id of (it is answered as for a session that does not exist).
+struct SessionOwners {
+    owners: std::sync::Mutex<SessionMap>,
+    manager: Arc<LocalSessionManager>,
+}
+
+struct SessionMap {
+    by_id: std::collections::HashMap<String, String>,
+    /// The size at which ended sessions (gone from rmcp's manager) are next pruned.
+    prune_at: usize,
+}
+
+impl SessionOwners {
+    const FIRST_PRUNE: usize = 1024;
+
+    fn new(manager: Arc<LocalSessionManager>) -> Self {
+        SessionOwners {
+            owners: std::sync::Mutex::new(SessionMap {
+                by_id: std::collections::HashMap::new(),
+                prune_at: Self::FIRST_PRUNE,
+            }),
+            manager,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SessionMap> {
+        self.owners.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether `user` may use session `id`: a session this layer saw opened by someone else is
+    /// refused; an id it never saw is left to rmcp (which answers 404 for an unknown one).
+    fn may_use(&self, id: &str, user: &str) -> bool {
+        self.lock().by_id.get(id).is_none_or(|owner| owner == user)
+    }
+
+    /// Records that `user` opened session `id`, and now and then forgets sessions that ended.
+    async fn opened(&self, id: String, user: &str) {
+        let prune = {
+            let mut map = self.lock();
+            map.by_id.entry(id).or_insert_with(|| user.to_owned());
+            map.by_id.len() >= map.prune_at
+        };
+        if prune {
+            let live: HashSet<String> = self
+                .manager
+                .sessions
+                .read()
+                .await
+                .keys()
+                .map(|k| k.to_string())
+                .collect();
+            let mut map = self.lock();
+            map.by_id.retain(|id, _| live.contains(id));
+            map.prune_at = (map.by_id.len() * 2).max(Self::FIRST_PRUNE);
+        }
+    }
+
+    fn ended(&self, id: &str) {
+        self.lock().by_id.remove(id);
+    }
 }
 
 impl<S: Send + Sync + 'static> SecureServer<S> {
@@ -360,11 +428,13 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
             audit: Arc::clone(&self.inner.audit),
         });
         let server = self.clone().with_transport("http");
+        let session_manager = Arc::new(LocalSessionManager::default());
         let auth = AuthState {
             authenticator: Arc::clone(&self.inner.authenticator),
             known_roles: Arc::new(self.inner.roles.names().collect()),
             resource_metadata,
             audit: Arc::clone(&self.inner.audit),
+            sessions: Arc::new(SessionOwners::new(Arc::clone(&session_manager))),
         };
 
         let mut rmcp_config = StreamableHttpServerConfig::default()
@@ -376,11 +446,8 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
             // would only repeat it with a smaller default list.
             .disable_allowed_hosts();
         rmcp_config.sse_keep_alive = Some(std::time::Duration::from_secs(15));
-        let service = StreamableHttpService::new(
-            move || Ok(server.clone()),
-            Arc::new(LocalSessionManager::default()),
-            rmcp_config,
-        );
+        let service =
+            StreamableHttpService::new(move || Ok(server.clone()), session_manager, rmcp_config);
 
         let mcp = Router::new()
             .route_service(MCP_PATH, service)
@@ -736,10 +803,46 @@ async fn bearer_layer(State(auth): State<AuthState>, mut request: Request, next:
         )
         .await;
     }
+    // A session is used only by the user who opened it.
+    // Read as rmcp reads it (the first header, if it is visible ASCII).
+    let session = request
+        .headers()
+        .get(SESSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if let Some(id) = &session
+        && !auth.sessions.may_use(id, &principal.user)
+    {
+        tracing::warn!(user = %principal.user, "a session opened by another user: 404");
+        audit_refusal(
+            &auth.audit,
+            refusal_input(&request),
+            ErrorCode::Forbidden,
+            "the session belongs to another user",
+        )
+        .await;
+        return (StatusCode::NOT_FOUND, "Not Found: Session not found").into_response();
+    }
+    let deleting = request.method() == http::Method::DELETE;
     // The token stops here: nothing downstream (rmcp, tools) can read or forward it.
     request.headers_mut().remove(header::AUTHORIZATION);
+    let user = principal.user.clone();
     request.extensions_mut().insert(Authenticated(principal));
-    next.run(request).await
+    let response = next.run(request).await;
+    match session {
+        None => {
+            if let Some(id) = response
+                .headers()
+                .get(SESSION_HEADER)
+                .and_then(|v| v.to_str().ok())
+            {
+                auth.sessions.opened(id.to_owned(), &user).await;
+            }
+        }
+        Some(id) if deleting && response.status().is_success() => auth.sessions.ended(&id),
+        Some(_) => {}
+    }
+    response
 }
 
 /// A refusal of the bearer layer: recorded in the audit log (and counted for alerts) like any
