@@ -112,6 +112,7 @@
 //! database unwritten.
 
 mod check;
+mod linear;
 mod policy;
 mod postgres;
 mod read_only;
@@ -123,5 +124,6 @@ pub use postgres::{POSTGRES_SESSION_END, POSTGRES_SESSION_SETUP, postgres_sessio
 pub use read_only::ReadOnlySql;
 pub use rejection::{SqlRejection, SqlRule};
 pub use sqlite::{
-    QueryError, QueryLimits, QueryRows, SQLITE_MAX_VALUE_BYTES, open_read_only, query_sqlite,
+    QueryError, QueryLimits, QueryRows, SQLITE_MAX_LIKE_PATTERN_BYTES, SQLITE_MAX_VALUE_BYTES,
+    open_read_only, query_sqlite,
 };

@@ -24,6 +24,11 @@ use super::rejection::quote_name;
 /// (`SQLITE_LIMIT_LENGTH`), in bytes: 16 MiB.
 pub const SQLITE_MAX_VALUE_BYTES: usize = 16 << 20;
 
+/// The longest `LIKE` or `GLOB` pattern a connection from [`open_read_only`] accepts
+/// (`SQLITE_LIMIT_LIKE_PATTERN_LENGTH`), in bytes: 100. Matching costs up to the length of the
+/// text times the length of the pattern, in one step the deadline cannot interrupt.
+pub const SQLITE_MAX_LIKE_PATTERN_BYTES: usize = 100;
+
 /// SQLite implements these operators as functions, and the authorizer sees them as such.
 const OPERATOR_FUNCTIONS: &[&str] = &["like", "glob", "regexp", "match", "->", "->>"];
 
@@ -38,6 +43,10 @@ const OPERATOR_FUNCTIONS: &[&str] = &["like", "glob", "regexp", "match", "->", "
 /// - `ATTACH` impossible (`SQLITE_LIMIT_ATTACHED = 0`) and strings and blobs capped at
 ///   [`SQLITE_MAX_VALUE_BYTES`] (`SQLITE_LIMIT_LENGTH`), so `replace(replace(...))` cannot
 ///   build a gigabyte;
+/// - `LIKE` and `GLOB` patterns capped at [`SQLITE_MAX_LIKE_PATTERN_BYTES`], and `instr`,
+///   `replace`, `trim`, `ltrim` and `rtrim` replaced by linear-time versions with the same
+///   results: one call of the built-ins can run for minutes on values of a few megabytes, and
+///   the deadline is only checked between SQLite's instructions, never inside a function;
 /// - a 500 ms busy timeout (time spent waiting for a lock is not seen by the deadline);
 /// - no extension loading: this crate does not enable rusqlite's `load_extension` feature and
 ///   never enables it on the connection.
@@ -53,6 +62,11 @@ pub fn open_read_only(path: impl AsRef<Path>) -> rusqlite::Result<Connection> {
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA, false)?;
     conn.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0)?;
     conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, SQLITE_MAX_VALUE_BYTES as i32)?;
+    conn.set_limit(
+        Limit::SQLITE_LIMIT_LIKE_PATTERN_LENGTH,
+        SQLITE_MAX_LIKE_PATTERN_BYTES as i32,
+    )?;
+    super::linear::install(&conn)?;
     conn.busy_timeout(Duration::from_millis(500))?;
     Ok(conn)
 }
@@ -571,6 +585,60 @@ mod tests {
         assert!(a.read("secret", Some("main"), Some("other")).is_err());
         assert!(a.read("sqlite_master", Some("main"), None).is_err());
         assert!(a.read("t", Some("temp"), None).is_err());
+    }
+
+    /// A megabyte of `a`, built by nested `replace` (every function here is allow-listed).
+    const MEGABYTE_OF_A: &str = "replace(replace(replace(replace('aaaaaaaaaaaaaaaa', 'a', 'aaaaaaaaaaaaaaaa'), 'a', 'aaaaaaaaaaaaaaaa'), 'a', 'aaaaaaaaaaaaaaaa'), 'a', 'aaaaaaaaaaaaaaaa')";
+
+    /// One call of an allow-listed function can do quadratic work inside SQLite, where the
+    /// progress handler never runs: the query must still end near its deadline.
+    fn stops_near_the_deadline(expr: &str) {
+        let (_dir, conn) = db();
+        let sql = format!("WITH h(s) AS (SELECT {MEGABYTE_OF_A}) SELECT {expr} FROM h");
+        let q = ReadOnlySql::<Sqlite>::parse(&sql).unwrap();
+        let limits = QueryLimits {
+            deadline: Duration::from_millis(500),
+            ..QueryLimits::default()
+        };
+        let started = Instant::now();
+        let result = query_sqlite(&conn, &q, limits);
+        let took = started.elapsed();
+        // Generous: the built-ins ran for 50 s to several minutes here; the query should end
+        // within a second or so, and a loaded machine must not fail it.
+        assert!(
+            took < Duration::from_secs(10),
+            "{expr}: ran {took:?} past a 500 ms deadline ({result:?})"
+        );
+    }
+
+    #[test]
+    fn quadratic_instr_stops_near_the_deadline() {
+        stops_near_the_deadline("instr(s || s || s || s, s || s || 'b')");
+    }
+
+    #[test]
+    fn quadratic_replace_stops_near_the_deadline() {
+        stops_near_the_deadline("length(replace(s || s || s || s, s || s || 'b', 'x'))");
+    }
+
+    #[test]
+    fn quadratic_trim_stops_near_the_deadline() {
+        stops_near_the_deadline("length(ltrim(s, substr(replace(s, 'a', 'b'), 1, 30000) || 'a'))");
+    }
+
+    #[test]
+    fn quadratic_like_stops_near_the_deadline() {
+        stops_near_the_deadline("s LIKE '%' || substr(s, 1, 40000) || 'b'");
+    }
+
+    #[test]
+    fn like_with_the_longest_pattern_stops_near_the_deadline() {
+        stops_near_the_deadline("s || s || s || s LIKE '%' || substr(s, 1, 98) || 'b'");
+    }
+
+    #[test]
+    fn quadratic_glob_stops_near_the_deadline() {
+        stops_near_the_deadline("s GLOB '*' || substr(s, 1, 40000) || 'b'");
     }
 
     #[test]
