@@ -43,7 +43,8 @@ async fn open_account(
     /// The user.
     #[validate(length(min = 1, max = 32))]
     user: String,
-    /// The PIN.
+    /// The PIN (also accepted as `code`: a serde alias, which the schema does not show).
+    #[serde(alias = "code")]
     #[validate(length(min = 1, max = 64))]
     pin: Secret<String>,
 ) -> Result<Json<Account>, ToolError> {
@@ -253,11 +254,23 @@ async fn no_secret_value_reaches_any_sink() {
     )
     .await;
     assert_eq!(code(&huge), "too_large");
+    // The secret under the field's serde alias: it fills the field, but the schema the
+    // redactor is built from does not name it.
+    let aliased = call(
+        &server,
+        &keys.reader,
+        "open_account",
+        json!({"user": "alice", "code": CANARY}),
+    )
+    .await;
+    assert_eq!(code(&aliased), "ok");
     drop(server);
     log.close().unwrap();
 
     let events = memory.events();
-    assert_eq!(events.len(), 5);
+    assert_eq!(events.len(), 6);
+    assert_eq!(events[5].input["code"], "[REDACTED]");
+    assert_eq!(events[5].input["user"], "alice");
     assert_eq!(events[3].outcome, "unauthorized");
     assert_eq!(events[3].input["pin"], "[REDACTED]");
     assert_eq!(events[4].outcome, "too_large");
@@ -297,7 +310,7 @@ async fn no_secret_value_reaches_any_sink() {
             .query(&AuditQuery::new().tool("open_account"))
             .unwrap()
             .len(),
-        5
+        6
     );
 }
 

@@ -8,7 +8,7 @@
 //! only holds the paths that can lead to a secret; a tool without secrets gets an empty one
 //! and redaction costs it nothing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use rmcp::model::JsonObject;
 use serde_json::Value;
@@ -34,6 +34,11 @@ enum Node {
     Object {
         properties: HashMap<String, Node>,
         other: Option<Box<Node>>,
+        /// Every property the schema names, when it describes no other key
+        /// (`additionalProperties` absent or `false`). Any other key is redacted: it may be a
+        /// serde `alias` of a secret field, which deserializes into the field but is not in
+        /// the schema.
+        closed: Option<HashSet<String>>,
     },
     /// A list or array: every element.
     Items(Box<Node>),
@@ -62,7 +67,7 @@ impl Redactor {
     /// each original first (a dotted path such as `tokens[1]` or `login.password`), so the caller
     /// can keep a keyed digest of it.
     pub fn redact(&self, args: &mut JsonObject, mut seen: impl FnMut(&str, &Value)) {
-        let Some(Node::Object { properties, other }) = &self.root else {
+        let Some(root @ Node::Object { .. }) = &self.root else {
             if let Some(node) = &self.root {
                 // A schema that is not an object at the top: redact the values one by one.
                 for (k, v) in args.iter_mut() {
@@ -72,7 +77,7 @@ impl Redactor {
             return;
         };
         for (key, value) in args.iter_mut() {
-            if let Some(node) = properties.get(key).or(other.as_deref()) {
+            if let Some(node) = root.entry(key) {
                 apply(node, value, key, &mut seen);
             }
         }
@@ -86,6 +91,54 @@ impl Redactor {
     }
 }
 
+/// What stands for a key of a closed object that its schema does not name.
+static UNNAMED: Node = Node::Secret;
+
+impl Node {
+    /// The plan for the value at `key` of an object, if anything in it can be secret.
+    fn entry(&self, key: &str) -> Option<&Node> {
+        let Node::Object {
+            properties,
+            other,
+            closed,
+        } = self
+        else {
+            return None;
+        };
+        properties.get(key).or(other.as_deref()).or_else(|| {
+            closed
+                .as_ref()
+                .is_some_and(|names| !names.contains(key))
+                .then_some(&UNNAMED)
+        })
+    }
+}
+
+/// Gives every closed object among `parts` (alternatives of one value) the names of them all:
+/// a key one alternative names is not unnamed for another.
+fn share_names(parts: &mut [Node]) {
+    fn collect(node: &Node, names: &mut HashSet<String>, open: &mut bool) {
+        match node {
+            Node::Object {
+                closed: Some(n), ..
+            } => names.extend(n.iter().cloned()),
+            Node::Object { closed: None, .. } => *open = true,
+            Node::All(nodes) => nodes.iter().for_each(|n| collect(n, names, open)),
+            _ => {}
+        }
+    }
+    fn set(node: &mut Node, names: &HashSet<String>, open: bool) {
+        match node {
+            Node::Object { closed, .. } => *closed = (!open).then(|| names.clone()),
+            Node::All(nodes) => nodes.iter_mut().for_each(|n| set(n, names, open)),
+            _ => {}
+        }
+    }
+    let (mut names, mut open) = (HashSet::new(), false);
+    parts.iter().for_each(|p| collect(p, &mut names, &mut open));
+    parts.iter_mut().for_each(|p| set(p, &names, open));
+}
+
 fn apply(node: &Node, value: &mut Value, path: &str, seen: &mut impl FnMut(&str, &Value)) {
     match node {
         Node::Secret => {
@@ -94,10 +147,10 @@ fn apply(node: &Node, value: &mut Value, path: &str, seen: &mut impl FnMut(&str,
                 *value = Value::from(REDACTED);
             }
         }
-        Node::Object { properties, other } => {
+        Node::Object { .. } => {
             if let Value::Object(map) = value {
                 for (key, v) in map.iter_mut() {
-                    if let Some(n) = properties.get(key).or(other.as_deref()) {
+                    if let Some(n) = node.entry(key) {
                         apply(n, v, &format!("{path}.{key}"), seen);
                     }
                 }
@@ -156,11 +209,21 @@ fn compile(schema: &JsonObject, defs: Option<&JsonObject>, depth: usize) -> Opti
                 .collect()
         })
         .unwrap_or_default();
-    let other = schema.get("additionalProperties").and_then(sub);
+    let additional = schema.get("additionalProperties");
+    let other = additional.and_then(sub);
     if !properties.is_empty() || other.is_some() {
+        // Closed when no other key is described: absent, or `false` (`deny_unknown_fields`).
+        let closed = matches!(additional, None | Some(Value::Bool(false))).then(|| {
+            schema
+                .get("properties")
+                .and_then(Value::as_object)
+                .map(|p| p.keys().cloned().collect())
+                .unwrap_or_default()
+        });
         parts.push(Node::Object {
             properties,
             other: other.map(Box::new),
+            closed,
         });
     }
     let items = schema
@@ -183,7 +246,10 @@ fn compile(schema: &JsonObject, defs: Option<&JsonObject>, depth: usize) -> Opti
     match parts.len() {
         0 => None,
         1 => parts.pop(),
-        _ => Some(Node::All(parts)),
+        _ => {
+            share_names(&mut parts);
+            Some(Node::All(parts))
+        }
     }
 }
 
@@ -287,5 +353,54 @@ mod tests {
         let r = redactor::<Args>();
         let args = json!({"maybe": null}).as_object().cloned().unwrap();
         assert_eq!(r.redacted(&args)["maybe"], Value::Null);
+    }
+
+    #[allow(dead_code)]
+    #[derive(Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    struct Aliased {
+        user: String,
+        #[serde(alias = "pw")]
+        password: Secret<String>,
+    }
+
+    #[allow(dead_code)]
+    #[derive(Deserialize, JsonSchema)]
+    #[serde(untagged)]
+    enum Either {
+        Password {
+            user: String,
+            password: Secret<String>,
+        },
+        Token {
+            name: String,
+            token: Secret<String>,
+        },
+    }
+
+    #[allow(dead_code)]
+    #[derive(Deserialize, JsonSchema)]
+    struct WithEither {
+        auth: Either,
+    }
+
+    /// A key the schema does not name may be an alias of a secret field: it is redacted. A key
+    /// that one alternative names is left to the others.
+    #[test]
+    fn unnamed_keys_of_objects_with_secrets_are_redacted() {
+        let r = redactor::<Aliased>();
+        let args = json!({"user": "a", "pw": "hunter2"});
+        let out = r.redacted(args.as_object().unwrap());
+        assert_eq!(out["pw"], REDACTED);
+        assert_eq!(out["user"], "a");
+
+        let r = redactor::<WithEither>();
+        let args = json!({"auth": {"user": "a", "password": "p", "name": "n", "token": "t"}});
+        let out = r.redacted(args.as_object().unwrap());
+        assert_eq!(out["auth"]["user"], "a");
+        assert_eq!(out["auth"]["name"], "n");
+        assert_eq!(out["auth"]["password"], REDACTED);
+        assert_eq!(out["auth"]["token"], REDACTED);
+        assert_eq!(out["auth"].as_object().unwrap().len(), 4);
     }
 }
