@@ -322,3 +322,56 @@ fn attempts_without_outcome_are_reported_and_reopening_continues_the_chain() {
     );
     assert_eq!(report.last_seq, 4);
 }
+
+/// Removes the last line of `path`: the checkpoint `close` wrote there.
+fn drop_closing_checkpoint(path: &Path) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let body = text.strip_suffix('\n').unwrap();
+    let cut = body.rfind('\n').map_or(0, |i| i + 1);
+    assert!(
+        body[cut..].starts_with("{\"checkpoint\""),
+        "{}",
+        &body[cut..]
+    );
+    std::fs::write(path, &text[..cut]).unwrap();
+}
+
+/// A record nested deeper than serde_json parses into a whole `AuditEvent` (128 levels) is
+/// still a record the log wrote and `verify_log` accepts: when it is the last one, after a
+/// crash that left no closing checkpoint, the log opens again (a server failing closed could
+/// not start otherwise) and the chain goes on from it.
+#[test]
+fn a_log_ending_with_a_deeply_nested_record_opens_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let log = AuditLog::open(&path, AuditLogConfig::default()).unwrap();
+    let mut deep = serde_json::Value::from("leaf");
+    for _ in 0..200 {
+        deep = serde_json::Value::Array(vec![deep]);
+    }
+    let mut e = event("deep".into(), Phase::Outcome);
+    e.output = Some(deep);
+    assert_eq!(log.submit(&e).unwrap().wait().unwrap(), 1);
+    log.close().unwrap();
+    drop(log);
+    // The process dies before it closes the log: no closing checkpoint, in the log or beside it.
+    drop_closing_checkpoint(&path);
+    drop_closing_checkpoint(&checkpoints_path(&path));
+    let report = verify_log(&path, None).unwrap();
+    assert!(report.is_intact(), "{report}");
+    assert_eq!(report.records, 1);
+
+    let log = AuditLog::open(&path, AuditLogConfig::default())
+        .expect("a log whose last record is intact opens again");
+    assert_eq!(
+        log.submit(&event("after".into(), Phase::Outcome))
+            .unwrap()
+            .wait()
+            .unwrap(),
+        2
+    );
+    log.close().unwrap();
+    let report = verify_log(&path, None).unwrap();
+    assert!(report.is_intact(), "{report}");
+    assert_eq!(report.records, 2);
+}

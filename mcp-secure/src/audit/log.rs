@@ -277,9 +277,24 @@ fn head_of(line: &[u8], path: &Path) -> Result<ChainHead, AuditError> {
         });
     }
     let hash = chain::check_line_hash(line).map_err(|_| damaged())?;
-    let event: AuditEvent = serde_json::from_slice(line).map_err(|_| damaged())?;
+    // Only `seq` is read: a record is as deep as its input and output, which may be deeper
+    // than serde_json parses into a whole `AuditEvent` (its nesting limit), yet intact.
+    // (Unknown fields are skipped without that limit.)
+    #[derive(serde::Deserialize)]
+    struct Seq {
+        #[serde(default)]
+        seq: u64,
+    }
+    let seq = match chain::line_fields(line) {
+        Some(fields) => fields.seq,
+        None => {
+            serde_json::from_slice::<Seq>(line)
+                .map_err(|_| damaged())?
+                .seq
+        }
+    };
     Ok(ChainHead {
-        seq: event.seq,
+        seq,
         hash,
         checkpointed: false,
     })
