@@ -46,15 +46,18 @@ struct Fixture {
     reader: String,
     editor: String,
     live: String,
+    /// A valid key whose only role this server does not declare.
+    stranger: String,
 }
 
 async fn start(config: HttpConfig) -> Fixture {
     let keys = ApiKeyStore::new(Environment::Test);
     let key = |u: &str, r: &str, env| keys.generate(u, &[r.to_owned()], env, None).unwrap().token;
-    let (reader, editor, live) = (
+    let (reader, editor, live, stranger) = (
         key("rita", "read-only", Environment::Test),
         key("ed", "editor", Environment::Test),
         key("lee", "admin", Environment::Live),
+        key("sam", "superuser", Environment::Test),
     );
     let audit = MemorySink::new();
     let server = SecureServer::builder(State::default())
@@ -73,6 +76,7 @@ async fn start(config: HttpConfig) -> Fixture {
         reader,
         editor,
         live,
+        stranger,
     }
 }
 
@@ -332,11 +336,30 @@ async fn protected_resource_metadata_is_served() {
     let r = request("GET", &format!("{url}/mcp"), &[], None).await;
     assert_eq!(r.json()["resource"], "http://127.0.0.1/mcp");
     let r = f.call(None, &[], "echo", "x").await;
+    assert_eq!(r.status, 401);
+    let challenge = r.header("www-authenticate");
     assert!(
-        r.header("www-authenticate").contains(
+        challenge.contains(
             "resource_metadata=\"http://127.0.0.1/.well-known/oauth-protected-resource\""
-        )
+        ),
+        "{challenge}"
     );
+    // The challenges name the scopes to ask for (RFC 6750 §3): at the first request, and
+    // when a valid token grants no role here (step-up).
+    assert!(challenge.contains("scope=\"mcp.read\""), "{challenge}");
+    let r = f.call(Some(&f.stranger), &[], "echo", "x").await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    let challenge = r.header("www-authenticate");
+    assert!(
+        challenge.contains("error=\"insufficient_scope\"")
+            && challenge.contains("scope=\"mcp.read\""),
+        "{challenge}"
+    );
+    assert_eq!(f.ran(), 0);
+    // Without scopes_supported there is nothing to name.
+    let f = start(stateless()).await;
+    let r = f.call(None, &[], "echo", "x").await;
+    assert!(!r.header("www-authenticate").contains("scope="));
 }
 
 #[tokio::test]

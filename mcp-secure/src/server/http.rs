@@ -8,9 +8,11 @@
 //! 4. **bearer authentication** – `Authorization: Bearer` with an API key or a JWT access token,
 //!    checked by the server's [`Authenticator`]: missing or bad gives
 //!    401 with `WWW-Authenticate: Bearer resource_metadata="..."` (and `error="invalid_token"`),
-//!    a valid token with no role this server knows gives 403 `error="insufficient_scope"`. The
+//!    a valid token with no role this server knows gives 403 `error="insufficient_scope"`; both
+//!    challenges carry `scope="..."` (the configured `scopes_supported`) when there are any. The
 //!    resolved principal travels to the pipeline in the request's extensions and the
-//!    `Authorization` header is removed, so no tool can read or forward the client's token.
+//!    `Authorization` header is removed, so no tool can read or forward the client's token. A
+//!    session (`Mcp-Session-Id`) is used only by the user who opened it (404 for anyone else).
 //!
 //! Protected Resource Metadata (RFC 9728) is served at `/.well-known/oauth-protected-resource`.
 //! Then every call goes through the same pipeline as on stdio (per-tool RBAC refusals remain
@@ -140,7 +142,8 @@ impl HttpConfig {
         self
     }
 
-    /// Scopes listed in the Protected Resource Metadata.
+    /// Scopes listed in the Protected Resource Metadata, and named (`scope="..."`) in the
+    /// `401` and `403` challenges, so a client knows which to ask for.
     pub fn scopes_supported(mut self, scopes: impl IntoIterator<Item = impl Into<String>>) -> Self {
         self.scopes_supported = scopes.into_iter().map(Into::into).collect();
         self
@@ -222,6 +225,9 @@ struct AuthState {
     authenticator: Arc<dyn Authenticator>,
     known_roles: Arc<HashSet<&'static str>>,
     resource_metadata: Arc<str>,
+    /// The `scope` of `401` and `403` challenges: `scopes_supported`, space-separated (RFC 6750
+    /// §3), so a client can ask for them, or for more of them (step-up); none when empty.
+    scope: Option<Arc<str>>,
     audit: Arc<AuditGuard>,
     sessions: Arc<SessionOwners>,
 }
@@ -433,6 +439,7 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
             authenticator: Arc::clone(&self.inner.authenticator),
             known_roles: Arc::new(self.inner.roles.names().collect()),
             resource_metadata,
+            scope: challenge_scope(&config.scopes_supported),
             audit: Arc::clone(&self.inner.audit),
             sessions: Arc::new(SessionOwners::new(Arc::clone(&session_manager))),
         };
@@ -861,6 +868,11 @@ async fn challenge(
     };
     audit_refusal(&auth.audit, input, code, description).await;
     let mut value = format!("Bearer resource_metadata=\"{}\"", auth.resource_metadata);
+    if let Some(scope) = auth.scope.as_deref()
+        && status != StatusCode::BAD_REQUEST
+    {
+        value.push_str(&format!(", scope=\"{scope}\""));
+    }
     if let Some(e) = error {
         let description: String = description
             .chars()
@@ -876,6 +888,18 @@ async fn challenge(
         response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
     }
     response
+}
+
+/// `scopes`, space-separated, for a challenge's `scope`: each one a scope token (RFC 6749 §3.3:
+/// printable ASCII but `"` and `\`, no space), others left out; `None` when none is left.
+fn challenge_scope(scopes: &[String]) -> Option<Arc<str>> {
+    let token = |s: &&String| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E))
+    };
+    let valid: Vec<&str> = scopes.iter().filter(token).map(String::as_str).collect();
+    (!valid.is_empty()).then(|| valid.join(" ").into())
 }
 
 /// The tool name of audit records written for requests the HTTP layer refused before any MCP
@@ -970,6 +994,23 @@ fn parse_origin(text: &str) -> Option<(String, String, u16)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Only scope tokens reach a challenge: a value with a quote, a backslash, a space or a
+    /// control character could break the header (which would then not be sent at all).
+    #[test]
+    fn challenge_scopes_are_scope_tokens() {
+        let scopes = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            challenge_scope(&scopes(&["mcp.read", "files:write"])).as_deref(),
+            Some("mcp.read files:write")
+        );
+        assert_eq!(
+            challenge_scope(&scopes(&["a\"b", "c d", "e\\f", "", "ok", "é", "x\n"])).as_deref(),
+            Some("ok")
+        );
+        assert_eq!(challenge_scope(&[]), None);
+        assert_eq!(challenge_scope(&scopes(&["bad one"])), None);
+    }
 
     #[test]
     fn authorities_and_origins_parse_and_match() {
