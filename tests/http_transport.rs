@@ -468,6 +468,40 @@ async fn connections_over_the_per_ip_cap_are_closed_at_accept() {
     }
 }
 
+/// A body sent too slowly is answered `408` once its time is up: bodies are read before
+/// authentication, so a stranger must not hold a connection and its buffer open at will.
+#[tokio::test]
+async fn a_body_that_does_not_arrive_in_time_gets_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let f = start(stateless().body_read_timeout(std::time::Duration::from_millis(300))).await;
+    let addr = f.http.local_addr();
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
+         accept: application/json, text/event-stream\r\ncontent-length: 100\r\n\r\n{{\"jsonrpc\""
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    // The rest never comes; the connection stays open.
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1024];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while !out.windows(4).any(|w| w == b"\r\n\r\n") {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no answer to a stalled body");
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert_eq!(f.ran(), 0);
+    // A body sent in time is served as before.
+    let r = f.call(Some(&f.reader), &[], "echo", "x").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
 #[tokio::test]
 async fn shutdown_completes_with_an_open_session() {
     let f = start(HttpConfig::new("127.0.0.1:0".parse().unwrap())).await;

@@ -4,7 +4,8 @@
 //! 1. **flood guard** – per peer IP: open connections capped (more are closed at accept), and a
 //!    request rate (429 with `Retry-After`), before anything else;
 //! 2. **Host / Origin allow-lists** – DNS-rebinding protection (403);
-//! 3. **body limit** – a request body over the cap is refused (413) before it is read whole;
+//! 3. **body limit** – a request body over the cap is refused (413) before it is read whole,
+//!    and one not read whole within its time (30 s) gets 408;
 //! 4. **bearer authentication** – `Authorization: Bearer` with an API key or a JWT access token,
 //!    checked by the server's [`Authenticator`]: missing or bad gives
 //!    401 with `WWW-Authenticate: Bearer resource_metadata="..."` (and `error="invalid_token"`),
@@ -48,13 +49,14 @@ pub const MCP_PATH: &str = "/mcp";
 pub const PRM_PATH: &str = "/.well-known/oauth-protected-resource";
 
 /// How the HTTP transport is served. Secure defaults: loopback only, Host and Origin checked,
-/// 1 MiB bodies, 600 requests per minute per IP.
+/// 1 MiB bodies read within 30 s, 600 requests per minute per IP.
 #[derive(Clone, Debug)]
 pub struct HttpConfig {
     bind: SocketAddr,
     allowed_hosts: Option<Vec<String>>,
     allowed_origins: Option<Vec<String>>,
     max_body_bytes: usize,
+    body_read_timeout: std::time::Duration,
     per_ip_rate: Option<Rate>,
     max_connections_per_ip: Option<usize>,
     resource: Option<String>,
@@ -71,6 +73,7 @@ impl Default for HttpConfig {
             allowed_hosts: None,
             allowed_origins: None,
             max_body_bytes: 1024 * 1024,
+            body_read_timeout: std::time::Duration::from_secs(30),
             per_ip_rate: Rate::parse("600/min").ok(),
             max_connections_per_ip: Some(64),
             resource: None,
@@ -110,6 +113,14 @@ impl HttpConfig {
     /// The largest request body, in bytes (default 1 MiB).
     pub fn max_body_bytes(mut self, bytes: usize) -> Self {
         self.max_body_bytes = bytes;
+        self
+    }
+
+    /// How long a client may take to send a request's body (default 30 s); a body still
+    /// arriving then gets `408`. Bodies are read before authentication, so without a limit a
+    /// stranger could hold connections and buffers open by sending slowly.
+    pub fn body_read_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.body_read_timeout = timeout;
         self
     }
 
@@ -460,7 +471,10 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
             .route_service(MCP_PATH, service)
             .layer(middleware::from_fn_with_state(auth, bearer_layer))
             .layer(middleware::from_fn_with_state(
-                config.max_body_bytes,
+                BodyLimits {
+                    max_bytes: config.max_body_bytes,
+                    read_timeout: config.body_read_timeout,
+                },
                 body_limit_layer,
             ));
         let metadata = Router::new()
@@ -631,10 +645,23 @@ async fn flood_layer(State(guards): State<Arc<Guards>>, request: Request, next: 
     next.run(request).await
 }
 
+/// What [`body_limit_layer`] allows a request's body.
+#[derive(Clone, Copy)]
+struct BodyLimits {
+    max_bytes: usize,
+    read_timeout: std::time::Duration,
+}
+
 /// Reads the whole body under the cap before anything parses it: a `Content-Length` over the
 /// cap is refused at once, and a chunked body is cut off (413) as soon as the bytes read pass
-/// the cap, so no body is ever buffered past it and no client learns more than "too large".
-async fn body_limit_layer(State(limit): State<usize>, request: Request, next: Next) -> Response {
+/// the cap, so no body is ever buffered past it and no client learns more than "too large". A
+/// body not read whole within the time allowed gets 408.
+async fn body_limit_layer(
+    State(limits): State<BodyLimits>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let limit = limits.max_bytes;
     let too_large = || {
         (
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -651,7 +678,18 @@ async fn body_limit_layer(State(limit): State<usize>, request: Request, next: Ne
         return too_large();
     }
     let (parts, body) = request.into_parts();
-    match http_body_util::BodyExt::collect(http_body_util::Limited::new(body, limit)).await {
+    let read = http_body_util::BodyExt::collect(http_body_util::Limited::new(body, limit));
+    let Ok(read) = tokio::time::timeout(limits.read_timeout, read).await else {
+        tracing::info!(
+            timeout_ms = limits.read_timeout.as_millis(),
+            "request body not read in time: 408"
+        );
+        return plain(
+            StatusCode::REQUEST_TIMEOUT,
+            "the request body did not arrive in time",
+        );
+    };
+    match read {
         Ok(collected) => {
             next.run(Request::from_parts(parts, Body::from(collected.to_bytes())))
                 .await
