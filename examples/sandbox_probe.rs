@@ -326,6 +326,109 @@ async fn signal_parent() -> Result<String, ToolError> {
     }
 }
 
+/// Read whatever an inherited descriptor holds (a worker should hold none but its own).
+#[tool(kind = "read", role = "read-only", sandbox = "process")]
+async fn read_fd(
+    /// The descriptor.
+    #[validate(range(min = 3, max = 1023))]
+    fd: i32,
+) -> Result<String, ToolError> {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::fs::FileExt;
+    // SAFETY: the file is never closed here (`ManuallyDrop`); this tool exists to read a
+    // descriptor the worker may have inherited.
+    let file = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd) });
+    let mut buf = [0u8; 256];
+    // At offset 0: the file's offset is shared with whoever else holds it.
+    let n = file
+        .read_at(&mut buf, 0)
+        .map_err(|e| failed(&format!("fd {fd}"), e))?;
+    Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+/// Listen on TCP without binding first (the kernel picks a port), and wait up to `wait_ms`
+/// for a connection.
+#[tool(
+    kind = "read",
+    role = "read-only",
+    sandbox = "process",
+    net = "loopback"
+)]
+async fn listen_loopback(
+    /// How long to wait for a connection.
+    #[validate(range(max = 10000))]
+    wait_ms: i32,
+) -> Result<String, ToolError> {
+    // SAFETY: plain system calls; `addr`, `len` and `poll` are valid for the kernel to fill.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        if fd < 0 {
+            return Err(failed("socket", std::io::Error::last_os_error()));
+        }
+        if libc::listen(fd, 8) != 0 {
+            return Err(failed("listen", std::io::Error::last_os_error()));
+        }
+        let mut addr: libc::sockaddr_in = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        libc::getsockname(fd, (&raw mut addr).cast(), &mut len);
+        let port = u16::from_be(addr.sin_port);
+        let mut poll = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        if libc::poll(&mut poll, 1, wait_ms) == 1
+            && libc::accept(fd, std::ptr::null_mut(), std::ptr::null_mut()) >= 0
+        {
+            return Ok(format!("accepted a connection on port {port}"));
+        }
+        Ok(format!("listened on port {port}"))
+    }
+}
+
+/// Connect to a TCP port on 127.0.0.1 over MPTCP (`IPPROTO_MPTCP`).
+#[tool(
+    kind = "read",
+    role = "read-only",
+    sandbox = "process",
+    net = "loopback"
+)]
+async fn mptcp_connect(
+    /// The port.
+    port: u16,
+) -> Result<String, ToolError> {
+    // SAFETY: plain system calls on a sockaddr_in that lives across them.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, libc::IPPROTO_MPTCP);
+        if fd < 0 {
+            return Err(failed("socket", std::io::Error::last_os_error()));
+        }
+        let mut addr: libc::sockaddr_in = std::mem::zeroed();
+        addr.sin_family = libc::AF_INET as libc::sa_family_t;
+        addr.sin_port = port.to_be();
+        addr.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        if libc::connect(fd, (&raw const addr).cast(), len) != 0 {
+            return Err(failed("connect", std::io::Error::last_os_error()));
+        }
+        libc::write(fd, b"escaped".as_ptr().cast(), 7);
+        libc::close(fd);
+    }
+    Ok("connected".into())
+}
+
+/// Stop dying with the server (`PR_SET_PDEATHSIG` 0), then sleep for a minute.
+#[tool(kind = "read", role = "read-only", sandbox = "process")]
+async fn outlive_server() -> Result<String, ToolError> {
+    // SAFETY: a plain system call with no memory arguments.
+    let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+    if rc != 0 {
+        return Err(failed("prctl", std::io::Error::last_os_error()));
+    }
+    std::thread::sleep(Duration::from_secs(60));
+    Ok("outlived".into())
+}
+
 /// Who is calling, as the worker sees it.
 #[tool(kind = "read", role = "read-only", sandbox = "process")]
 async fn whoami() -> Result<String, ToolError> {
@@ -376,6 +479,10 @@ fn all() -> mcp_secure::Tools<()> {
         exit_early,
         huge_reply,
         signal_parent,
+        read_fd,
+        listen_loopback,
+        mptcp_connect,
+        outlive_server,
         whoami,
         echo,
         echo_inproc,

@@ -46,6 +46,16 @@ impl Probe {
 }
 
 async fn start(pool: Option<usize>, port: Option<u16>) -> Probe {
+    start_with(pool, port, None).await
+}
+
+/// The probe, holding `inherit` on descriptor 50 (not close-on-exec) when given: a descriptor
+/// the server got from whatever started it.
+async fn start_with(
+    pool: Option<usize>,
+    port: Option<u16>,
+    inherit: Option<std::fs::File>,
+) -> Probe {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
@@ -76,6 +86,30 @@ async fn start(pool: Option<usize>, port: Option<u16>) -> Probe {
     }
     if let Some(pool) = pool {
         cmd.arg("--pool").arg(pool.to_string());
+    }
+    if let Some(file) = inherit {
+        use std::os::fd::AsRawFd;
+        let fd = file.as_raw_fd();
+        // SAFETY: `dup2` is async-signal-safe; `file` lives until after the spawn.
+        unsafe {
+            cmd.pre_exec(move || {
+                // (`dup2` onto itself would keep close-on-exec.)
+                let rc = if fd == 50 {
+                    libc::fcntl(50, libc::F_SETFD, 0)
+                } else {
+                    libc::dup2(fd, 50)
+                };
+                if rc < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let transport = TokioChildProcess::new(cmd).expect("spawn the probe");
+        drop(file);
+        let pid = transport.id().expect("the probe's pid");
+        let client = ().serve(transport).await.expect("initialize");
+        return Probe { client, pid, dir };
     }
     let transport = TokioChildProcess::new(cmd).expect("spawn the probe");
     let pid = transport.id().expect("the probe's pid");
@@ -143,7 +177,12 @@ fn listener() -> (TcpListener, u16) {
     (l, port)
 }
 
-/// True when the listener has a connection waiting (waits up to 200 ms for a late one).
+/// What the probe's connecting tools send (`connect` and `mptcp_connect`, `connect_loopback`).
+const PROBE_PAYLOADS: [&str; 2] = ["escaped", "hello"];
+
+/// What a probe sent, when the listener has a connection from one waiting (waits up to 200 ms
+/// for a late one). Other connections are not the probe's: on a shared machine any process may
+/// connect to a port it once knew, and they prove nothing about the sandbox.
 fn accepted(l: &TcpListener) -> Option<String> {
     let until = Instant::now() + Duration::from_millis(200);
     loop {
@@ -153,7 +192,10 @@ fn accepted(l: &TcpListener) -> Option<String> {
                 s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
                 let mut got = String::new();
                 let _ = s.read_to_string(&mut got);
-                return Some(got);
+                if PROBE_PAYLOADS.contains(&got.as_str()) {
+                    return Some(got);
+                }
+                eprintln!("a connection that is not the probe's ({got:?}): ignored");
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 if Instant::now() > until {
@@ -355,10 +397,10 @@ async fn no_zombies_after_a_thousand_timeouts() {
     eprintln!("1000 timed-out sandboxed calls in {:?}", started.elapsed());
     // Every timed-out worker was killed and reaped before its call returned.
     assert_eq!(zombies(p.pid), 0, "{:?}", children(p.pid));
-    // What is left is the pools' idle workers: 2 for each of the probe's 23 sandboxed tools.
+    // What is left is the pools' idle workers: 2 for each of the probe's 27 sandboxed tools.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let left = children(p.pid);
-    assert!(left.len() <= 2 * 23, "{} children: {left:?}", left.len());
+    assert!(left.len() <= 2 * 27, "{} children: {left:?}", left.len());
     assert_eq!(zombies(p.pid), 0, "{left:?}");
     p.client.cancel().await.unwrap();
 }
@@ -409,6 +451,102 @@ async fn a_cancelled_request_kills_and_reaps_its_worker() {
     assert!(outcome["duration_ms"].as_u64().unwrap() < 900, "{outcome}");
     assert!(children(p.pid).is_empty(), "{:?}", children(p.pid));
     p.client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_worker_inherits_no_descriptor_from_the_server() {
+    // The server was started holding an open file it may read (a socket-activated listener, a
+    // secret handed over by its supervisor, ...): its workers must not hold it too.
+    let secrets = tempfile::tempdir().unwrap();
+    let secret = secrets.path().join("secret.txt");
+    std::fs::write(&secret, "inherited secret").unwrap();
+    for pool in [None, Some(0)] {
+        let file = std::fs::File::open(&secret).unwrap();
+        let p = start_with(pool, None, Some(file)).await;
+        let r = p.call("read_fd", json!({"fd": 50})).await;
+        assert!(
+            !text(&r).contains("inherited secret"),
+            "pool {pool:?}: {r:?}"
+        );
+        refused(&r, "failed", "Bad file descriptor");
+        p.client.cancel().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn loopback_cannot_listen() {
+    let (_allowed, allowed_port) = listener();
+    let p = start(None, Some(allowed_port)).await;
+    // `listen` without `bind`: the kernel picks a port, and Landlock sees no `bind`. (Before the
+    // fix the body listened, and accepted whoever connected; nothing here connects to it, so
+    // that other tests' listeners on this machine are never touched.)
+    let r = p.call("listen_loopback", json!({"wait_ms": 0})).await;
+    refused(&r, "failed", "listen: Operation not permitted");
+    p.client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn loopback_reaches_no_other_port_over_mptcp() {
+    let (allowed, allowed_port) = listener();
+    let (other, other_port) = listener();
+    let p = start(None, Some(allowed_port)).await;
+    // A stream socket that is not TCP (MPTCP, falling back to TCP to a TCP listener).
+    let r = p.call("mptcp_connect", json!({"port": other_port})).await;
+    assert!(
+        accepted(&other).is_none(),
+        "an unlisted port was reached over MPTCP: {}",
+        text(&r)
+    );
+    refused(&r, "failed", "Operation not permitted");
+    assert!(accepted(&allowed).is_none());
+    p.client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_worker_dies_with_the_server_even_if_it_asks_not_to() {
+    let p = start(Some(0), None).await;
+    let peer = p.client.peer().clone();
+    let call = tokio::spawn(async move {
+        peer.call_tool(CallToolRequestParams::new("outlive_server"))
+            .await
+    });
+    // Its worker, and time for its body to run: the body is refused, or it sleeps.
+    let until = Instant::now() + Duration::from_secs(10);
+    let mut worker = None;
+    while worker.is_none() && !call.is_finished() {
+        if let [(pid, _)] = children(p.pid)[..] {
+            worker = Some(pid);
+        }
+        assert!(Instant::now() < until, "no worker started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    if call.is_finished() {
+        let r = call.await.unwrap().expect("the transport answers");
+        refused(&r, "failed", "prctl: Operation not permitted");
+        p.client.cancel().await.unwrap();
+        return;
+    }
+    let worker = worker.expect("the worker runs");
+    // The server dies without a chance to kill it.
+    // SAFETY: a plain system call; `p.pid` is the probe this test started.
+    unsafe { libc::kill(p.pid as i32, libc::SIGKILL) };
+    let _ = call.await;
+    let until = Instant::now() + Duration::from_secs(2);
+    let gone = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s[s.rfind(')').unwrap() + 2..].starts_with('Z'))
+            .unwrap_or(true)
+    };
+    while !gone(worker) && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let alive = !gone(worker);
+    if alive {
+        // SAFETY: the worker this test's probe started, outliving it.
+        unsafe { libc::kill(worker as i32, libc::SIGKILL) };
+    }
+    assert!(!alive, "worker {worker} outlived the server");
 }
 
 /// Reads a report.

@@ -10,7 +10,8 @@
 //! 6. Landlock: the filesystem (only the granted paths, read-only unless `:rw`, nothing
 //!    executable), TCP (no bind; connect only to the loopback ports), scopes (signals and
 //!    abstract Unix sockets stay inside the worker);
-//! 7. seccomp: `errno` for the system calls a tool body never needs (below).
+//! 7. seccomp: `errno` for the system calls a tool body never needs (below), clearing the
+//!    parent-death signal, and `listen` and non-TCP stream protocols unless `net = "any"`.
 
 use std::collections::BTreeMap;
 
@@ -301,6 +302,21 @@ fn eperm_rules(policy: &Policy) -> Result<BTreeMap<i64, Vec<SeccompRule>>, Strin
     ] {
         rules.insert(nr, vec![rule(vec![cond(0, Dword, Ne, pid)?])?]);
     }
+    // Dying with the server: the parent-death signal set above stays.
+    rules.insert(
+        libc::SYS_prctl,
+        vec![rule(vec![cond(
+            0,
+            Dword,
+            SeccompCmpOp::Eq,
+            libc::PR_SET_PDEATHSIG as u64,
+        )?])?],
+    );
+    if !matches!(policy.net, NetPolicy::Any) {
+        // No listening: `listen` on an unbound socket binds it to a port the kernel picks,
+        // which Landlock's `bind` rule never sees.
+        rules.insert(libc::SYS_listen, Vec::new());
+    }
     match &policy.net {
         NetPolicy::None => {
             rules.insert(libc::SYS_socket, Vec::new());
@@ -317,6 +333,12 @@ fn eperm_rules(policy: &Policy) -> Result<BTreeMap<i64, Vec<SeccompRule>>, Strin
                     socket.push(rule(vec![cond(1, Dword, MaskedEq(0xf), kind)?])?);
                 }
             }
+            // Stream sockets of other protocols (MPTCP, SCTP) are not TCP to Landlock, whose
+            // port rules would not apply to them: the protocol is 0 or TCP.
+            socket.push(rule(vec![
+                cond(2, Dword, Ne, 0)?,
+                cond(2, Dword, Ne, libc::IPPROTO_TCP as u64)?,
+            ])?);
             rules.insert(libc::SYS_socket, socket);
         }
         NetPolicy::Any => {}

@@ -11,15 +11,17 @@
 //! and already sandboxed.
 //!
 //! Before the body runs, the worker: takes its protocol pipes to private descriptors (its
-//! stdout becomes its stderr); makes sure it is single-threaded; dies with the server; sets
+//! stdout becomes its stderr) and closes every other descriptor it inherited; makes sure it is
+//! single-threaded; dies with the server; sets
 //! rlimits (address space, CPU seconds, open files, processes, file size, no core dumps); drops
 //! every capability; sets `no_new_privs`; restricts itself with Landlock (only the granted
 //! paths, read-only unless `:rw`; no TCP bind, TCP connect only to the loopback ports for
 //! `net = "loopback"`; no signals or abstract Unix sockets outside); and installs seccomp
 //! filters refusing with `EPERM` `execve`, `fork`, `clone` of processes (`clone3` gets
 //! `ENOSYS`), `ptrace`, other processes' memory, mounts, namespaces, `chroot`, module and kexec
-//! loading, `bpf`, `perf_event_open`, keyrings, `io_uring`, raising limits, signals to other
-//! processes and, for `net = "none"`, every `socket`.
+//! loading, `bpf`, `perf_event_open`, keyrings, `io_uring`, raising limits, clearing the
+//! parent-death signal, signals to other processes, `listen` unless `net = "any"` and, for
+//! `net = "none"`, every `socket`.
 //!
 //! Where the kernel lacks a feature ([`KernelFeature`]), `build` refuses the tool unless
 //! [`SandboxConfig::accept_weaker`] accepts running without it, and then logs a warning.

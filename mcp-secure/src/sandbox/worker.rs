@@ -97,7 +97,7 @@ fn outside() -> ToolError {
 #[cfg(all(target_os = "linux", feature = "sandbox"))]
 mod imp {
     use std::fs::File;
-    use std::os::fd::AsFd;
+    use std::os::fd::{AsFd, AsRawFd, RawFd};
     use std::panic::AssertUnwindSafe;
     use std::sync::Arc;
 
@@ -131,7 +131,28 @@ mod imp {
         let null = File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?;
         rustix::stdio::dup2_stdin(&null).map_err(err)?;
         rustix::stdio::dup2_stdout(std::io::stderr().as_fd()).map_err(err)?;
+        drop(null);
+        let keep = [input.as_raw_fd(), output.as_raw_fd()];
+        close_inherited(&keep)?;
         Ok((File::from(input), File::from(output)))
+    }
+
+    /// Closes every descriptor above stderr but `keep`: the worker inherits whatever the server
+    /// holds without close-on-exec (a socket-activated listener, a file its supervisor handed
+    /// it, ...), and Landlock does not restrict descriptors already open. Nothing in the worker
+    /// owns them: `worker()` runs first thing in `main`.
+    fn close_inherited(keep: &[RawFd]) -> Result<(), String> {
+        let open: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
+            .map_err(|e| format!("listing this process's descriptors: {e}"))?
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+        // The listing's own descriptor is closed by now: it fails with EBADF, ignored.
+        for fd in open {
+            if fd > 2 && !keep.contains(&fd) {
+                let _ = nix::unistd::close(fd);
+            }
+        }
+        Ok(())
     }
 
     fn serve(tools: Tools<()>) -> Result<(), String> {
