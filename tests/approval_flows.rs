@@ -559,6 +559,84 @@ async fn explicit_tokens_from_a_key_file_stay_single_use_across_a_restart() {
 }
 
 #[tokio::test]
+async fn explicit_tokens_from_a_key_file_stay_single_use_while_another_process_shares_it() {
+    // Two server processes on one data folder (say two stdio clients of `customer_service`,
+    // each starting its own server) share `approval.key` and its journal.
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("approval.key");
+    let (store, ed, eve) = keys();
+    let start = || {
+        let keys = ApprovalKeys::load_or_create(&key_file).unwrap();
+        fixture_with(store.clone(), ed.clone(), eve.clone(), move |b| {
+            b.approval_keys(keys)
+        })
+    };
+    let args = json!({"note": "n", "priority": "low"});
+    let first = start();
+    let second = start();
+    let token = token_of(&call(&first.connect(()).await, &ed, None, "edit", args.clone()).await);
+    let r = call(
+        &first.connect(()).await,
+        &ed,
+        Some(&token),
+        "edit",
+        args.clone(),
+    )
+    .await;
+    assert_eq!(code(&r), "ok", "{}", text(&r));
+    // The other process refuses the token the first one redeemed.
+    let r = call(
+        &second.connect(()).await,
+        &ed,
+        Some(&token),
+        "edit",
+        args.clone(),
+    )
+    .await;
+    assert_eq!(
+        code(&r),
+        "approval_denied",
+        "replayed in the second process"
+    );
+    assert_eq!(second.ran("edit"), 0);
+    // And so does a process started after both stopped: the first one's redemption was
+    // recorded although the second one rewrote the journal when it started.
+    drop((first, second));
+    let again = start();
+    let r = call(&again.connect(()).await, &ed, Some(&token), "edit", args).await;
+    assert_eq!(code(&r), "approval_denied", "replayed after a restart");
+    assert_eq!(again.ran("edit"), 0);
+}
+
+#[tokio::test]
+async fn explicit_tokens_stay_single_use_across_servers_sharing_keys() {
+    // One set of keys (from a secret store, not a file) given to two servers in one process,
+    // e.g. one on stdio and one on HTTP.
+    let (store, ed, eve) = keys();
+    let shared = ApprovalKeys::new([5u8; 32]).unwrap();
+    let with_keys = |k: ApprovalKeys| {
+        fixture_with(store.clone(), ed.clone(), eve.clone(), move |b| {
+            b.approval_keys(k)
+        })
+    };
+    let (one, two) = (with_keys(shared.clone()), with_keys(shared));
+    let args = json!({"note": "n", "priority": "low"});
+    let token = token_of(&call(&one.connect(()).await, &ed, None, "edit", args.clone()).await);
+    let r = call(
+        &one.connect(()).await,
+        &ed,
+        Some(&token),
+        "edit",
+        args.clone(),
+    )
+    .await;
+    assert_eq!(code(&r), "ok", "{}", text(&r));
+    let r = call(&two.connect(()).await, &ed, Some(&token), "edit", args).await;
+    assert_eq!(code(&r), "approval_denied", "replayed on the other server");
+    assert_eq!(two.ran("edit"), 0);
+}
+
+#[tokio::test]
 async fn approval_comes_after_validation_and_rate_and_read_tools_never_ask() {
     let f = fixture(|b| b);
     let client = f.connect(()).await;
@@ -641,6 +719,55 @@ async fn configuration_may_make_approvals_stricter_never_weaker() {
         matches!(unknown, Err(BuildError::Invalid(_))),
         "{unknown:?}"
     );
+}
+
+#[tokio::test]
+async fn approval_durations_past_the_calendar_fail_build_not_calls() {
+    // `Duration::MAX` ("never expire") must not make every call that needs approval panic
+    // (the client then waits forever): refused by `build`, or answered.
+    for configure in [
+        (|b: mcp_secure::ServerBuilder<State>| b.approval_ttl(Duration::MAX))
+            as fn(mcp_secure::ServerBuilder<State>) -> mcp_secure::ServerBuilder<State>,
+        |b| b.human_approval_timeout(Duration::MAX),
+    ] {
+        let (store, ed, _) = keys();
+        let built = configure(
+            SecureServer::builder(State::default())
+                .roles(ROLES)
+                .tools(tools![edit, purge])
+                .authenticator(store),
+        )
+        .build();
+        let server = match built {
+            Err(e) => {
+                assert!(matches!(e, BuildError::Invalid(_)), "{e:?}");
+                continue;
+            }
+            Ok(server) => server,
+        };
+        let f = Fixture {
+            server,
+            audit: MemorySink::new(),
+            clock: Clock::manual(),
+            ed,
+            eve: String::new(),
+        };
+        let client = f.connect(()).await;
+        for (tool, args) in [
+            ("edit", json!({"note": "n", "priority": "low"})),
+            ("purge", json!({"customer_id": "c-1", "pin": "1"})),
+        ] {
+            let answered = tokio::time::timeout(
+                Duration::from_secs(5),
+                client.call_tool(params(&f.ed, None, tool, args)),
+            )
+            .await;
+            assert!(
+                matches!(answered, Ok(Ok(_))),
+                "{tool}: no answer: {answered:?}"
+            );
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -792,6 +919,53 @@ async fn elicitation_only_accept_runs_the_body() {
         !everything.contains("zq-4321"),
         "the secret never leaves the call"
     );
+}
+
+#[tokio::test]
+async fn approval_prompts_show_invisible_and_bidi_characters_escaped() {
+    // Characters that make text display as other text: a right-to-left override, a line
+    // separator, a zero-width space, a next-line control.
+    let hidden = ['\u{202E}', '\u{2028}', '\u{200B}', '\u{0085}'];
+    let sneaky: String = format!("c-1{}1-c", hidden.iter().collect::<String>());
+    let f = fixture(|b| b);
+    let check = |what: &str, shown: &str| {
+        for c in hidden {
+            assert!(
+                !shown.contains(c),
+                "{what} shows U+{:04X} raw: {shown:?}",
+                u32::from(c)
+            );
+        }
+        assert!(
+            shown.contains("\\u202e"),
+            "{what} names the character: {shown:?}"
+        );
+    };
+    // Elicitation (and the round trip, which shows the same form).
+    let human = Human::new(Answer::Decline);
+    let client = f.connect(human.clone()).await;
+    let r = call(
+        &client,
+        &f.ed,
+        None,
+        "purge",
+        json!({"customer_id": sneaky, "pin": "1"}),
+    )
+    .await;
+    assert_eq!(code(&r), "approval_denied", "{}", text(&r));
+    check("the elicitation prompt", &human.shown.lock().unwrap()[0]);
+    // The explicit token's summary (which an out-of-band approver shows too).
+    let r = call(
+        &client,
+        &f.ed,
+        None,
+        "edit",
+        json!({"note": sneaky, "priority": "low"}),
+    )
+    .await;
+    assert_eq!(code(&r), "approval_required", "{}", text(&r));
+    check("the summary", approval_of(&r)["summary"].as_str().unwrap());
+    assert_eq!(f.ran("purge") + f.ran("edit"), 0);
 }
 
 #[tokio::test]

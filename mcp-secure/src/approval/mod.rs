@@ -134,9 +134,49 @@ pub fn arguments_digest(args: &JsonObject) -> String {
     ))
 }
 
+/// Control characters, line and paragraph separators, and the invisible and bidirectional
+/// formatting characters that make text display as other text (the set `SafePath` refuses).
+fn is_hidden_char(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{061C}'
+                | '\u{180E}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{206F}'
+                | '\u{FEFF}'
+                | '\u{FFF9}'..='\u{FFFB}'
+        )
+}
+
+/// Text for a human to read, with every [hidden character](is_hidden_char) written as a JSON
+/// escape (`\u202e`), so what is shown is what runs. (Inside a JSON string, the escape means
+/// the same character.)
+pub(crate) fn shown(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(is_hidden_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if is_hidden_char(c) {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// A plain sentence saying what a call will do, e.g.
 /// `update_order will run as ed with order_id = "o-5001", status = "shipped"`. Give it redacted
-/// arguments; long values are shortened.
+/// arguments; long values are shortened; control, invisible and bidirectional characters are
+/// written as escapes (`\u202e`).
 pub fn summary(tool: &str, user: &str, args: &JsonObject) -> String {
     const MAX_VALUE: usize = 120;
     let mut keys: Vec<&String> = args.keys().collect();
@@ -144,7 +184,7 @@ pub fn summary(tool: &str, user: &str, args: &JsonObject) -> String {
     let parts: Vec<String> = keys
         .into_iter()
         .map(|k| {
-            let mut v = canonical_json(&args[k]);
+            let mut v = shown(&canonical_json(&args[k])).into_owned();
             if v.len() > MAX_VALUE {
                 let mut cut = MAX_VALUE;
                 while !v.is_char_boundary(cut) {
@@ -153,9 +193,10 @@ pub fn summary(tool: &str, user: &str, args: &JsonObject) -> String {
                 v.truncate(cut);
                 v.push('…');
             }
-            format!("{k} = {v}")
+            format!("{} = {v}", shown(k))
         })
         .collect();
+    let (tool, user) = (shown(tool), shown(user));
     if parts.is_empty() {
         format!("{tool} will run as {user} with no arguments")
     } else {
@@ -276,6 +317,12 @@ mod tests {
         assert_eq!(
             summary("purge", "ed", &JsonObject::new()),
             "purge will run as ed with no arguments"
+        );
+        // What a human reads is what runs: no character hides or reorders the text.
+        let sneaky = json!({"note": "a\u{202E}b\u{2028}c\u{7F}d😀"});
+        assert_eq!(
+            summary("edit", "e\u{200B}d", sneaky.as_object().unwrap()),
+            r#"edit will run as e\u200bd with note = "a\u202eb\u2028c\u007fd😀""#
         );
         let long = json!({"body": "é".repeat(200)});
         assert!(summary("t", "u", long.as_object().unwrap()).ends_with('…'));

@@ -20,14 +20,19 @@ const DOMAIN: &[u8] = b"mcp-secure/approval/v1";
 /// Keys never appear in `Debug` output. With no keys configured, a server makes a random key at
 /// start-up (approvals then do not survive a restart).
 ///
-/// Keys read from a file ([`ApprovalKeys::load_or_create`]) outlive the process, and so do the
-/// tokens they seal: their single use is kept in a journal beside the key file
-/// (`<key file>.redeemed`), so a token used before a restart is still refused after it.
+/// Clones share one record of redeemed tokens, so servers given the same keys refuse a token
+/// any of them redeemed. Keys read from a file ([`ApprovalKeys::load_or_create`]) outlive the
+/// process, and so do the tokens they seal: their single use is kept in a journal beside the
+/// key file (`<key file>.redeemed`), shared by every process that loads the file, so a token
+/// used before a restart, or in another process, is refused. Keys made with
+/// [`ApprovalKeys::new`] keep that record in memory only: a token they sealed is single-use
+/// within the process, and may be presented again after a restart until it expires.
 #[derive(Clone)]
 pub struct ApprovalKeys {
     keys: Arc<Vec<Vec<u8>>>,
-    /// The redemptions of tokens these keys sealed, when they must survive restarts.
-    redeemed: Option<Arc<Redeemed>>,
+    /// The redemptions of tokens these keys sealed (with a journal when they must survive
+    /// restarts), shared by every clone.
+    redeemed: Arc<Redeemed>,
 }
 
 impl std::fmt::Debug for ApprovalKeys {
@@ -47,7 +52,7 @@ impl ApprovalKeys {
         let current = checked(current.into())?;
         Ok(ApprovalKeys {
             keys: Arc::new(vec![current]),
-            redeemed: None,
+            redeemed: Arc::new(Redeemed::new(REDEEMED_CAP)),
         })
     }
 
@@ -66,7 +71,7 @@ impl ApprovalKeys {
     pub fn random() -> Self {
         ApprovalKeys {
             keys: Arc::new(vec![random_key()]),
-            redeemed: None,
+            redeemed: Arc::new(Redeemed::new(REDEEMED_CAP)),
         }
     }
 
@@ -109,16 +114,14 @@ impl ApprovalKeys {
         let redeemed = Redeemed::open(REDEEMED_CAP, Path::new(&journal), unix_now_ms())?;
         Ok(ApprovalKeys {
             keys: Arc::new(keys),
-            redeemed: Some(Arc::new(redeemed)),
+            redeemed: Arc::new(redeemed),
         })
     }
 
-    /// The redemptions these keys' tokens need: the journal of keys loaded from a file, else
-    /// a set in memory (tokens die with the process, and so does their record).
+    /// The redemptions of these keys' tokens, shared by every clone: the journal of keys
+    /// loaded from a file, else a set in memory.
     pub(crate) fn redeemed(&self) -> Arc<Redeemed> {
-        self.redeemed
-            .clone()
-            .unwrap_or_else(|| Arc::new(Redeemed::new(REDEEMED_CAP)))
+        Arc::clone(&self.redeemed)
     }
 
     fn current(&self) -> &[u8] {
@@ -249,6 +252,11 @@ pub(crate) const REDEEMED_CAP: usize = 100_000;
 
 /// Redeemed seal ids, kept until their expiry, bounded in number; with a journal, each
 /// redemption is written (and synced) before it is accepted, and read back at start-up.
+///
+/// Several processes may share one journal (servers started on the same data folder): each
+/// redemption is made under an exclusive lock on the file, after reading what the others
+/// appended since, and a process that finds the file replaced (another one rewrote it at
+/// start-up) opens the new one.
 #[derive(Debug)]
 pub(crate) struct Redeemed {
     state: Mutex<RedeemedState>,
@@ -258,7 +266,105 @@ pub(crate) struct Redeemed {
 #[derive(Debug, Default)]
 struct RedeemedState {
     ids: HashMap<String, i64>,
-    journal: Option<std::fs::File>,
+    journal: Option<Journal>,
+}
+
+/// The journal file shared with other processes, and how far this one has read it.
+#[derive(Debug)]
+struct Journal {
+    path: std::path::PathBuf,
+    file: std::fs::File,
+    /// Bytes of `file` read into `ids` (complete lines only).
+    read: u64,
+}
+
+impl Journal {
+    fn open(path: &Path) -> std::io::Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(path)?;
+        Ok(Journal {
+            path: path.to_owned(),
+            file,
+            read: 0,
+        })
+    }
+
+    /// Locks the journal (exclusively, against other processes), opening it again first if
+    /// another process replaced it; unlocked when the guard drops.
+    fn lock(&mut self) -> std::io::Result<JournalLock<'_>> {
+        loop {
+            self.file.lock()?;
+            if same_file(&self.file, &self.path)? {
+                return Ok(JournalLock(self));
+            }
+            let _ = self.file.unlock();
+            *self = Journal::open(&self.path)?;
+        }
+    }
+}
+
+/// A locked journal.
+struct JournalLock<'a>(&'a mut Journal);
+
+impl Drop for JournalLock<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.file.unlock();
+    }
+}
+
+impl JournalLock<'_> {
+    /// Reads the lines appended since the last read into `ids` (unexpired ones); says whether
+    /// the file ends inside a line (a writer that crashed mid-line).
+    fn catch_up(&mut self, ids: &mut HashMap<String, i64>, now: i64) -> std::io::Result<bool> {
+        use std::io::{Read, Seek, SeekFrom};
+        let journal = &mut *self.0;
+        journal.file.seek(SeekFrom::Start(journal.read))?;
+        let mut tail = Vec::new();
+        journal.file.read_to_end(&mut tail)?;
+        let complete = tail.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        read_lines(&String::from_utf8_lossy(&tail[..complete]), ids, now);
+        journal.read += complete as u64;
+        Ok(complete < tail.len())
+    }
+
+    /// Appends one line and syncs it (the file is in append mode).
+    fn append(&mut self, line: &str) -> std::io::Result<()> {
+        self.0.file.write_all(line.as_bytes())?;
+        self.0.file.sync_data()
+    }
+}
+
+/// True when `path` still names the open `file` (no other process replaced it).
+fn same_file(file: &std::fs::File, path: &Path) -> std::io::Result<bool> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let (open, named) = (file.metadata()?, std::fs::metadata(path)?);
+        Ok(open.dev() == named.dev() && open.ino() == named.ino())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (file, path);
+        Ok(true)
+    }
+}
+
+/// Reads journal lines (`<id> <expires-ms>`) into `ids`, keeping the unexpired ones.
+fn read_lines(text: &str, ids: &mut HashMap<String, i64>, now: i64) {
+    for line in text.lines() {
+        // A torn line (a crash mid-write) is the only malformed one possible; its seal was
+        // never accepted, so skipping it loses nothing.
+        let Some((id, expires)) = line.split_once(' ') else {
+            continue;
+        };
+        if let Ok(expires) = expires.trim().parse::<i64>()
+            && expires >= now
+        {
+            ids.insert(id.to_owned(), expires);
+        }
+    }
 }
 
 impl Redeemed {
@@ -271,41 +377,41 @@ impl Redeemed {
 
     /// Reads the journal at `path` (lines `<id> <expires-ms>`), keeps the unexpired entries,
     /// rewrites it with only those (mode 0600), and appends to it from then on.
+    ///
+    /// The rewrite is made under the lock of the journal it replaces, so no other process
+    /// appends to the old file meanwhile; the others open the new one before their next
+    /// redemption.
     pub(crate) fn open(cap: usize, path: &Path, now: i64) -> std::io::Result<Self> {
         let mut ids = HashMap::new();
-        match std::fs::read_to_string(path) {
-            Ok(text) => {
-                for line in text.lines() {
-                    // A torn last line (a crash mid-write) is the only malformed one possible;
-                    // its seal was never accepted, so skipping it loses nothing.
-                    let Some((id, expires)) = line.split_once(' ') else {
-                        continue;
-                    };
-                    if let Ok(expires) = expires.trim().parse::<i64>()
-                        && expires >= now
-                    {
-                        ids.insert(id.to_owned(), expires);
-                    }
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        let mut old = match Journal::open(path) {
+            Ok(journal) => Some(journal),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(e),
+        };
+        let mut lock = old.as_mut().map(Journal::lock).transpose()?;
+        if let Some(lock) = &mut lock {
+            lock.catch_up(&mut ids, now)?;
         }
         let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
+        tmp.push(format!(".{}.tmp", random_id()));
         let tmp = Path::new(&tmp);
-        let _ = std::fs::remove_file(tmp);
-        let mut file = private_file(tmp)?;
-        for (id, expires) in &ids {
-            writeln!(file, "{id} {expires}")?;
+        let written = (|| {
+            let mut file = private_file(tmp)?;
+            for (id, expires) in &ids {
+                writeln!(file, "{id} {expires}")?;
+            }
+            file.sync_all()?;
+            std::fs::rename(tmp, path)
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(tmp);
         }
-        file.sync_all()?;
-        std::fs::rename(tmp, path)?;
-        let journal = std::fs::OpenOptions::new().append(true).open(path)?;
+        written?;
+        drop(lock);
         Ok(Redeemed {
             state: Mutex::new(RedeemedState {
                 ids,
-                journal: Some(journal),
+                journal: Some(Journal::open(path)?),
             }),
             cap,
         })
@@ -313,7 +419,22 @@ impl Redeemed {
 
     /// Marks a seal used; fails if it was used before.
     pub(crate) fn redeem(&self, opened: &Opened, now: i64) -> Result<(), RedeemError> {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let state = &mut *guard;
+        let failed = |e: std::io::Error| {
+            tracing::error!(error = %e, "the approval journal cannot be used; refusing the approval");
+            RedeemError::Journal
+        };
+        // With a journal: locked against other processes until the redemption is written,
+        // after reading what they redeemed since.
+        let mut lock = match &mut state.journal {
+            Some(journal) => Some(journal.lock().map_err(failed)?),
+            None => None,
+        };
+        let torn = match &mut lock {
+            Some(lock) => lock.catch_up(&mut state.ids, now).map_err(failed)?,
+            None => false,
+        };
         state.ids.retain(|_, expires| *expires >= now);
         if state.ids.contains_key(&opened.id) {
             return Err(RedeemError::Replayed);
@@ -321,15 +442,15 @@ impl Redeemed {
         if state.ids.len() >= self.cap {
             return Err(RedeemError::Full);
         }
-        if let Some(journal) = &mut state.journal {
-            let line = format!("{} {}\n", opened.id, opened.expires);
-            if let Err(e) = journal
-                .write_all(line.as_bytes())
-                .and_then(|()| journal.sync_data())
-            {
-                tracing::error!(error = %e, "the approval journal cannot be written; refusing the approval");
-                return Err(RedeemError::Journal);
-            }
+        if let Some(lock) = &mut lock {
+            // After a torn line, start a line of our own.
+            let line = format!(
+                "{}{} {}\n",
+                if torn { "\n" } else { "" },
+                opened.id,
+                opened.expires
+            );
+            lock.append(&line).map_err(failed)?;
         }
         state.ids.insert(opened.id.clone(), opened.expires);
         Ok(())
@@ -380,6 +501,40 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn processes_sharing_a_journal_see_each_others_redemptions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("approval.key.redeemed");
+        let seal = |id: &str| Opened {
+            id: id.into(),
+            expires: 1_000,
+        };
+        let one = Redeemed::open(10, &path, 100).unwrap();
+        // A second process starts and rewrites the journal under the first one.
+        let two = Redeemed::open(10, &path, 100).unwrap();
+        assert_eq!(one.redeem(&seal("a"), 100), Ok(()));
+        assert_eq!(two.redeem(&seal("a"), 100), Err(RedeemError::Replayed));
+        assert_eq!(two.redeem(&seal("b"), 100), Ok(()));
+        assert_eq!(one.redeem(&seal("b"), 100), Err(RedeemError::Replayed));
+        // A third process dies mid-line; the next redemption starts a line of its own.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"tor")
+            .unwrap();
+        assert_eq!(one.redeem(&seal("c"), 100), Ok(()));
+        drop((one, two));
+        let three = Redeemed::open(10, &path, 100).unwrap();
+        for id in ["a", "b", "c"] {
+            assert_eq!(
+                three.redeem(&seal(id), 100),
+                Err(RedeemError::Replayed),
+                "{id}"
+            );
         }
     }
 

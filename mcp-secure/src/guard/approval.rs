@@ -37,6 +37,9 @@ pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(5 * 60);
 /// How long a human is waited for by default: 2 minutes.
 pub const DEFAULT_HUMAN_TIMEOUT: Duration = Duration::from_secs(2 * 60);
 
+/// The longest token lifetime or human wait accepted: 366 days.
+pub const MAX_APPROVAL_DURATION: Duration = Duration::from_secs(366 * 86_400);
+
 /// The answer a human gives in the elicitation form.
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 struct HumanApproval {
@@ -162,6 +165,18 @@ impl Approvals {
         approver: Option<Arc<dyn Approver>>,
         clock: Clock,
     ) -> Result<Self, String> {
+        // Expiries are dates: a longer wait would overflow the calendar when a call adds it.
+        for (what, d) in [
+            ("approval_ttl", token_ttl),
+            ("human_approval_timeout", human_timeout),
+        ] {
+            if d > MAX_APPROVAL_DURATION {
+                return Err(format!(
+                    "`{what}` must be at most {} days",
+                    MAX_APPROVAL_DURATION.as_secs() / 86_400
+                ));
+            }
+        }
         let form_schema = ElicitationSchema::from_type::<HumanApproval>()
             .map_err(|e| format!("the approval form's schema: {e}"))?;
         Ok(Approvals {
@@ -501,17 +516,21 @@ impl Approvals {
 
     /// The text a human sees: tool, caller, arguments (secrets redacted).
     fn message(&self, f: &Facts<'_>) -> String {
+        use crate::approval::shown;
         let args = if f.arguments.is_empty() {
             "(none)".to_owned()
         } else {
-            crate::approval::canonical_json(&Value::Object(f.arguments.clone()))
+            shown(&crate::approval::canonical_json(&Value::Object(
+                f.arguments.clone(),
+            )))
+            .into_owned()
         };
         format!(
             "Approve this call? {}.\n\nTool: {} ({} tool)\nCaller: {}\nArguments: {args}\n\nSet approve to true to run it.",
             f.summary,
             f.tool(),
             f.call.spec.kind.as_str(),
-            f.call.principal.user,
+            shown(&f.call.principal.user),
         )
     }
 }

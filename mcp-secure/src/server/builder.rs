@@ -233,14 +233,15 @@ impl<S: Send + Sync + 'static> ServerBuilder<S> {
         self
     }
 
-    /// How long an explicit approval token is valid (default 5 minutes).
+    /// How long an explicit approval token is valid (default 5 minutes, at most 366 days:
+    /// longer fails `build`).
     pub fn approval_ttl(mut self, ttl: std::time::Duration) -> Self {
         self.approval_ttl = ttl;
         self
     }
 
     /// How long a human is waited for, by elicitation, the input-required round trip or the
-    /// out-of-band approver (default 2 minutes).
+    /// out-of-band approver (default 2 minutes, at most 366 days: longer fails `build`).
     pub fn human_approval_timeout(mut self, timeout: std::time::Duration) -> Self {
         self.human_timeout = timeout;
         self
