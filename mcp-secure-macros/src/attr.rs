@@ -239,6 +239,9 @@ pub(crate) struct ParamAttrs {
     pub(crate) field: Vec<Attribute>,
     /// The doc comment lines, for the invisible-character scan.
     pub(crate) docs: Vec<LitStr>,
+    /// Every string literal in `#[serde]` and `#[schemars]` (renames, descriptions, titles,
+    /// `concat!` pieces): text that reaches the schema the model reads, for the same scan.
+    pub(crate) texts: Vec<LitStr>,
     /// A `#[validate(length(max = ..))]` or `length(equal = ..)` rule bounds the value.
     pub(crate) length_rule: bool,
     /// One entry per `#[validate(..)]` attribute: its rules if `#[tool]` checks them itself.
@@ -267,6 +270,13 @@ pub(crate) fn param_attrs(cx: &Ctxt, attrs: &mut Vec<Attribute>) -> ParamAttrs {
                 }) = &nv.value
             {
                 out.docs.push(s.clone());
+            } else {
+                // `#[doc = concat!(..)]`, `#[doc = include_str!(..)]`: the schema would carry
+                // text the invisible-character scan never saw.
+                cx.error_spanned_by(
+                    &attr,
+                    "a parameter's doc comment must be written out for the macro to read it; write `/// ...` or `#[doc = \"...\"]`",
+                );
             }
             out.field.push(attr);
         } else if path.is_ident("validate") {
@@ -278,9 +288,11 @@ pub(crate) fn param_attrs(cx: &Ctxt, attrs: &mut Vec<Attribute>) -> ParamAttrs {
             if let Some(name) = serde_rename(&attr) {
                 out.rename = Some(name);
             }
+            string_literals(attr.meta.to_token_stream(), &mut out.texts);
             out.argument_only.get_or_insert_with(|| attr.clone());
             out.field.push(attr);
         } else if path.is_ident("schemars") {
+            string_literals(attr.meta.to_token_stream(), &mut out.texts);
             out.argument_only.get_or_insert_with(|| attr.clone());
             out.field.push(attr);
         } else if path.is_ident("unbounded") {
@@ -301,6 +313,21 @@ pub(crate) fn param_attrs(cx: &Ctxt, attrs: &mut Vec<Attribute>) -> ParamAttrs {
         }
     }
     out
+}
+
+/// Every string literal in `tokens`, nested groups included.
+fn string_literals(tokens: TokenStream, out: &mut Vec<LitStr>) {
+    for tt in tokens {
+        match tt {
+            TokenTree::Group(g) => string_literals(g.stream(), out),
+            TokenTree::Literal(l) => {
+                if let Ok(s) = syn::parse2::<LitStr>(l.into_token_stream()) {
+                    out.push(s);
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Checks `#[unbounded(reason = "...")]`: well formed, with a non-empty reason.

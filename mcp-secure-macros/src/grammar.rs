@@ -372,8 +372,9 @@ pub(crate) fn invisible(text: &str) -> Option<char> {
                 | 0x200B..=0x200F
                 | 0x202A..=0x202E
                 | 0x2060..=0x2064
-                | 0x2066..=0x2069
+                | 0x2066..=0x206F
                 | 0xFEFF
+                | 0x1BCA0..=0x1BCA3
                 | 0xE0000..=0xE007F
         )
     })
@@ -602,6 +603,10 @@ mod tests {
             '\u{E0000}',
             '\u{E0041}',
             '\u{E007F}',
+            '\u{206A}',
+            '\u{206F}',
+            '\u{1BCA0}',
+            '\u{1BCA3}',
         ] {
             assert_eq!(
                 invisible(&format!("ok {c} ok")),

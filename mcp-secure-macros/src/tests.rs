@@ -495,3 +495,42 @@ fn context_parameter_rules() {
     );
     assert!(out.contains("`Ctx` needs the state type"), "{out}");
 }
+
+/// Text a parameter's attributes put in the schema is scanned like its doc comment: a doc
+/// comment the macro cannot read, and invisible characters in `#[schemars]` and `#[serde]`
+/// strings (a description, a rename), are refused.
+#[test]
+fn parameter_schema_text_is_scanned() {
+    let out = expansion(quote! {
+        #[doc = concat!("The query.", "\u{202E}")]
+        #[validate(length(max = 64))]
+        q: String
+    });
+    assert!(
+        out.contains("a parameter's doc comment must be written out"),
+        "{out}"
+    );
+    let out = expansion(quote! {
+        #[schemars(description = "Count.\u{E0049}")]
+        n: u8
+    });
+    assert!(
+        out.contains("an attribute of parameter `n` contains the invisible character U+E0049"),
+        "{out}"
+    );
+    let out = expansion(quote! {
+        #[serde(rename = "n\u{200B}")]
+        n: u8
+    });
+    assert!(
+        out.contains("an attribute of parameter `n` contains the invisible character U+200B"),
+        "{out}"
+    );
+    let out = expansion(quote! {
+        /// Plain text.
+        #[serde(rename = "count", default)]
+        #[schemars(description = "How many.")]
+        n: u8
+    });
+    assert!(!out.contains("compile_error"), "{out}");
+}

@@ -361,6 +361,14 @@ fn parameters(cx: &Ctxt, func: &mut ItemFn, sandboxed: bool) -> (Option<Type>, V
                 &format!("the doc comment of parameter `{name}`"),
             );
         }
+        for text in &attrs.texts {
+            visible(
+                cx,
+                &text.value(),
+                text,
+                &format!("an attribute of parameter `{name}`"),
+            );
+        }
         let ty = (*pt.ty).clone();
         let assert_bounded =
             owned_and_bounded(cx, &name, &ty, attrs.length_rule || attrs.unbounded);
