@@ -963,3 +963,354 @@ proptest! {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Parsing differentials, then a raw server that misbehaves
+
+#[tokio::test]
+async fn parsing_differentials() {
+    let fixed = UrlPolicy::new().resolver(resolver());
+    for (url, rule) in [
+        ("http://127.1/", "loopback"),
+        ("http://0/", "unspecified"),
+        ("http://0x7f000001/", "loopback"),
+        ("http://[::ffff:7f00:1]/", "loopback"),
+        ("http://[::127.0.0.1]/", "loopback"),
+        ("http://[::7f00:1]/", "loopback"),
+        ("http://[0:0:0:0:0:ffff:127.0.0.1]/", "loopback"),
+        ("http://[::ffff:0:127.0.0.1]/", "loopback"),
+        ("http://[64:ff9b::7f00:1]/", "loopback"),
+        ("http://[64:ff9b::a9fe:a9fe]/", "metadata_endpoint"),
+        ("http://[2002:7f00:1::]/", "loopback"),
+        ("http://[2002:a00:1::1]/", "private"),
+        ("http://[2001:0:7f00:1::]/", "loopback"),
+        // Teredo, server 8.8.8.8, client 127.0.0.1 (inverted in the last 32 bits).
+        ("http://[2001:0:808:808::80ff:fffe]/", "loopback"),
+        ("http://[2001:0:808:808::f7f7:f7f7]/", "reserved"),
+        ("http://localhost./", "local_name"),
+        ("http://LOCALHOST/", "local_name"),
+        ("http://foo.localhost/", "local_name"),
+        ("http://localhost%2e/", "local_name"),
+        ("http://localhost\u{3002}/", "local_name"),
+        ("http://\u{FF4C}ocalhost/", "local_name"),
+        ("http://localhost.localdomain/", "local_name"),
+        ("http://ip6-localhost/", "single_label_host"),
+        ("http://127.0.0.1.nip.io/", "loopback"),
+        ("http://127\u{3002}0\u{3002}0\u{3002}1/", "loopback"),
+        ("http://127\u{FF0E}0\u{FF0E}0\u{FF0E}1/", "loopback"),
+        ("http://%31%32%37%2e0.0.1/", "loopback"),
+        ("http://127%2e0%2e0%2e1/", "loopback"),
+        ("http://a@evil@127.0.0.1/", "userinfo"),
+        ("http://:@127.0.0.1/", "loopback"),
+        ("http://@127.0.0.1/", "loopback"),
+        ("http:\\\\127.0.0.1", "loopback"),
+        ("http:/127.0.0.1/", "loopback"),
+        ("http:127.0.0.1/", "loopback"),
+        (" http://127.0.0.1/ ", "loopback"),
+        ("http://127.0.0.1\t/", "control_char"),
+        ("http://127.0.\n0.1/", "control_char"),
+        ("http://example.com:65536/", "parse_error"),
+        ("http://[fe80::1%25eth0]/", "parse_error"),
+        ("http://[fe80::1%eth0]/", "parse_error"),
+        ("gopher://example.com/", "scheme_not_allowed"),
+        ("HTTP+UNIX://x/", "scheme_not_allowed"),
+        ("ws://example.com/", "scheme_not_allowed"),
+        ("http://255.255.255.255/", "broadcast"),
+        ("http://100.64.0.1/", "shared_address"),
+        ("http://100.127.255.254/", "shared_address"),
+        ("http://198.18.0.1/", "benchmarking"),
+        ("http://198.19.255.255/", "benchmarking"),
+        ("http://192.0.0.1/", "reserved"),
+        ("http://192.0.0.170/", "reserved"),
+        ("http://240.0.0.1/", "reserved"),
+        ("http://239.255.255.250/", "multicast"),
+        ("http://[ff05::1]/", "multicast"),
+        ("http://[::]/", "unspecified"),
+        ("http://[::0.0.0.0]/", "unspecified"),
+        ("http://192.0.2.1/", "documentation"),
+        ("http://203.0.113.1/", "documentation"),
+        ("http://[2001:db8::1]/", "documentation"),
+        ("http://[3fff::1]/", "documentation"),
+        ("http://[fec0::1]/", "reserved"),
+        ("http://[100::1]/", "reserved"),
+        ("http://[5f00::1]/", "reserved"),
+        ("http://[fd00:ec2::254]/", "metadata_endpoint"),
+    ] {
+        match check(&fixed, url).await {
+            Ok(addrs) => panic!("{url:?} accepted: {addrs:?}"),
+            Err((got, message)) => assert_eq!(got.as_str(), rule, "{url:?}: {message}"),
+        }
+    }
+    // A port of 0 is a URL; it cannot reach anything, and nothing panics.
+    let _ = check(&fixed, "http://api.example:0/").await;
+}
+
+/// What the type accepted is accepted again, and as JSON it round-trips: the bound holds on
+/// the normalized text, not only on what was given.
+#[test]
+fn an_accepted_url_round_trips() {
+    for text in [
+        format!("https://api.example/{}", "\u{e9}".repeat(1000)),
+        format!("https://api.example/{}", "%".repeat(2000)),
+        format!("https://api.example/{}", " x".repeat(1000)),
+        format!("https://api.example/?{}", "<".repeat(2000)),
+    ] {
+        let Ok(url) = PublicUrl::parse(&text) else {
+            continue;
+        };
+        let json = serde_json::to_string(&url).unwrap();
+        let back: PublicUrl = serde_json::from_str(&json)
+            .unwrap_or_else(|e| panic!("{} bytes do not round-trip: {e}", json.len()));
+        assert_eq!(back, url);
+        assert!(url.as_str().len() <= PublicUrl::MAX_LEN);
+    }
+    // IDNA mapping can grow a host tenfold (U+FDFA maps to 18 letters).
+    let host = format!("https://{}.example/", "\u{FDFA}".repeat(600));
+    if let Ok(url) = PublicUrl::parse(&host) {
+        assert!(
+            url.as_str().len() <= PublicUrl::MAX_LEN,
+            "{} bytes",
+            url.as_str().len()
+        );
+    }
+}
+
+/// Reads the request head, records it, then hands the stream to `reply`.
+async fn serve_raw<F, Fut>(reply: F) -> (SocketAddr, Arc<Mutex<Vec<String>>>)
+where
+    F: Fn(String, tokio::net::TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let recorded = Arc::clone(&heads);
+    let reply = Arc::new(reply);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let reply = Arc::clone(&reply);
+            let heads = Arc::clone(&recorded);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match stream.read(&mut byte).await {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                let head = String::from_utf8_lossy(&head).into_owned();
+                let path = head.split(' ').nth(1).unwrap_or("").to_owned();
+                heads.lock().unwrap().push(head);
+                reply(path, stream).await;
+            });
+        }
+    });
+    (addr, heads)
+}
+
+fn raw_fetcher(addr: SocketAddr, policy: FetchPolicy) -> Fetcher {
+    let url = UrlPolicy::new()
+        .resolver(resolver().with("public.example", [addr.ip()]))
+        .allow_socket_addr(addr);
+    Fetcher::new(policy.url_policy(url)).unwrap()
+}
+
+fn raw_url(addr: SocketAddr, path: &str) -> PublicUrl {
+    PublicUrl::parse(&format!("http://public.example:{}{path}", addr.port())).unwrap()
+}
+
+#[tokio::test]
+async fn every_redirect_status_is_rechecked() {
+    let secret = serve(|_| Reply::Ok("the secret")).await;
+    let sp = secret.addr.port();
+    let (front, _) = serve_raw(move |path, mut s| async move {
+        let (status, location) = match path.as_str() {
+            "/301" => (301, format!("http://127.0.0.1:{sp}/")),
+            "/303" => (303, format!("http://0:{sp}/")),
+            "/307" => (307, format!("http://[::ffff:7f00:1]:{sp}/")),
+            "/308" => (308, format!("http://0.0.0.0:{sp}/")),
+            "/proto" => (302, format!("//127.0.0.1:{sp}/")),
+            "/userinfo" => (302, format!("http://public.example:{sp}@127.0.0.1:{sp}/")),
+            "/https" => (302, format!("https://127.0.0.1:{sp}/")),
+            "/dict" => (302, format!("dict://127.0.0.1:{sp}/")),
+            "/file" => (302, "file:///etc/passwd".to_owned()),
+            "/data" => (302, "data:text/plain,hi".to_owned()),
+            _ => (302, "http://[fe80::1%25lo]/".to_owned()),
+        };
+        let _ = s
+            .write_all(
+                format!("HTTP/1.1 {status} X\r\nlocation: {location}\r\ncontent-length: 0\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await;
+    })
+    .await;
+    let fetcher = raw_fetcher(front, FetchPolicy::new());
+    for path in [
+        "/301",
+        "/303",
+        "/307",
+        "/308",
+        "/proto",
+        "/userinfo",
+        "/https",
+        "/dict",
+        "/file",
+        "/data",
+        "/zone",
+    ] {
+        let e = fetcher.get(&raw_url(front, path)).await.unwrap_err();
+        assert!(
+            matches!(e, FetchError::Refused { redirect: 1, .. }),
+            "{path}: {e}"
+        );
+    }
+    assert!(secret.hits().is_empty());
+}
+
+#[tokio::test]
+async fn one_private_address_among_several_refuses_the_fetch() {
+    let server = serve(|_| Reply::Ok("reached")).await;
+    let policy = UrlPolicy::new()
+        .resolver(FixedResolver::new().with(
+            "multi.example",
+            [server.addr.ip(), ip("93.184.216.34"), ip("10.0.0.1")],
+        ))
+        .allow_socket_addr(server.addr);
+    let fetcher = Fetcher::new(FetchPolicy::new().url_policy(policy)).unwrap();
+    let url = PublicUrl::parse(&format!("http://multi.example:{}/", server.addr.port())).unwrap();
+    let e = fetcher.get(&url).await.unwrap_err();
+    assert_eq!(e.rule(), Some(UrlRule::Private), "{e}");
+    assert!(server.hits().is_empty());
+}
+
+#[tokio::test]
+async fn hostile_responses_are_capped() {
+    let (addr, heads) = serve_raw(|path, mut s| async move {
+        let _ = match path.as_str() {
+            // A chunk that claims to be huge, then data forever.
+            "/huge-chunk" => {
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nfffffffffff\r\n")
+                    .await;
+                let block = vec![b'x'; 64 * 1024];
+                loop {
+                    if s.write_all(&block).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(())
+            }
+            "/overflow-chunk" => {
+                s.write_all(
+                    b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nfffffffffffffffffffff\r\nxx",
+                )
+                .await
+            }
+            "/lying-length" => {
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n")
+                    .await;
+                s.write_all(&vec![b'y'; 5 * 1024 * 1024]).await
+            }
+            "/many-headers" => {
+                let mut head = String::from("HTTP/1.1 200 OK\r\n");
+                for i in 0..5000 {
+                    head.push_str(&format!("x-h{i}: v\r\n"));
+                }
+                head.push_str("content-length: 2\r\n\r\nok");
+                s.write_all(head.as_bytes()).await
+            }
+            "/huge-header" => {
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nx-big: ").await;
+                let block = vec![b'a'; 64 * 1024];
+                for _ in 0..256 {
+                    if s.write_all(&block).await.is_err() {
+                        break;
+                    }
+                }
+                s.write_all(b"\r\ncontent-length: 0\r\n\r\n").await
+            }
+            "/gzip" => {
+                // A body that claims gzip: returned as sent, never inflated.
+                let mut r = b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: 6\r\n\r\n"
+                    .to_vec();
+                r.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0]);
+                s.write_all(&r).await
+            }
+            "/continue-flood" => {
+                let mut r = Vec::new();
+                for _ in 0..10_000 {
+                    r.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                }
+                r.extend_from_slice(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+                s.write_all(&r).await
+            }
+            // The status line, one byte at a time.
+            "/slow-head" => {
+                for b in b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n" {
+                    if s.write_all(&[*b]).await.is_err() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Ok(())
+            }
+            // A chunked body, one byte each 100 ms: each read is quick, the total is not.
+            "/trickle" => {
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+                    .await;
+                loop {
+                    if s.write_all(b"1\r\nx\r\n").await.is_err() {
+                        break Ok(());
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            _ => Ok(()),
+        };
+    })
+    .await;
+    let fetcher = raw_fetcher(
+        addr,
+        FetchPolicy::new()
+            .max_bytes(1000)
+            .timeout(Duration::from_millis(1500)),
+    );
+    for (path, want) in [
+        ("/huge-chunk", "too_large"),
+        ("/overflow-chunk", "http"),
+        ("/many-headers", "http"),
+        ("/huge-header", "http"),
+        ("/slow-head", "timeout"),
+        ("/trickle", "timeout"),
+    ] {
+        let start = Instant::now();
+        let e = fetcher.get(&raw_url(addr, path)).await.unwrap_err();
+        let got = match e {
+            FetchError::TooLarge { .. } => "too_large",
+            FetchError::Http(_) => "http",
+            FetchError::Timeout { .. } => "timeout",
+            ref other => panic!("{path}: {other}"),
+        };
+        assert_eq!(got, want, "{path}: {e}");
+        // Bounded by the total timeout (1.5 s), not per read; generous for a loaded machine.
+        assert!(start.elapsed() < Duration::from_secs(10), "{path}");
+    }
+    let page = fetcher.get(&raw_url(addr, "/lying-length")).await.unwrap();
+    assert_eq!(page.body, b"yyyyyyyyyy");
+    let page = fetcher.get(&raw_url(addr, "/gzip")).await.unwrap();
+    assert_eq!(page.body, [0x1f, 0x8b, 8, 0, 0, 0]);
+    let start = Instant::now();
+    let r = fetcher.get(&raw_url(addr, "/continue-flood")).await;
+    assert!(start.elapsed() < Duration::from_secs(10), "{r:?}");
+    let heads = heads.lock().unwrap().clone();
+    assert!(
+        heads.iter().all(|h| h
+            .to_ascii_lowercase()
+            .contains("accept-encoding: identity\r\n")),
+        "{heads:?}"
+    );
+}

@@ -590,3 +590,247 @@ fn accepted_paths_never_resolve_outside_the_root() {
     assert_eq!(snapshot(&t.outside), before, "nothing outside changed");
     assert!(!t.outside.join("new.txt").exists());
 }
+
+// ---------------------------------------------------------------------------------------------
+// More spellings, special files, links and races
+
+#[test]
+fn dot_dot_in_every_spelling_is_refused() {
+    for (path, rule) in [
+        ("a/../..", PathRule::ParentDir),
+        ("a/./../../b", PathRule::CurrentDir),
+        ("a/b/..", PathRule::ParentDir),
+        ("..", PathRule::ParentDir),
+        ("a/..\\..", PathRule::Backslash),
+        ("/etc/passwd", PathRule::Absolute),
+        ("", PathRule::Empty),
+        ("a\0b", PathRule::NulByte),
+        ("a\\b", PathRule::Backslash),
+        ("\u{FF0E}\u{FF0E}/x", PathRule::LookalikeChar),
+        ("a\u{2215}b", PathRule::LookalikeChar),
+        // What NFKC (a "careless normalization") turns into `..`, `...` or a `/`.
+        ("\u{2025}/\u{2025}/etc/passwd", PathRule::LookalikeChar),
+        ("\u{FE30}/\u{FE30}/etc/passwd", PathRule::LookalikeChar),
+        ("a\u{2100}b", PathRule::LookalikeChar),
+        ("a\u{2105}b", PathRule::LookalikeChar),
+    ] {
+        assert_eq!(
+            SafePath::parse(path).map_err(|e| e.rule()),
+            Err(rule),
+            "{path:?}"
+        );
+    }
+    // Deep nesting and long paths are bounded by the text rules.
+    let deep = vec!["d"; SafePath::MAX_COMPONENTS + 1].join("/");
+    assert_eq!(
+        SafePath::parse(&deep).unwrap_err().rule(),
+        PathRule::TooManyComponents
+    );
+    assert_eq!(
+        SafePath::parse(&"a".repeat(SafePath::MAX_LEN + 1))
+            .unwrap_err()
+            .rule(),
+        PathRule::TooLong
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn every_operation_refuses_escapes_by_rule() {
+    let t = tree();
+    let before = snapshot(&t.outside);
+    let root = SafeRoot::new(&t.root_path).unwrap();
+    for path in [
+        "leak_dir/secret.txt",
+        "docs/deep_leak/secret.txt",
+        "etc_dir/passwd",
+    ] {
+        assert_eq!(
+            rule_of(root.remove_file(&p(path))),
+            Some("escapes_root"),
+            "remove {path}"
+        );
+        assert_eq!(
+            rule_of(root.metadata(&p(path))),
+            Some("escapes_root"),
+            "metadata {path}"
+        );
+    }
+    for path in ["leak_abs", "leak_rel", "etc_dir", "abs_in"] {
+        assert_eq!(
+            rule_of(root.metadata(&p(path))),
+            Some("escapes_root"),
+            "metadata {path}"
+        );
+    }
+    assert_eq!(
+        rule_of(root.create_dir_all(&p("etc_dir/x"))),
+        Some("escapes_root")
+    );
+    assert_eq!(
+        rule_of(root.create_new(&p("dangling"))),
+        Some("io"),
+        "create_new never follows the last symlink"
+    );
+    assert_eq!(snapshot(&t.outside), before, "nothing outside changed");
+    // Removing an escaping symlink removes the link (inside), not its target.
+    root.remove_file(&p("leak_rel")).unwrap();
+    assert!(t.outside.join("secret.txt").exists());
+}
+
+#[cfg(unix)]
+#[test]
+fn symlink_chains_deep_nesting_and_proc() {
+    use std::os::unix::fs::symlink;
+    let t = tree();
+    let r = &t.root_path;
+    symlink("c2", r.join("c1")).unwrap();
+    symlink("c3", r.join("c2")).unwrap();
+    symlink("file.txt", r.join("c3")).unwrap();
+    symlink("e2", r.join("e1")).unwrap();
+    symlink("docs/../../outside/secret.txt", r.join("e2")).unwrap();
+    symlink(".", r.join("s")).unwrap();
+    // Out of the root and back in: refused (never above the root, even on the way).
+    symlink("../root/file.txt", r.join("out_and_in")).unwrap();
+    symlink("/proc/self/root/etc/passwd", r.join("proc")).unwrap();
+    symlink("/proc/self/cwd", r.join("cwd")).unwrap();
+    let root = SafeRoot::new(r).unwrap();
+    assert_eq!(root.read(&p("c1")).unwrap(), b"hello");
+    assert_eq!(rule_of(root.read(&p("e1"))), Some("escapes_root"));
+    assert_eq!(rule_of(root.read(&p("out_and_in"))), Some("escapes_root"));
+    assert_eq!(rule_of(root.read(&p("proc"))), Some("escapes_root"));
+    assert_eq!(
+        rule_of(root.read(&p("cwd/Cargo.toml"))),
+        Some("escapes_root")
+    );
+    let deep = format!(
+        "{}/file.txt",
+        vec!["s"; SafePath::MAX_COMPONENTS - 1].join("/")
+    );
+    assert_eq!(root.read(&p(&deep)).unwrap(), b"hello");
+}
+
+#[cfg(unix)]
+#[test]
+fn special_files_never_block() {
+    use std::os::unix::net::UnixListener;
+    let t = tree();
+    let r = &t.root_path;
+    let root = SafeRoot::new(r).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(r.join("pipe"))
+        .status()
+        .is_ok_and(|s| s.success());
+    if made {
+        // Writing to a FIFO without a reader: no wait, an error.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let root2 = SafeRoot::new(r).unwrap();
+        std::thread::spawn(move || {
+            let w = rule_of(root2.write(&p("pipe"), "x"));
+            let a = rule_of(root2.append(&p("pipe")));
+            let c = rule_of(root2.create(&p("pipe")));
+            let m = root2.metadata(&p("pipe")).map(|m| m.is_file());
+            tx.send((w, a, c, m.ok())).unwrap();
+        });
+        let (w, a, c, m) = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("writing to a FIFO blocked");
+        assert!(
+            w.is_some() && a.is_some() && c.is_some(),
+            "{w:?} {a:?} {c:?}"
+        );
+        assert_eq!(m, Some(false));
+        // With a reader holding it open, the open succeeds and is refused as not a file.
+        let reader = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags_nonblock()
+            .open(r.join("pipe"))
+            .unwrap();
+        assert_eq!(rule_of(root.write(&p("pipe"), "x")), Some("not_a_file"));
+        drop(reader);
+    }
+    let _sock = UnixListener::bind(r.join("sock")).unwrap();
+    assert!(root.read(&p("sock")).is_err());
+    // A device node (needs CAP_MKNOD): /dev/null's numbers.
+    let dev = std::ffi::CString::new(r.join("null").as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid C string and plain integer arguments.
+    let rc = unsafe { libc::mknod(dev.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) };
+    if rc == 0 {
+        assert_eq!(rule_of(root.read(&p("null"))), Some("not_a_file"));
+        assert_eq!(rule_of(root.write(&p("null"), "x")), Some("not_a_file"));
+    }
+}
+
+#[cfg(unix)]
+trait NonBlock {
+    fn custom_flags_nonblock(&mut self) -> &mut Self;
+}
+
+#[cfg(unix)]
+impl NonBlock for std::fs::OpenOptions {
+    fn custom_flags_nonblock(&mut self) -> &mut Self {
+        use std::os::unix::fs::OpenOptionsExt;
+        self.custom_flags(libc::O_NONBLOCK)
+    }
+}
+
+/// A hard link inside the root to a file outside *is* that file: documented, shown here.
+#[cfg(unix)]
+#[test]
+fn a_hard_link_is_the_file_as_documented() {
+    let t = tree();
+    if fs::hard_link(t.outside.join("secret.txt"), t.root_path.join("hard")).is_err() {
+        return;
+    }
+    let root = SafeRoot::new(&t.root_path).unwrap();
+    assert_eq!(root.read(&p("hard")).unwrap(), b"top secret");
+}
+
+/// Swaps `docs` between a directory and a symlink out of the root while another thread
+/// opens `docs/secret.txt`: the open is resolved beneath the handle, so it never reads the
+/// secret, in either mode.
+#[cfg(unix)]
+#[test]
+fn a_symlink_swapped_in_never_leads_outside() {
+    use std::os::unix::fs::symlink;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let t = tree();
+    let r = t.root_path.clone();
+    fs::create_dir(r.join("swap")).unwrap();
+    fs::write(r.join("swap/secret.txt"), "inside").unwrap();
+    symlink("../outside", r.join("swap_link")).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapper = {
+        let stop = Arc::clone(&stop);
+        let r = r.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                // rename(2) is atomic: `swap` is always one or the other.
+                let _ = fs::rename(r.join("swap"), r.join("swap_dir"));
+                let _ = fs::rename(r.join("swap_link"), r.join("swap"));
+                let _ = fs::rename(r.join("swap"), r.join("swap_link"));
+                let _ = fs::rename(r.join("swap_dir"), r.join("swap"));
+            }
+        })
+    };
+    let mut inside = 0;
+    for mode in [Symlinks::FollowInsideRoot, Symlinks::Refuse] {
+        let root = SafeRoot::new(&r).unwrap().symlinks(mode);
+        for _ in 0..3000 {
+            if let Ok(bytes) = root.read(&p("swap/secret.txt")) {
+                assert_ne!(bytes, b"top secret", "{mode:?}");
+                inside += 1;
+            }
+            let _ = root.write(&p("swap/new.txt"), "x");
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    swapper.join().unwrap();
+    assert!(inside > 0);
+    assert!(!t.outside.join("new.txt").exists());
+    assert_eq!(
+        fs::read_to_string(t.outside.join("secret.txt")).unwrap(),
+        "top secret"
+    );
+}

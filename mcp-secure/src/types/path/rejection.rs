@@ -25,7 +25,8 @@ pub enum PathRule {
     /// as something else.
     ControlChar,
     /// A character that some systems map to `/`, `\` or `.` (fullwidth and mathematical
-    /// slashes, fullwidth full stop): Windows' "best fit" conversion turns `..／x` into `../x`.
+    /// slashes, fullwidth full stop, the dot leaders): Windows' "best fit" conversion turns
+    /// `..／x` into `../x`, and NFKC normalization turns `‥/x` into `../x`.
     LookalikeChar,
     /// A Windows drive prefix (`C:`, `c:foo`) as a component.
     DriveLetter,

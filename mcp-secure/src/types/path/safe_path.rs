@@ -211,12 +211,17 @@ fn is_hidden_char(c: char) -> bool {
         )
 }
 
-/// Characters that Windows' "best fit" code-page conversion (or a careless normalization)
-/// turns into `/`, `\` or `.`.
+/// Characters that Windows' "best fit" code-page conversion (or a careless normalization,
+/// such as NFKC) turns into `/`, `\`, `.` or `..`.
 fn is_lookalike(c: char) -> bool {
     matches!(
         c,
         '\u{2024}' // ONE DOT LEADER
+            | '\u{2025}' // TWO DOT LEADER (NFKC: `..`)
+            | '\u{2100}' // ACCOUNT OF (NFKC: `a/c`)
+            | '\u{2101}' // ADDRESSED TO THE SUBJECT (NFKC: `a/s`)
+            | '\u{2105}' // CARE OF (NFKC: `c/o`)
+            | '\u{2106}' // CADA UNA (NFKC: `c/u`)
             | '\u{2044}' // FRACTION SLASH
             | '\u{2215}' // DIVISION SLASH
             | '\u{2216}' // SET MINUS
@@ -225,6 +230,7 @@ fn is_lookalike(c: char) -> bool {
             | '\u{29F5}' // REVERSE SOLIDUS OPERATOR
             | '\u{29F8}' // BIG SOLIDUS
             | '\u{29F9}' // BIG REVERSE SOLIDUS
+            | '\u{FE30}' // PRESENTATION FORM FOR VERTICAL TWO DOT LEADER (NFKC: `..`)
             | '\u{FE52}' // SMALL FULL STOP
             | '\u{FE68}' // SMALL REVERSE SOLIDUS
             | '\u{FF0E}' // FULLWIDTH FULL STOP

@@ -178,6 +178,18 @@ impl UrlPolicy {
         let url = Url::parse(text).map_err(|e| {
             UrlRejection::new(UrlRule::ParseError, format!("not an absolute URL: {e}"))
         })?;
+        // Percent-encoding and IDNA mapping can make the URL several times longer: the bound
+        // holds on what is kept (and serialized), so that it parses again.
+        if url.as_str().len() > PublicUrl::MAX_LEN {
+            return Err(UrlRejection::new(
+                UrlRule::TooLong,
+                format!(
+                    "the URL is {} bytes long once normalized; the limit is {}",
+                    url.as_str().len(),
+                    PublicUrl::MAX_LEN
+                ),
+            ));
+        }
         self.check_url(&url)?;
         Ok(PublicUrl::from_checked(url))
     }

@@ -42,7 +42,7 @@ use super::rejection::UrlRejection;
 pub struct PublicUrl(Url);
 
 impl PublicUrl {
-    /// The longest URL accepted, in bytes, before normalization.
+    /// The longest URL accepted, in bytes, both as given and once normalized.
     pub const MAX_LEN: usize = 2048;
 
     /// Checks `text` with the default [`UrlPolicy`](super::UrlPolicy) (see
