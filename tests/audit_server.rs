@@ -365,8 +365,13 @@ async fn failing_closed_refuses_calls_while_the_sink_is_broken() {
     let (server, alerts) = alerting(builder(&keys).audit(sink.clone()));
     assert_eq!(hello_code(&server, &keys).await, "ok");
     sink.broken.store(true, Ordering::SeqCst);
-    // This call's outcome record fails: the server learns the sink is broken.
-    call(&server, &keys.reader, "hello", json!({})).await;
+    // This call's outcome record fails: the server learns the sink is broken, and the call's
+    // result is withheld (no result leaves without its record).
+    let unrecorded = call(&server, &keys.reader, "hello", json!({})).await;
+    assert_eq!(code(&unrecorded), "internal");
+    let shown = unrecorded.content[0].as_text().unwrap().text.clone();
+    assert!(shown.contains("its result is withheld"), "{shown}");
+    assert!(!shown.contains("hello"), "{shown}");
     let refused = call(&server, &keys.reader, "hello", json!({})).await;
     assert_eq!(code(&refused), "internal");
     assert!(

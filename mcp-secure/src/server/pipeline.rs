@@ -124,9 +124,12 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
                 }
                 Err(e) => Err(e),
             };
-            record.finish(outcome).await;
+            // Failing closed, no result leaves without its record (a refusal still does: it
+            // carries nothing of the tool's).
+            let deliver = record.finish(outcome).await;
             match result {
-                Ok(response) => response,
+                Ok(response) if deliver => response,
+                Ok(_) => super::record::outcome_unrecorded().to_call_result().into(),
                 Err(e) => e.to_call_result().into(),
             }
         }

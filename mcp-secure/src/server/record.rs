@@ -325,7 +325,10 @@ impl<'a> CallRecord<'a> {
 
     /// Writes the one outcome record. It is handed to the sink before the first `await`, so
     /// it is written even if this future is dropped while it waits for the sink.
-    pub(super) async fn finish(&mut self, result: Result<&CallToolResult, &ToolError>) {
+    ///
+    /// Returns whether the call's result may be delivered: false when, failing closed, the
+    /// record could not be stored (no result leaves without its record).
+    pub(super) async fn finish(&mut self, result: Result<&CallToolResult, &ToolError>) -> bool {
         let status = match result {
             Ok(r) => {
                 // A tool may build its own `isError` result: pass it on, record a failure.
@@ -352,8 +355,12 @@ impl<'a> CallRecord<'a> {
             }
         };
         self.done = true;
-        if let Err(e) = self.store(Phase::Outcome, &status).await {
-            outcome_not_stored(self.tool, status.outcome, &e);
+        match self.store(Phase::Outcome, &status).await {
+            Ok(()) => true,
+            Err(e) => {
+                outcome_not_stored(self.tool, status.outcome, &e);
+                self.guard.policy == FailurePolicy::FailOpen
+            }
         }
     }
 
@@ -501,6 +508,16 @@ impl Drop for CallRecord<'_> {
             }
         }
     }
+}
+
+/// What a call answers, failing closed, when its outcome record could not be stored: its
+/// result is withheld.
+#[cold]
+pub(super) fn outcome_unrecorded() -> ToolError {
+    ToolError::new(
+        ErrorCode::Internal,
+        "the audit log is unavailable: the call's outcome could not be recorded, so its result is withheld",
+    )
 }
 
 /// The refusal of a call while the audit sink fails (fail closed).
