@@ -265,7 +265,17 @@ fn keygen(
             declared.join(", ")
         ));
     }
-    let expires = expires.map(|d| time::OffsetDateTime::now_utc() + d);
+    let expires = match expires {
+        None => None,
+        Some(d) => Some(
+            time::Duration::try_from(d)
+                .ok()
+                .and_then(|d| time::OffsetDateTime::now_utc().checked_add(d))
+                .filter(|t| t.year() <= 9999)
+                .ok_or("--expires: the lifetime reaches past the year 9999")?,
+        ),
+    };
+    private_dir(data)?;
     let key = ApiKeyStore::append_to_file(data.join("keys.toml"), user, roles, env, expires)
         .map_err(|e| e.to_string())?;
     eprintln!(
@@ -277,15 +287,40 @@ fn keygen(
     Ok(())
 }
 
+/// Creates the data folder (and missing parents) readable by its owner only.
+fn private_dir(dir: &Path) -> Result<(), String> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))
+}
+
+/// Creates `path` empty, readable by its owner only, unless it exists: SQLite then opens it
+/// (and makes its `-wal` and `-shm` files) with the same mode.
+pub(crate) fn private_file(path: &Path) -> Result<(), String> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(path)
+        .map(drop)
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
 fn serve(
     data: &Path,
     env: Environment,
     approval: approvals::Settings,
     http: &transport::HttpArgs,
 ) -> Result<(), String> {
-    std::fs::create_dir_all(data).map_err(|e| format!("{}: {e}", data.display()))?;
+    private_dir(data)?;
     let db_path = data.join("customers.db");
     let keys_path = data.join("keys.toml");
+    private_file(&db_path)?;
     let conn = db::open(&db_path).map_err(|e| format!("{}: {e}", db_path.display()))?;
     let keys = ApiKeyStore::load(&keys_path, env).map_err(|e| e.to_string())?;
     if keys.entries().is_empty() {

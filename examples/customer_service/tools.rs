@@ -229,12 +229,26 @@ pub async fn rotate_api_key(
 }
 
 fn rotate(app: &App, key_id: &str) -> Result<String, ToolError> {
-    let Some(old) = app.keys.entries().into_iter().find(|k| k.id == key_id) else {
+    // Only keys of this server's environment: a `test` server never touches a `live` key.
+    let Some(old) = app
+        .keys
+        .entries()
+        .into_iter()
+        .find(|k| k.id == key_id && k.env == app.keys.environment())
+    else {
         return Err(ToolError::not_found(format!("no key `{key_id}`")));
     };
     if old.revoked {
         return Err(ToolError::failed(format!(
             "key `{key_id}` is already revoked"
+        )));
+    }
+    if old
+        .expires
+        .is_some_and(|e| e <= time::OffsetDateTime::now_utc())
+    {
+        return Err(ToolError::failed(format!(
+            "key `{key_id}` has expired; make a new key with `keygen`"
         )));
     }
     let new =
@@ -248,10 +262,9 @@ fn rotate(app: &App, key_id: &str) -> Result<String, ToolError> {
         .reload(&app.keys_path)
         .map_err(ToolError::internal)?;
     Ok(format!(
-        "key `{key_id}` revoked; its replacement `{}` for user `{}` is in {} for the operator to hand over",
-        new.entry.id,
-        old.user,
-        token_path.display()
+        "key `{key_id}` revoked; its replacement `{}` for user `{}` is in the data folder's \
+         `rotated-keys/{}.token` for the operator to hand over",
+        new.entry.id, old.user, new.entry.id
     ))
 }
 
