@@ -134,28 +134,11 @@ pub fn arguments_digest(args: &JsonObject) -> String {
     ))
 }
 
-/// Control characters, line and paragraph separators, and the invisible and bidirectional
-/// formatting characters that make text display as other text (the set `SafePath` refuses).
-fn is_hidden_char(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{00AD}'
-                | '\u{061C}'
-                | '\u{180E}'
-                | '\u{200B}'..='\u{200F}'
-                | '\u{2028}'..='\u{202E}'
-                | '\u{2060}'..='\u{2064}'
-                | '\u{2066}'..='\u{206F}'
-                | '\u{FEFF}'
-                | '\u{FFF9}'..='\u{FFFB}'
-        )
-}
-
-/// Text for a human to read, with every [hidden character](is_hidden_char) written as a JSON
-/// escape (`\u202e`), so what is shown is what runs. (Inside a JSON string, the escape means
-/// the same character.)
+/// Text for a human to read, with every character that can hide or reorder text (the set
+/// `SafePath` refuses) written as a JSON escape (`\u202e`), so what is shown is what runs.
+/// (Inside a JSON string, the escape means the same character.)
 pub(crate) fn shown(text: &str) -> std::borrow::Cow<'_, str> {
+    use crate::types::is_hidden_char;
     if !text.chars().any(is_hidden_char) {
         return std::borrow::Cow::Borrowed(text);
     }
@@ -319,10 +302,10 @@ mod tests {
             "purge will run as ed with no arguments"
         );
         // What a human reads is what runs: no character hides or reorders the text.
-        let sneaky = json!({"note": "a\u{202E}b\u{2028}c\u{7F}d😀"});
+        let sneaky = json!({"note": "a\u{202E}b\u{2028}c\u{7F}d😀\u{E0041}"});
         assert_eq!(
             summary("edit", "e\u{200B}d", sneaky.as_object().unwrap()),
-            r#"edit will run as e\u200bd with note = "a\u202eb\u2028c\u007fd😀""#
+            r#"edit will run as e\u200bd with note = "a\u202eb\u2028c\u007fd😀\udb40\udc41""#
         );
         let long = json!({"body": "é".repeat(200)});
         assert!(summary("t", "u", long.as_object().unwrap()).ends_with('…'));

@@ -20,9 +20,9 @@ pub enum PathRule {
     Empty,
     /// A NUL byte, which C APIs read as the end of the path (`report.txt\0.png`).
     NulByte,
-    /// A control character (C0, DEL, C1), a line or paragraph separator, or an invisible or
-    /// bidirectional formatting character (`U+202E`, `U+200B`, ...), which make a name display
-    /// as something else.
+    /// A control character (C0, DEL, C1), a line or paragraph separator, an invisible or
+    /// bidirectional formatting character (`U+202E`, `U+200B`, ...), or an invisible filler or
+    /// tag character (`U+3164`, `U+E0041`, ...), which make a name display as something else.
     ControlChar,
     /// A character that some systems map to `/`, `\` or `.` (fullwidth and mathematical
     /// slashes, fullwidth full stop, the dot leaders): Windows' "best fit" conversion turns

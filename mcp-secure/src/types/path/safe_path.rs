@@ -8,6 +8,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer};
 
 use super::rejection::{PathRejection, PathRule};
+use crate::types::is_hidden_char;
 
 /// A relative path that names something inside a root directory, whatever the root.
 ///
@@ -191,24 +192,6 @@ fn check(path: &str) -> Result<(), PathRejection> {
 
 fn code(c: char) -> String {
     format!("U+{:04X}", u32::from(c))
-}
-
-/// Control characters, line and paragraph separators, and the invisible and bidirectional
-/// formatting characters used to make a name display as another.
-fn is_hidden_char(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{00AD}'
-                | '\u{061C}'
-                | '\u{180E}'
-                | '\u{200B}'..='\u{200F}'
-                | '\u{2028}'..='\u{202E}'
-                | '\u{2060}'..='\u{2064}'
-                | '\u{2066}'..='\u{206F}'
-                | '\u{FEFF}'
-                | '\u{FFF9}'..='\u{FFFB}'
-        )
 }
 
 /// Characters that Windows' "best fit" code-page conversion (or a careless normalization,
