@@ -8,27 +8,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Client, call, code, text};
+use common::{Client, call, code, keygen_with as keygen, text};
 use mcp_secure::approval::{FileApprovalQueue, QueueState};
 use rmcp::ServiceExt;
 use rmcp::transport::TokioChildProcess;
 use serde_json::json;
-
-fn keygen(data: &Path, user: &str, role: &str, env: &str, extra: &[&str]) -> String {
-    let out = Command::new(common::example_bin("customer_service"))
-        .args(["keygen", "--user", user, "--role", role, "--env", env])
-        .args(extra)
-        .arg("--data")
-        .arg(data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "keygen: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
 
 async fn start(data: &Path, token: &str) -> Client {
     let mut cmd = tokio::process::Command::new(common::example_bin("customer_service"));

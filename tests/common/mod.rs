@@ -82,10 +82,21 @@ pub fn example_bin(name: &str) -> std::path::PathBuf {
 
 /// Runs `customer_service keygen` and returns the token it prints.
 pub fn keygen(data: &std::path::Path, user: &str, role: &str, env: &str) -> String {
+    keygen_with(data, user, role, env, &[])
+}
+
+/// [`keygen`] with more flags (`--expires 1h`).
+pub fn keygen_with(
+    data: &std::path::Path,
+    user: &str,
+    role: &str,
+    env: &str,
+    extra: &[&str],
+) -> String {
     let out = std::process::Command::new(example_bin("customer_service"))
-        .args([
-            "keygen", "--user", user, "--role", role, "--env", env, "--data",
-        ])
+        .args(["keygen", "--user", user, "--role", role, "--env", env])
+        .args(extra)
+        .arg("--data")
         .arg(data)
         .output()
         .expect("keygen runs");
