@@ -73,6 +73,23 @@ pub fn check(
     .ok_or_else(|| too_large(max))
 }
 
+/// A body's error, or `too_large` in its place when its result (as
+/// [`ToolError::to_call_result`] writes it) is larger than `max` bytes: a tool's error message
+/// is output like its result, and must not carry past the cap what a result could not.
+pub fn check_error(e: ToolError, max: usize) -> ToolError {
+    // Most errors are short: the message, written twice with every byte escaped at worst
+    // (`\u00XX`), and the rest of the result (under 256 bytes) fit well within the cap, and
+    // nothing is written to tell.
+    let bound = e.message().len().saturating_mul(12).saturating_add(256);
+    if e.details().is_empty() && bound <= max {
+        return e;
+    }
+    match encoded_size(&e.to_call_result(), max) {
+        Some(_) => e,
+        None => too_large(max),
+    }
+}
+
 fn too_large(max: usize) -> ToolError {
     super::too_large("the tool's output is", max)
 }
@@ -160,6 +177,41 @@ mod tests {
         for (shape, size) in SHAPES.iter() {
             assert_eq!(serde_json::to_vec(shape).unwrap().len(), *size);
         }
+    }
+
+    /// A body's error is measured as the result it becomes; the bound that spares measuring
+    /// short ones holds for every code, whatever the message holds.
+    #[test]
+    fn a_bodys_error_is_capped_like_a_result() {
+        let codes = [
+            ErrorCode::Unauthorized,
+            ErrorCode::Forbidden,
+            ErrorCode::RateLimited,
+            ErrorCode::InvalidInput,
+            ErrorCode::TooLarge,
+            ErrorCode::ApprovalRequired,
+            ErrorCode::ApprovalDenied,
+            ErrorCode::Timeout,
+            ErrorCode::Overloaded,
+            ErrorCode::Internal,
+            ErrorCode::NotFound,
+            ErrorCode::Failed,
+            ErrorCode::Cancelled,
+        ];
+        for code in codes {
+            for message in [String::new(), "\u{1}".repeat(40), "é\"".repeat(7)] {
+                let e = ToolError::new(code, message.clone());
+                let size = serde_json::to_vec(&e.to_call_result()).unwrap().len();
+                assert!(size <= message.len() * 12 + 256, "{code}: {size}");
+                assert_eq!(check_error(e.clone(), size), e);
+                if size > 0 {
+                    let refused = check_error(e, size - 1);
+                    assert_eq!(refused.code(), ErrorCode::TooLarge);
+                }
+            }
+        }
+        let detailed = ToolError::failed("x").with_detail("rows", "y".repeat(5_000));
+        assert_eq!(check_error(detailed, 1_000).code(), ErrorCode::TooLarge);
     }
 
     #[test]

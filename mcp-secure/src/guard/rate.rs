@@ -112,7 +112,8 @@ impl KeyedLimit {
         self.collect_garbage();
         verdict.map_err(|wait_ns| {
             let wait = std::time::Duration::from_nanos(wait_ns);
-            let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
+            // Rounded up: a client that waits `retry_after_ms` is then let through.
+            let ms = wait_ns.div_ceil(1_000_000);
             ToolError::new(
                 ErrorCode::RateLimited,
                 format!(
@@ -303,6 +304,25 @@ mod tests {
         l.check("k", "t").unwrap();
         l.check("k", "t").unwrap();
         assert!(l.check("k", "t").is_err());
+    }
+
+    /// `retry_after_ms` is rounded up: waiting exactly that long is enough.
+    #[test]
+    fn retry_after_ms_is_enough_to_wait() {
+        let clock = Clock::manual();
+        let l = KeyedLimit::new(Rate::parse("3/sec").unwrap(), clock.clone(), 1000);
+        for _ in 0..3 {
+            l.check("k", "t").unwrap();
+        }
+        let e = l.check("k", "t").unwrap_err();
+        assert_eq!(e.details()["retry_after_ms"], 334, "333.33 ms, rounded up");
+        clock.advance(Duration::from_millis(333));
+        assert_eq!(
+            l.check("k", "t").unwrap_err().details()["retry_after_ms"],
+            1
+        );
+        clock.advance(Duration::from_millis(1));
+        l.check("k", "t").unwrap();
     }
 
     #[test]

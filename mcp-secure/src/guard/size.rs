@@ -120,7 +120,13 @@ fn add_str(s: &str, n: &mut usize, max: usize) -> bool {
 /// Refuses with `too_large` when the encoded arguments exceed `max` bytes; returns their size.
 #[inline]
 pub fn check(args: &JsonObject, max: usize) -> Result<usize, ToolError> {
-    object_size(args, max).ok_or_else(|| super::too_large("the arguments are", max))
+    object_size(args, max).ok_or_else(|| over(max))
+}
+
+/// The `too_large` refusal of arguments over `max` bytes.
+#[cold]
+pub fn over(max: usize) -> ToolError {
+    super::too_large("the arguments are", max)
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use crate::clock::Clock;
 use crate::guard::approval::{Approvals, DEFAULT_HUMAN_TIMEOUT, DEFAULT_TOKEN_TTL};
 use crate::guard::concurrency::ConcurrencyLimit;
 use crate::guard::rate::{DEFAULT_KEY_THRESHOLD, KeyedLimit};
-use crate::policy::{Approval, Kind, Rate, RoleDecl, Roles};
+use crate::policy::{Approval, Kind, Rate, RoleDecl, Roles, ToolSpec};
 use crate::sandbox::{KernelFeature, Prepared, Runner, SandboxConfig};
 use crate::tool::Tools;
 
@@ -381,6 +381,10 @@ impl<S: Send + Sync + 'static> ServerBuilder<S> {
             self.clock.clone(),
         )
         .map_err(BuildError::Invalid)?;
+        let max_input = tools
+            .iter()
+            .map(|t| t.spec.max_input)
+            .fold(ToolSpec::DEFAULT_MAX_INPUT, usize::max);
         Ok(SecureServer {
             inner: Arc::new(Inner {
                 approvals,
@@ -396,6 +400,7 @@ impl<S: Send + Sync + 'static> ServerBuilder<S> {
                 principal_limit: self
                     .principal_rate
                     .map(|r| KeyedLimit::new(r, self.clock.clone(), DEFAULT_KEY_THRESHOLD)),
+                max_input,
                 max_output: self.max_output,
             }),
             transport: "direct",

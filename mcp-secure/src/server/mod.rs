@@ -72,6 +72,9 @@ struct Inner<S> {
     authenticator: Arc<dyn Authenticator>,
     audit: Arc<record::AuditGuard>,
     principal_limit: Option<KeyedLimit>,
+    /// The size cap on arguments before the caller is known: the largest of any tool's
+    /// `max_input` (and the default, for unknown names), the same for every name.
+    max_input: usize,
     max_output: usize,
     approvals: Approvals,
 }

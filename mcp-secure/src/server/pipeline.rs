@@ -16,7 +16,6 @@ use crate::auth::{Credential, Principal};
 use crate::ctx::Ctx;
 use crate::error::{ErrorCode, ToolError};
 use crate::guard::{approval, authn, authz, output, size, timeout};
-use crate::policy::ToolSpec;
 
 impl<S: Send + Sync + 'static> SecureServer<S> {
     /// Runs one call through every guard and returns the tool result (refusals included, as
@@ -157,10 +156,12 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
             record.ready()?;
 
             // 1. Size, before anything reads the arguments. (In a block: the call's future
-            //    keeps no slot for the answer while later steps wait.)
+            //    keeps no slot for the answer while later steps wait.) The caller is not known
+            //    yet: the cap is the same for every name, the largest of any tool's, so that
+            //    strangers learn nothing about names (nor caps); the tool's own is applied once
+            //    the caller is known, below.
             {
-                let max_input = entry.map_or(ToolSpec::DEFAULT_MAX_INPUT, |e| e.spec.max_input);
-                let size = size::check(record.args(), max_input);
+                let size = size::check(record.args(), inner.max_input);
                 record.set_args_size(
                     size.as_ref()
                         .map_or(ArgsSize::OverCap, |&n| ArgsSize::Bytes(n)),
@@ -188,6 +189,12 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
                 ToolError::invalid_input(format!("there is no tool named `{name}`"))
             })?;
             let spec = entry.spec;
+
+            // 1 (continued). The tool's own size cap, on the size measured above.
+            if record.args_bytes() > spec.max_input {
+                record.set_args_size(ArgsSize::OverCap);
+                return Err(size::over(spec.max_input));
+            }
 
             // 3. Authorize.
             authz::check(&inner.roles, &principal, spec)?;
@@ -240,7 +247,8 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
             // its own): the client's cancellation reaches it, and a timeout cancels it for
             // whatever the body started. Borrowed from the request while the request stays
             // here; a handle of its own only when the request goes into the body's `Ctx`.
-            let mut result = match &entry.sandbox {
+            // A body's own error is output too: under the same cap (`output::check_error`).
+            let ran = match &entry.sandbox {
                 // In a sandboxed worker process, killed and reaped on timeout or cancellation.
                 // Boxed: the calls that run in process do not carry the worker's I/O state.
                 Some(sandbox) => {
@@ -248,14 +256,14 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
                     let raw = record.args().clone();
                     let mut own = None;
                     let cancel = token(request, &mut own);
-                    Box::pin(sandbox.call(raw, &principal, spec.timeout, cancel)).await?
+                    Box::pin(sandbox.call(raw, &principal, spec.timeout, cancel)).await
                 }
                 None => match entry.handler.call_without_ctx(parsed) {
                     // A body that takes no `Ctx`: none is built.
                     Ok(body) => {
                         let mut own = None;
                         let cancel = token(request, &mut own);
-                        timeout::run(body, spec.timeout, cancel).await?
+                        timeout::run(body, spec.timeout, cancel).await
                     }
                     Err(parsed) => {
                         // The request goes into the `Ctx`: the body's token, a handle of
@@ -267,10 +275,11 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
                             request.take(),
                             &cancel,
                         );
-                        timeout::run(entry.handler.call(ctx, parsed), spec.timeout, &cancel).await?
+                        timeout::run(entry.handler.call(ctx, parsed), spec.timeout, &cancel).await
                     }
                 },
             };
+            let mut result = ran.map_err(|e| output::check_error(e, inner.max_output))?;
 
             // 8. Output cap. The content's text, written to measure it, is the record's output.
             let content = output::check(&mut result, inner.max_output)?;

@@ -280,6 +280,17 @@ impl<'a> CallRecord<'a> {
         }
     }
 
+    /// The arguments' size as the size guard measured it (0 before it did, `usize::MAX` over
+    /// its cap).
+    #[inline]
+    pub(super) fn args_bytes(&self) -> usize {
+        match self.args_size {
+            ArgsSize::Bytes(n) => n,
+            ArgsSize::Unmeasured => 0,
+            ArgsSize::OverCap => usize::MAX,
+        }
+    }
+
     #[inline]
     pub(super) fn set_principal(&mut self, p: Cow<'a, Arc<Principal>>) {
         self.principal = Some(p);
