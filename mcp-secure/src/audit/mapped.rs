@@ -10,6 +10,8 @@
 //!   The spool is created mode 0600 beside the audit log, held under an exclusive lock while a
 //!   sink uses it, and only ever grown by us; its documentation tells operators that only the
 //!   server may write the log's directory (which a tamper-evident audit log needs anyway).
+//!   A page of the file with no block behind it (a sparse file) faults too when its block
+//!   cannot be allocated (a full disk): the spool writes its ring's bytes before mapping it.
 //!   Another process that writes into the file changes bytes we read back, which the spool
 //!   treats as it treats any record: bytes, copied out to the log.
 //! - **The header's counters as atomics** (`AtomicU64::from_ptr`). Each counter is an aligned

@@ -21,14 +21,17 @@ use super::{AuditError, AuditEvent, AuditEventRef, AuditSink};
 /// The first header word of every spool: `mcpspol1`.
 const MAGIC: u64 = u64::from_le_bytes(*b"mcpspol1");
 /// The header's words: the magic, the ring's capacity in bytes, then three counters of bytes
-/// since the spool was made. `HEAD` bytes were copied in and `DRAINED` bytes appended to the
-/// log; spool byte `n` is at the log's offset `BASE + n` (wrapping), as far as the sink knows.
+/// since the spool was made (or last recovered). `HEAD` bytes were copied in and `DRAINED`
+/// bytes appended to the log; spool byte `n` is at the log's offset `BASE + n` (wrapping), as
+/// far as the sink knows. `DIRECT`, while not 0, says that a record is being written straight
+/// to the log from spool position `DIRECT - 1` (so that a crash that cuts it can be undone).
 const W_MAGIC: usize = 0;
 const W_CAPACITY: usize = 1;
 const W_HEAD: usize = 2;
 const W_DRAINED: usize = 3;
 const W_BASE: usize = 4;
-const _: () = assert!(W_BASE < WORDS);
+const W_DIRECT: usize = 5;
+const _: () = assert!(W_DIRECT < WORDS);
 
 /// The ring's size when a spool is made: a thousand or more records of the usual size.
 const CAPACITY: usize = 1 << 20;
@@ -99,8 +102,12 @@ const fn ticks(d: Duration) -> u32 {
 /// same log, in this process or another, is refused ("the audit log ... is in use by another
 /// sink"), and so is a sink on a new log at the path of one renamed away while its sink still
 /// holds the spool. Only the server may write the log's directory: another process that
-/// truncated the spool while it is mapped would crash the server (`SIGBUS`). A file at the
-/// spool's path that is not a spool is left alone and refused.
+/// truncated the spool while it is mapped would crash the server (`SIGBUS`). The spool's
+/// blocks are written (allocated) when it is opened, so that a full disk refuses the open
+/// rather than faulting a record's copy later (on a copy-on-write file system, such as btrfs,
+/// a full disk can still fault it). A file at the spool's path that is not a spool is left
+/// alone and refused. A record written straight to the log that a crash cut short is cut
+/// off by the next open.
 pub struct SpooledJsonLinesSink {
     shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -332,8 +339,11 @@ impl Shared {
                 continue; // records stored since: append them first
             }
             let mut written = 0;
+            let at = state.drained();
+            state.map.word(W_DIRECT).store(at + 1, Ordering::Release);
             let outcome = write_counting(&drainer.log, line, &mut written);
             self.account_direct(&mut state, written);
+            state.map.word(W_DIRECT).store(0, Ordering::Release);
             drainer.torn = outcome.is_err() && written > 0;
             return self.settle(&mut state, outcome);
         }
@@ -421,6 +431,9 @@ impl SpooledJsonLinesSink {
             Ok(spool) => {
                 let map = Self::reopen(&spool, &spool_path)?;
                 recover(&mut log, &path, &map)?;
+                // Nothing waits now: the ring's blocks are allocated (a spool made sparse by
+                // an earlier version, or by someone else, would fault on a full disk).
+                fill(&spool, map.ring().len() as u64)?;
                 (spool, map)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -534,7 +547,7 @@ impl SpooledJsonLinesSink {
             header.extend_from_slice(&word.to_le_bytes());
         }
         file.write_all(&header)?;
-        file.set_len(HEADER + capacity as u64)?;
+        fill(&file, capacity as u64)?;
         std::fs::rename(&fresh, path)?;
         let map = Mapped::new(&file, capacity)?;
         Ok((file, map))
@@ -603,6 +616,21 @@ impl Drop for SpooledJsonLinesSink {
     }
 }
 
+/// Writes zeros over the spool's ring (`capacity` bytes at [`HEADER`]), so that the file
+/// system allocates its blocks now: a page of a sparse file mapped into memory gets its block
+/// when first written, and a full disk would then fail that store with `SIGBUS` instead of an
+/// error (here, a refusal to open).
+fn fill(file: &File, capacity: u64) -> std::io::Result<()> {
+    let zeros = vec![0u8; 64 * 1024];
+    let mut at = 0;
+    while at < capacity {
+        let n = (capacity - at).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..n], HEADER + at)?;
+        at += n as u64;
+    }
+    Ok(())
+}
+
 /// Takes `file`'s exclusive lock (`flock`), or says that another process holds it.
 fn lock_exclusive(file: &File, what: &str, path: &Path) -> std::io::Result<()> {
     file.try_lock().map_err(|e| match e {
@@ -631,9 +659,20 @@ fn recover(log: &mut File, path: &Path, map: &Mapped) -> std::io::Result<()> {
     // `DRAINED` runs ahead of `HEAD` only between the two stores of a direct write.
     let drained = map.word(W_DRAINED).load(Ordering::Acquire).min(head);
     let base = map.word(W_BASE).load(Ordering::Acquire);
+    let direct = map.word(W_DIRECT).load(Ordering::Acquire);
     let mut waiting = Vec::new();
     copy_out(map, drained, head, &mut waiting);
-    let len = log.metadata()?.len();
+    let mut len = log.metadata()?.len();
+    if direct != 0 && waiting.is_empty() {
+        // The crash came during a record written straight to the log (never answered): a
+        // line it left cut short is cut off.
+        let at = base.wrapping_add(direct - 1);
+        if at < len && cut_line_at(path, at, len)? {
+            tracing::warn!(log = %path.display(), cut = len - at, "cutting a record the crash cut short");
+            log.set_len(at)?;
+            len = at;
+        }
+    }
     let known = base.wrapping_add(drained);
     let mut skip = 0;
     if len > known && len - known <= waiting.len() as u64 {
@@ -643,12 +682,14 @@ fn recover(log: &mut File, path: &Path, map: &Mapped) -> std::io::Result<()> {
             skip = tail.len();
         }
     }
-    // Past bytes the crashed thread appended, the waiting ones continue the line it cut;
+    // Past bytes the crashed thread appended, or after a log just as long as the sink knew it
+    // (an append that failed inside a line), the waiting ones continue the line it cut;
     // otherwise a line cut short (by a crash, or a failed write) gets its newline first.
-    let mut appended = if skip == 0 {
-        end_line(log, path, len)?
-    } else {
+    let continues = skip > 0 || (len == known && !waiting.is_empty());
+    let mut appended = if continues {
         0
+    } else {
+        end_line(log, path, len)?
     };
     let rest = &waiting[skip..];
     log.write_all(rest)?;
@@ -657,11 +698,38 @@ fn recover(log: &mut File, path: &Path, map: &Mapped) -> std::io::Result<()> {
         // The records are in the log for good before the spool forgets them.
         log.sync_data()?;
     }
+    map.word(W_DIRECT).store(0, Ordering::Release);
+    // Then the counters start again from 0 (a spool found on disk may hold any values): in
+    // an order where a crash between two stores leaves nothing waiting.
     map.word(W_DRAINED).store(head, Ordering::Release);
-    map.word(W_HEAD).store(head, Ordering::Release);
-    map.word(W_BASE)
-        .store((len + appended).wrapping_sub(head), Ordering::Release);
+    map.word(W_BASE).store(len + appended, Ordering::Release);
+    map.word(W_HEAD).store(0, Ordering::Release);
+    map.word(W_DRAINED).store(0, Ordering::Release);
     Ok(())
+}
+
+/// Whether the log at `path` (`len` bytes long) has, from `at`, one line cut short: a line
+/// that starts at `at` and has no newline.
+fn cut_line_at(path: &Path, at: u64, len: u64) -> std::io::Result<bool> {
+    let file = File::open(path)?;
+    if at > 0 {
+        let mut before = [0u8];
+        file.read_exact_at(&mut before, at - 1)?;
+        if before[0] != b'\n' {
+            return Ok(false);
+        }
+    }
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut from = at;
+    while from < len {
+        let n = (len - from).min(chunk.len() as u64) as usize;
+        file.read_exact_at(&mut chunk[..n], from)?;
+        if chunk[..n].contains(&b'\n') {
+            return Ok(false);
+        }
+        from += n as u64;
+    }
+    Ok(true)
 }
 
 /// Appends a newline to the log at `path` (`len` bytes long) if it ends inside a line;
@@ -715,7 +783,12 @@ mod tests {
             "a cut line: {text:?}"
         );
         text.lines()
-            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line:?}")))
+            .map(|line| {
+                serde_json::from_str(line).unwrap_or_else(|e| {
+                    let start: String = line.chars().take(200).collect();
+                    panic!("{e}: {start:?} ({} bytes)", line.len())
+                })
+            })
             .collect()
     }
 
@@ -724,6 +797,23 @@ mod tests {
             .iter()
             .map(|line| line["id"].as_str().unwrap_or("").to_owned())
             .collect()
+    }
+
+    /// Opens, retrying while the lock is held: a child that another test forked while this
+    /// process held the lock keeps holding it until it `exec`s.
+    fn open_retrying(path: &Path) -> SpooledJsonLinesSink {
+        let start = std::time::Instant::now();
+        loop {
+            match SpooledJsonLinesSink::open(path) {
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        && start.elapsed() < Duration::from_secs(10) =>
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                opened => return opened.unwrap(),
+            }
+        }
     }
 
     fn numbered(prefix: &str, n: usize) -> Vec<String> {
@@ -1244,7 +1334,7 @@ mod tests {
         let Some(path) = std::env::var_os("MCP_SECURE_SPOOL_CHILD") else {
             return; // run as a test of its own: nothing to do
         };
-        let sink = SpooledJsonLinesSink::open(Path::new(&path)).unwrap();
+        let sink = open_retrying(Path::new(&path));
         let mut out = std::io::stdout().lock();
         for i in 0.. {
             sink.record(&event(format!("k{i}"))).unwrap();
@@ -1279,7 +1369,7 @@ mod tests {
             child.wait().unwrap();
             assert!(SpooledJsonLinesSink::spool_path_of(&path).exists());
             // Rename this round's records so that rounds stay apart.
-            let sink = SpooledJsonLinesSink::open(&path).unwrap();
+            let sink = open_retrying(&path);
             sink.close().unwrap();
             let text = std::fs::read_to_string(&path).unwrap();
             let renamed = text.replace("\"id\":\"k", &format!("\"id\":\"r{round}-k"));
@@ -1302,5 +1392,339 @@ mod tests {
             assert_eq!(mine, expected.iter().collect::<Vec<_>>());
             assert_eq!(mine[..stored.len()], stored.iter().collect::<Vec<_>>()[..]);
         }
+    }
+
+    /// The child of [`a_spool_kept_after_a_cut_append_continues_its_line`]: under a soft
+    /// file-size limit, its append stops inside a record; closing fails, the spool is kept.
+    #[test]
+    fn cut_append_child() {
+        let Some(path) = std::env::var_os("MCP_SECURE_CUT_CHILD") else {
+            return; // run as a test of its own: nothing to do
+        };
+        let sink =
+            SpooledJsonLinesSink::open_with(Path::new(&path), 64 * 1024, NEVER, false).unwrap();
+        for id in numbered("a", 20) {
+            sink.record(&event(id)).unwrap();
+        }
+        let e = sink.flush().unwrap_err();
+        assert!(e.0.contains("File too large"), "{e}");
+        assert!(sink.close().is_err());
+        drop(sink);
+        println!("cut child done");
+    }
+
+    /// A full disk (here a file-size limit) cuts the thread's append inside a record, and the
+    /// server stops with the spool kept: the next open continues that record's line.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_spool_kept_after_a_cut_append_continues_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let limit = 256 * 1024;
+        let mut filler = String::new();
+        let mut expected = Vec::new();
+        while filler.len() < limit - 1000 - 64 {
+            let id = format!("f{}", expected.len());
+            filler.push_str(&format!("{{\"id\":\"{id}\"}}\n"));
+            expected.push(id);
+        }
+        let pad = limit - 1000 - filler.len() - "{\"id\":\"pad\",\"p\":\"\"}\n".len();
+        filler.push_str(&format!(
+            "{{\"id\":\"pad\",\"p\":\"{}\"}}\n",
+            "x".repeat(pad)
+        ));
+        expected.push("pad".into());
+        assert_eq!(filler.len(), limit - 1000);
+        std::fs::write(&path, &filler).unwrap();
+        let script = "trap '' XFSZ; ulimit -S -f 256; \
+                      exec \"$0\" audit::spool::tests::cut_append_child --exact --nocapture";
+        let out = std::process::Command::new("bash")
+            .args(["-c", script])
+            .arg(std::env::current_exe().unwrap())
+            .env("MCP_SECURE_CUT_CHILD", &path)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("cut child done"),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The append stopped inside a record.
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.len(), limit);
+        assert!(!text.ends_with('\n'));
+        drop(SpooledJsonLinesSink::open(&path).unwrap());
+        expected.extend(numbered("a", 20));
+        assert_eq!(ids(&path), expected);
+    }
+
+    /// A spool whose counters are near the end of `u64` (corrupted, or written by someone
+    /// else) is refused, or works: no overflow on the next record.
+    #[test]
+    fn a_spool_with_counters_near_their_end_does_not_overflow() {
+        for capacity in [64 * 1024u64, 1000] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("audit.jsonl");
+            crashed_with(&path, "a", 3);
+            let spool = SpooledJsonLinesSink::spool_path_of(&path);
+            let mut bytes = std::fs::read(&spool).unwrap();
+            let near = u64::MAX - 5;
+            for (w, value) in [(W_CAPACITY, capacity), (W_HEAD, near), (W_DRAINED, near)] {
+                bytes[w * 8..w * 8 + 8].copy_from_slice(&value.to_le_bytes());
+            }
+            bytes.truncate((HEADER + capacity) as usize);
+            std::fs::write(&spool, &bytes).unwrap();
+            let sink = match SpooledJsonLinesSink::open_with(&path, 4096, NEVER, false) {
+                Ok(sink) => sink,
+                Err(e) => {
+                    assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{e}");
+                    continue;
+                }
+            };
+            for id in numbered("b", 30) {
+                sink.record(&event(id)).unwrap();
+            }
+            sink.close().unwrap();
+            assert_eq!(ids(&path), numbered("b", 30));
+        }
+    }
+
+    /// The child of [`a_nearly_full_disk_refuses_records_and_does_not_crash`]: in a tmpfs of
+    /// 1 MiB filled but for two pages, opens a sink and records.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn full_disk_child() {
+        let Some(dir) = std::env::var_os("MCP_SECURE_FULL_CHILD") else {
+            return; // run as a test of its own: nothing to do
+        };
+        let dir = PathBuf::from(dir);
+        let mut filler = File::create(dir.join("filler")).unwrap();
+        let page = vec![b'x'; 4096];
+        while filler.write_all(&page).is_ok() {}
+        let len = filler.metadata().unwrap().len();
+        filler.set_len(len / 4096 * 4096 - 2 * 4096).unwrap();
+        match SpooledJsonLinesSink::open(dir.join("audit.jsonl")) {
+            Err(e) => println!("refused at open: {e}"),
+            Ok(sink) => {
+                let mut refused = 0;
+                for id in numbered("a", 2000) {
+                    refused += usize::from(sink.record(&event(id)).is_err());
+                }
+                println!("{refused} refused");
+                drop(sink);
+            }
+        }
+        println!("full child done");
+    }
+
+    /// The documented failure of a full disk is a refusal (of the open, or of records), not
+    /// a crash: the spool's pages must not need the disk's space when a record is copied in.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_nearly_full_disk_refuses_records_and_does_not_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let mount = dir.path().join("small");
+        std::fs::create_dir(&mount).unwrap();
+        let script = "mount -t tmpfs -o size=1m tmpfs \"$1\" && echo mounted && \
+                      exec \"$0\" audit::spool::tests::full_disk_child --exact --nocapture";
+        let out = std::process::Command::new("unshare")
+            .args(["-r", "-m", "sh", "-c", script])
+            .arg(std::env::current_exe().unwrap())
+            .arg(&mount)
+            .env("MCP_SECURE_FULL_CHILD", &mount)
+            .output();
+        let Ok(out) = out else {
+            eprintln!("skipped: no unshare");
+            return;
+        };
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if !stdout.contains("mounted") {
+            eprintln!("skipped: cannot mount a tmpfs in a user namespace");
+            return;
+        }
+        assert!(
+            out.status.success() && stdout.contains("full child done"),
+            "{:?}\n{stdout}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The child of [`killed_at_random_with_16_producers_nothing_is_lost`]: 16 threads record
+    /// into a small ring (often full, wrapping many times; with `MCP_SECURE_STRESS_BIG`, now and
+    /// then a record larger than it), each printing its id once stored.
+    #[test]
+    fn stress_child() {
+        let Some(path) = std::env::var_os("MCP_SECURE_STRESS_CHILD") else {
+            return; // run as a test of its own: nothing to do
+        };
+        let round = std::env::var("MCP_SECURE_STRESS_ROUND").unwrap();
+        let big = std::env::var_os("MCP_SECURE_STRESS_BIG").is_some();
+        let start = std::time::Instant::now();
+        let sink = loop {
+            // Retried as in `open_retrying`.
+            match SpooledJsonLinesSink::open_with(
+                Path::new(&path),
+                16 * 1024,
+                Duration::from_millis(1),
+                true,
+            ) {
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        && start.elapsed() < Duration::from_secs(10) =>
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                opened => break opened.unwrap(),
+            }
+        };
+        let out = Mutex::new(std::io::stdout());
+        std::thread::scope(|s| {
+            for t in 0..16 {
+                let (sink, out, round) = (&sink, &out, &round);
+                s.spawn(move || {
+                    for n in 0.. {
+                        let id = format!("r{round}-t{t}-{n}");
+                        let mut e = event(id.clone());
+                        if big && n % 20 == 7 {
+                            e.error = Some("x".repeat(200_000));
+                        }
+                        sink.record(&e).unwrap();
+                        let mut out = lock(out);
+                        writeln!(out, "stored {id}").unwrap();
+                        out.flush().unwrap();
+                    }
+                });
+            }
+        });
+    }
+
+    /// Opens (recovering) and closes: killed at random by the stress test.
+    #[test]
+    fn recover_child() {
+        let Some(path) = std::env::var_os("MCP_SECURE_RECOVER_CHILD") else {
+            return; // run as a test of its own: nothing to do
+        };
+        drop(open_retrying(Path::new(&path)));
+        println!("recovered");
+    }
+
+    fn child_of(test: &str) -> std::process::Command {
+        let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+        command
+            .args([test, "--exact", "--nocapture"])
+            .stderr(std::process::Stdio::null());
+        command
+    }
+
+    fn stress(big: bool, rounds: usize) {
+        use std::collections::HashMap;
+        use std::io::BufRead;
+        let mut seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+            | 1;
+        eprintln!("seed {seed}");
+        let mut next = move |bound: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % bound
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        for round in 0..rounds {
+            // What the log held before this round: recovery only appends after it.
+            let before = std::fs::metadata(&path).map_or(0, |m| m.len()) as usize;
+            let mut command = child_of("audit::spool::tests::stress_child");
+            command
+                .env("MCP_SECURE_STRESS_CHILD", &path)
+                .env("MCP_SECURE_STRESS_ROUND", round.to_string())
+                .stdout(std::process::Stdio::piped());
+            if big {
+                command.env("MCP_SECURE_STRESS_BIG", "1");
+            }
+            let mut child = command.spawn().unwrap();
+            let stdout = child.stdout.take().unwrap();
+            let (tx, rx) = std::sync::mpsc::channel();
+            let reader = std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    if let Some(id) = line.strip_prefix("stored ") {
+                        let _ = tx.send(id.to_owned());
+                    }
+                }
+            });
+            let first = rx
+                .recv_timeout(Duration::from_secs(20))
+                .expect("child stores");
+            std::thread::sleep(Duration::from_micros(next(30_000)));
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+            reader.join().unwrap();
+            let mut acked = vec![first];
+            acked.extend(rx.try_iter());
+            // Now and then the recovery is killed too: a record may then be appended twice.
+            let killed_recovery = next(3) == 0;
+            if killed_recovery {
+                let mut child = child_of("audit::spool::tests::recover_child")
+                    .env("MCP_SECURE_RECOVER_CHILD", &path)
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap();
+                std::thread::sleep(Duration::from_micros(next(20_000)));
+                child.kill().unwrap();
+                child.wait().unwrap();
+            }
+            open_retrying(&path).close().unwrap();
+            let text = std::fs::read(&path).unwrap();
+            assert!(text.ends_with(b"\n"), "round {round}: a cut last line");
+            // Every line whole JSON.
+            let ids: Vec<String> = text[before..]
+                .split(|&b| b == b'\n')
+                .filter(|line| !line.is_empty())
+                .map(|line| {
+                    let value: serde_json::Value =
+                        serde_json::from_slice(line).unwrap_or_else(|e| {
+                            let start = String::from_utf8_lossy(&line[..line.len().min(200)]);
+                            panic!("round {round}: {e}: {start:?} ({} bytes)", line.len())
+                        });
+                    value["id"].as_str().unwrap().to_owned()
+                })
+                .collect();
+            let mut count: HashMap<&str, usize> = HashMap::new();
+            for id in &ids {
+                *count.entry(id.as_str()).or_default() += 1;
+            }
+            for id in &acked {
+                assert!(count.contains_key(id.as_str()), "round {round}: {id} lost");
+            }
+            let most = if killed_recovery { 2 } else { 1 };
+            for (id, n) in &count {
+                assert!(id.starts_with(&format!("r{round}-")), "round {round}: {id}");
+                assert!(*n <= most, "round {round}: {id} {n} times (at most {most})");
+            }
+            // Each thread's records in its order, with no gap.
+            let mut last: HashMap<String, i64> = HashMap::new();
+            for id in &ids {
+                let (thread, n) = id.rsplit_once('-').unwrap();
+                let n: i64 = n.parse().unwrap();
+                let last = last.entry(thread.to_owned()).or_insert(-1);
+                assert!(n <= *last + 1, "round {round}: {id} after {last}");
+                *last = (*last).max(n);
+            }
+        }
+    }
+
+    #[test]
+    fn killed_at_random_with_16_producers_nothing_is_lost() {
+        stress(false, 40);
+    }
+
+    #[test]
+    fn killed_at_random_with_records_larger_than_the_ring_nothing_is_lost() {
+        stress(true, 40);
     }
 }
