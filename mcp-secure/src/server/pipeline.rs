@@ -159,7 +159,7 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
             //    keeps no slot for the answer while later steps wait.) The caller is not known
             //    yet: the cap is the same for every name, the largest of any tool's, so that
             //    strangers learn nothing about names (nor caps); the tool's own is applied once
-            //    the caller is known, below.
+            //    the caller is known to be allowed the tool, below.
             {
                 let size = size::check(record.args(), inner.max_input);
                 record.set_args_size(
@@ -190,14 +190,15 @@ impl<S: Send + Sync + 'static> SecureServer<S> {
             })?;
             let spec = entry.spec;
 
-            // 1 (continued). The tool's own size cap, on the size measured above.
+            // 3. Authorize.
+            authz::check(&inner.roles, &principal, spec)?;
+
+            // 1 (continued). The tool's own size cap, on the size measured above: once the
+            //    caller may use the tool, so that it tells no one else the tool's cap.
             if record.args_bytes() > spec.max_input {
                 record.set_args_size(ArgsSize::OverCap);
                 return Err(size::over(spec.max_input));
             }
-
-            // 3. Authorize.
-            authz::check(&inner.roles, &principal, spec)?;
 
             // 4. Rate: the server-wide limit per principal, then the tool's, at the time the
             //    call arrived (the limiters and the record share the server's clock).
