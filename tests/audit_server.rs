@@ -319,6 +319,16 @@ async fn the_sqlite_sink_answers_queries_by_user_tool_and_outcome() {
     let keys = keys();
     let dir = tempfile::tempdir().unwrap();
     let sqlite = Arc::new(SqliteSink::open(dir.path().join("audit.db")).unwrap());
+    // The records hold every call's input and output: the database is its owner's alone.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("audit.db"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
     let server = builder(&keys).audit(sqlite.clone()).build().unwrap();
     for _ in 0..3 {
         call(&server, &keys.reader, "secrets_vault", json!({})).await;

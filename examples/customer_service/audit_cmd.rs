@@ -132,7 +132,6 @@ pub fn open(data: &Path) -> Result<Sinks, String> {
         .signing_key(key);
     let log =
         AuditLog::open(data.join("audit.jsonl"), config).map_err(|e| format!("audit log: {e}"))?;
-    crate::private_file(&data.join("audit.db"))?;
     let sqlite =
         SqliteSink::open(data.join("audit.db")).map_err(|e| format!("audit database: {e}"))?;
     let webhook = match std::env::var("MCP_SECURE_ALERT_WEBHOOK") {

@@ -300,7 +300,7 @@ fn private_dir(dir: &Path) -> Result<(), String> {
 
 /// Creates `path` empty, readable by its owner only, unless it exists: SQLite then opens it
 /// (and makes its `-wal` and `-shm` files) with the same mode.
-pub(crate) fn private_file(path: &Path) -> Result<(), String> {
+fn private_file(path: &Path) -> Result<(), String> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(false);
     #[cfg(unix)]

@@ -139,13 +139,14 @@ fn sql_err(e: rusqlite::Error) -> AuditError {
 }
 
 impl SqliteSink {
-    /// Opens (creating) the database and its table.
+    /// Opens (creating, mode 0600, as the JSON-lines sinks do; SQLite gives its `-wal` and
+    /// `-shm` files the same mode) the database and its table.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, AuditError> {
         let path = path.as_ref();
-        if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| AuditError(format!("{}: {e}", dir.display())))?;
-        }
+        // Created empty before SQLite opens it, which would make it world-readable under the
+        // usual umask: the records hold every call's input and output.
+        super::log::open_append(path, false)
+            .map_err(|e| AuditError(format!("{}: {e}", path.display())))?;
         let conn = Connection::open(path).map_err(sql_err)?;
         conn.execute_batch(SCHEMA).map_err(sql_err)?;
         Ok(SqliteSink {
