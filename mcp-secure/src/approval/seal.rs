@@ -484,12 +484,7 @@ mod tests {
         assert_eq!(r.redeem(&seal("old", 150), 100), Ok(()));
         drop(r);
         // A torn line, as a crash mid-write would leave it.
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .unwrap()
-            .write_all(b"tor")
-            .unwrap();
+        tear(&path);
         let r = Redeemed::open(10, &path, 200).unwrap();
         assert_eq!(r.redeem(&seal("a", 1_000), 200), Err(RedeemError::Replayed));
         assert_eq!(r.redeem(&seal("b", 1_000), 200), Ok(()));
@@ -502,6 +497,16 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    /// Ends the journal with a torn line, as a crash mid-write leaves it.
+    fn tear(path: &Path) {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .unwrap()
+            .write_all(b"tor")
+            .unwrap();
     }
 
     #[test]
@@ -520,12 +525,7 @@ mod tests {
         assert_eq!(two.redeem(&seal("b"), 100), Ok(()));
         assert_eq!(one.redeem(&seal("b"), 100), Err(RedeemError::Replayed));
         // A third process dies mid-line; the next redemption starts a line of its own.
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .unwrap()
-            .write_all(b"tor")
-            .unwrap();
+        tear(&path);
         assert_eq!(one.redeem(&seal("c"), 100), Ok(()));
         drop((one, two));
         let three = Redeemed::open(10, &path, 100).unwrap();

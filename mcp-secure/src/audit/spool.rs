@@ -802,9 +802,14 @@ mod tests {
     /// Opens, retrying while the lock is held: a child that another test forked while this
     /// process held the lock keeps holding it until it `exec`s.
     fn open_retrying(path: &Path) -> SpooledJsonLinesSink {
+        retrying(|| SpooledJsonLinesSink::open(path))
+    }
+
+    /// `open`, retried for up to 10 s while the spool's lock is held.
+    fn retrying(open: impl Fn() -> std::io::Result<SpooledJsonLinesSink>) -> SpooledJsonLinesSink {
         let start = std::time::Instant::now();
         loop {
-            match SpooledJsonLinesSink::open(path) {
+            match open() {
                 Err(e)
                     if e.kind() == std::io::ErrorKind::WouldBlock
                         && start.elapsed() < Duration::from_secs(10) =>
@@ -814,6 +819,30 @@ mod tests {
                 opened => return opened.unwrap(),
             }
         }
+    }
+
+    /// Runs this binary's test `child` (told `path` in `env`) under a soft file-size limit of
+    /// `blocks` KiB, with `SIGXFSZ` ignored (a write past it fails with `EFBIG`), and asserts
+    /// that it ran to the end (it prints `<child> done`).
+    #[cfg(target_os = "linux")]
+    fn run_under_file_limit(child: &str, env: &str, path: &Path, blocks: u32) {
+        let script = format!(
+            "trap '' XFSZ; ulimit -S -f {blocks}; \
+             exec \"$0\" audit::spool::tests::{child} --exact --nocapture"
+        );
+        let out = std::process::Command::new("bash")
+            .args(["-c", &script])
+            .arg(std::env::current_exe().unwrap())
+            .env(env, path)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let done = format!("{child} done");
+        assert!(
+            out.status.success() && stdout.contains(&done),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     fn numbered(prefix: &str, n: usize) -> Vec<String> {
@@ -1269,7 +1298,7 @@ mod tests {
         assert!(!lock(&sink.shared.drainer).torn);
         sink.record(&event("c")).unwrap();
         sink.close().unwrap();
-        println!("torn child done");
+        println!("torn_child done");
     }
 
     #[cfg(all(feature = "sandbox", target_os = "linux"))]
@@ -1277,20 +1306,7 @@ mod tests {
     fn a_record_cut_short_leaves_the_next_on_a_line_of_its_own() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
-        let script = "trap '' XFSZ; ulimit -S -f 72; \
-                      exec \"$0\" audit::spool::tests::torn_child --exact --nocapture";
-        let out = std::process::Command::new("bash")
-            .args(["-c", script])
-            .arg(std::env::current_exe().unwrap())
-            .env("MCP_SECURE_TORN_CHILD", &path)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && stdout.contains("torn child done"),
-            "{stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        run_under_file_limit("torn_child", "MCP_SECURE_TORN_CHILD", &path, 72);
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<_> = text.lines().collect();
         assert_eq!(lines.len(), 4, "{text}");
@@ -1410,7 +1426,7 @@ mod tests {
         assert!(e.0.contains("File too large"), "{e}");
         assert!(sink.close().is_err());
         drop(sink);
-        println!("cut child done");
+        println!("cut_append_child done");
     }
 
     /// A full disk (here a file-size limit) cuts the thread's append inside a record, and the
@@ -1436,20 +1452,7 @@ mod tests {
         expected.push("pad".into());
         assert_eq!(filler.len(), limit - 1000);
         std::fs::write(&path, &filler).unwrap();
-        let script = "trap '' XFSZ; ulimit -S -f 256; \
-                      exec \"$0\" audit::spool::tests::cut_append_child --exact --nocapture";
-        let out = std::process::Command::new("bash")
-            .args(["-c", script])
-            .arg(std::env::current_exe().unwrap())
-            .env("MCP_SECURE_CUT_CHILD", &path)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && stdout.contains("cut child done"),
-            "{stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        run_under_file_limit("cut_append_child", "MCP_SECURE_CUT_CHILD", &path, 256);
         // The append stopped inside a record.
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.len(), limit);
@@ -1561,24 +1564,14 @@ mod tests {
         };
         let round = std::env::var("MCP_SECURE_STRESS_ROUND").unwrap();
         let big = std::env::var_os("MCP_SECURE_STRESS_BIG").is_some();
-        let start = std::time::Instant::now();
-        let sink = loop {
-            // Retried as in `open_retrying`.
-            match SpooledJsonLinesSink::open_with(
+        let sink = retrying(|| {
+            SpooledJsonLinesSink::open_with(
                 Path::new(&path),
                 16 * 1024,
                 Duration::from_millis(1),
                 true,
-            ) {
-                Err(e)
-                    if e.kind() == std::io::ErrorKind::WouldBlock
-                        && start.elapsed() < Duration::from_secs(10) =>
-                {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                opened => break opened.unwrap(),
-            }
-        };
+            )
+        });
         let out = Mutex::new(std::io::stdout());
         std::thread::scope(|s| {
             for t in 0..16 {
