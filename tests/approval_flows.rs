@@ -182,6 +182,13 @@ fn fixture_with(
 }
 
 impl Fixture {
+    /// `ed` calls `edit` with the same arguments each time, with `token` or without (which
+    /// asks for one), over a client of its own.
+    async fn edit(&self, token: Option<&str>) -> CallToolResult {
+        let args = json!({"note": "n", "priority": "low"});
+        call(&self.connect(()).await, &self.ed, token, "edit", args).await
+    }
+
     fn ran(&self, tool: &str) -> usize {
         self.server
             .state()
@@ -512,49 +519,39 @@ async fn explicit_tokens_from_another_key_are_refused_and_rotation_keeps_old_one
     assert_eq!(code(&r), "approval_denied");
 }
 
+/// A fixture whose server seals approvals with `keys`.
+fn with_approval_keys(
+    (store, ed, eve): &(ApiKeyStore, String, String),
+    keys: ApprovalKeys,
+) -> Fixture {
+    fixture_with(store.clone(), ed.clone(), eve.clone(), move |b| {
+        b.approval_keys(keys)
+    })
+}
+
 #[tokio::test]
 async fn explicit_tokens_from_a_key_file_stay_single_use_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("approval.key");
-    let (store, ed, eve) = keys();
-    let start = || {
-        let keys = ApprovalKeys::load_or_create(&key_file).unwrap();
-        fixture_with(store.clone(), ed.clone(), eve.clone(), move |b| {
-            b.approval_keys(keys)
-        })
-    };
-    let args = json!({"note": "n", "priority": "low"});
+    let users = keys();
+    let start = || with_approval_keys(&users, ApprovalKeys::load_or_create(&key_file).unwrap());
     let before = start();
-    let token = token_of(&call(&before.connect(()).await, &ed, None, "edit", args.clone()).await);
-    let r = call(
-        &before.connect(()).await,
-        &ed,
-        Some(&token),
-        "edit",
-        args.clone(),
-    )
-    .await;
+    let token = token_of(&before.edit(None).await);
+    let r = before.edit(Some(&token)).await;
     assert_eq!(code(&r), "ok", "{}", text(&r));
     drop(before);
 
     // The same key file, a new process: the token still verifies, and was already used.
     let after = start();
-    let r = call(
-        &after.connect(()).await,
-        &ed,
-        Some(&token),
-        "edit",
-        args.clone(),
-    )
-    .await;
+    let r = after.edit(Some(&token)).await;
     assert_eq!(code(&r), "approval_denied");
     assert!(text(&r).contains("already used"), "{}", text(&r));
     assert_eq!(after.ran("edit"), 0);
     // An unused token from before the restart still runs once.
-    let unused = token_of(&call(&after.connect(()).await, &ed, None, "edit", args.clone()).await);
+    let unused = token_of(&after.edit(None).await);
     drop(after);
     let again = start();
-    let r = call(&again.connect(()).await, &ed, Some(&unused), "edit", args).await;
+    let r = again.edit(Some(&unused)).await;
     assert_eq!(code(&r), "ok", "{}", text(&r));
 }
 
@@ -564,35 +561,15 @@ async fn explicit_tokens_from_a_key_file_stay_single_use_while_another_process_s
     // each starting its own server) share `approval.key` and its journal.
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("approval.key");
-    let (store, ed, eve) = keys();
-    let start = || {
-        let keys = ApprovalKeys::load_or_create(&key_file).unwrap();
-        fixture_with(store.clone(), ed.clone(), eve.clone(), move |b| {
-            b.approval_keys(keys)
-        })
-    };
-    let args = json!({"note": "n", "priority": "low"});
+    let users = keys();
+    let start = || with_approval_keys(&users, ApprovalKeys::load_or_create(&key_file).unwrap());
     let first = start();
     let second = start();
-    let token = token_of(&call(&first.connect(()).await, &ed, None, "edit", args.clone()).await);
-    let r = call(
-        &first.connect(()).await,
-        &ed,
-        Some(&token),
-        "edit",
-        args.clone(),
-    )
-    .await;
+    let token = token_of(&first.edit(None).await);
+    let r = first.edit(Some(&token)).await;
     assert_eq!(code(&r), "ok", "{}", text(&r));
     // The other process refuses the token the first one redeemed.
-    let r = call(
-        &second.connect(()).await,
-        &ed,
-        Some(&token),
-        "edit",
-        args.clone(),
-    )
-    .await;
+    let r = second.edit(Some(&token)).await;
     assert_eq!(
         code(&r),
         "approval_denied",
@@ -603,7 +580,7 @@ async fn explicit_tokens_from_a_key_file_stay_single_use_while_another_process_s
     // recorded although the second one rewrote the journal when it started.
     drop((first, second));
     let again = start();
-    let r = call(&again.connect(()).await, &ed, Some(&token), "edit", args).await;
+    let r = again.edit(Some(&token)).await;
     assert_eq!(code(&r), "approval_denied", "replayed after a restart");
     assert_eq!(again.ran("edit"), 0);
 }
@@ -612,26 +589,16 @@ async fn explicit_tokens_from_a_key_file_stay_single_use_while_another_process_s
 async fn explicit_tokens_stay_single_use_across_servers_sharing_keys() {
     // One set of keys (from a secret store, not a file) given to two servers in one process,
     // e.g. one on stdio and one on HTTP.
-    let (store, ed, eve) = keys();
+    let users = keys();
     let shared = ApprovalKeys::new([5u8; 32]).unwrap();
-    let with_keys = |k: ApprovalKeys| {
-        fixture_with(store.clone(), ed.clone(), eve.clone(), move |b| {
-            b.approval_keys(k)
-        })
-    };
-    let (one, two) = (with_keys(shared.clone()), with_keys(shared));
-    let args = json!({"note": "n", "priority": "low"});
-    let token = token_of(&call(&one.connect(()).await, &ed, None, "edit", args.clone()).await);
-    let r = call(
-        &one.connect(()).await,
-        &ed,
-        Some(&token),
-        "edit",
-        args.clone(),
-    )
-    .await;
+    let (one, two) = (
+        with_approval_keys(&users, shared.clone()),
+        with_approval_keys(&users, shared),
+    );
+    let token = token_of(&one.edit(None).await);
+    let r = one.edit(Some(&token)).await;
     assert_eq!(code(&r), "ok", "{}", text(&r));
-    let r = call(&two.connect(()).await, &ed, Some(&token), "edit", args).await;
+    let r = two.edit(Some(&token)).await;
     assert_eq!(code(&r), "approval_denied", "replayed on the other server");
     assert_eq!(two.ran("edit"), 0);
 }
